@@ -1,0 +1,32 @@
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: venv run test lint bench clean
+
+venv: $(VENV)/.stamp-dev
+
+$(VENV)/.stamp-dev: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[all,dev]'
+	@touch $@
+
+run: venv
+	$(BIN)/turnout quickstart
+
+test:
+	bash scripts/ensure-system-deps.sh
+	$(MAKE) venv
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check src tests && $(BIN)/ruff format --check src tests && $(BIN)/mypy
+
+bench: venv
+	bash bench/run.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info .hypothesis
+	find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

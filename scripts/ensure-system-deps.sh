@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Make sure the system packages needed by the test suite and benchmarks exist.
+#
+# - PostgreSQL server binaries (initdb, pg_ctl): required by the `postgres`
+#   tests, which start a throwaway server of their own. The cluster that the
+#   Debian package creates automatically is not used.
+# - wrk: used by `make bench`; optional, a failed install only warns.
+#
+# Idempotent and quiet when everything is already present. When packages are
+# missing and cannot be installed (not root, no apt-get), this prints a
+# warning and exits 0; the test fixtures then skip (or fail under CI).
+set -uo pipefail
+
+warn() { printf 'ensure-system-deps: warning: %s\n' "$*" >&2; }
+
+have_pg_bins() {
+    local d
+    for d in /usr/lib/postgresql/*/bin; do
+        if [[ -x "$d/initdb" && -x "$d/pg_ctl" ]]; then
+            return 0
+        fi
+    done
+    command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1
+}
+
+can_apt() {
+    [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1
+}
+
+apt_updated=0
+# Run a command quietly; show its output only if it fails.
+quiet() {
+    local out rc=0
+    out="$("$@" 2>&1)" || rc=$?
+    if [[ $rc -ne 0 ]]; then
+        printf '%s\n' "$out" >&2
+    fi
+    return $rc
+}
+
+apt_install() {
+    if [[ $apt_updated -eq 0 ]]; then
+        quiet apt-get update -qq || return 1
+        apt_updated=1
+    fi
+    DEBIAN_FRONTEND=noninteractive quiet apt-get install -y -qq "$@"
+}
+
+if ! have_pg_bins; then
+    if can_apt; then
+        if ! apt_install postgresql; then
+            warn "failed to install postgresql with apt-get; PostgreSQL tests will be skipped"
+        elif ! have_pg_bins; then
+            warn "postgresql installed but initdb/pg_ctl still not found"
+        fi
+    else
+        warn "PostgreSQL server binaries (initdb, pg_ctl) not found and cannot install them" \
+            "(need root and apt-get). Install e.g. 'apt-get install postgresql' or set" \
+            "TURNOUT_PG_BIN to the directory holding initdb/pg_ctl."
+    fi
+fi
+
+if ! command -v wrk >/dev/null 2>&1; then
+    if can_apt; then
+        if ! apt_install wrk; then
+            warn "failed to install wrk; 'make bench' will not work"
+        fi
+    else
+        warn "wrk not found and cannot install it; 'make bench' will not work"
+    fi
+fi
+
+exit 0

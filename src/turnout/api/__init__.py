@@ -1,0 +1,1 @@
+"""The management REST API (`/api/v1`): a thin face over the service layer."""

@@ -1,0 +1,67 @@
+"""The FastAPI app for `/api/v1`, with every error mapped once to `{"error": ...}`."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from turnout import __version__
+from turnout.api import deployments, models, tokens
+from turnout.api.deps import Services
+from turnout.errors import TurnoutError
+
+API_PREFIX = "/api/v1"
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc if p not in ("body", "query", "path"))
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    problems = [f"{_location(tuple(e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5]]
+    return "invalid request: " + "; ".join(problems)
+
+
+def create_api(svc: Services) -> FastAPI:
+    api = FastAPI(
+        title="turnout management API",
+        version=__version__,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+        default_response_class=ORJSONResponse,
+    )
+    api.state.services = svc
+    for router in (models.router, deployments.router, tokens.router):
+        api.include_router(router, prefix=API_PREFIX)
+
+    @api.exception_handler(TurnoutError)
+    async def _turnout_error(_: Request, exc: TurnoutError) -> Response:
+        return ORJSONResponse({"error": exc.message}, status_code=exc.status)
+
+    @api.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> Response:
+        return ORJSONResponse({"error": _validation_message(exc)}, status_code=422)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        return ORJSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+
+    @api.exception_handler(Exception)
+    async def _bug(_: Request, exc: Exception) -> Response:
+        return ORJSONResponse(
+            {"error": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500
+        )
+
+    @api.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    @api.get(f"{API_PREFIX}/health", tags=["health"])
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    return api

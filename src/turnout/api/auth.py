@@ -1,0 +1,98 @@
+"""API tokens: hashed at rest, one role each, the first admin token written to a 0600 file."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from turnout.errors import Forbidden, Unauthorized
+from turnout.store import metadata as md
+from turnout.store.db import Database
+from turnout.store.records import TokenRecord, TokenRole
+
+TOKEN_PREFIX = "tnt_"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    name: str
+    role: TokenRole
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+class Tokens:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def authenticate(self, header: str | None) -> Principal:
+        if not header:
+            raise Unauthorized(
+                "missing token: send 'Authorization: Bearer <token>' "
+                "(the CLI reads TURNOUT_TOKEN or the local admin token file)"
+            )
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("the Authorization header must be 'Bearer <token>'")
+        with self.db.read() as conn:
+            record = md.find_token(conn, hash_token(token.strip()))
+        if record is None:
+            raise Unauthorized("invalid or revoked token")
+        return Principal(record.name, record.role)
+
+    @staticmethod
+    def authorize(principal: Principal, needed: TokenRole) -> None:
+        if not principal.role.allows(needed):
+            raise Forbidden(
+                f"token {principal.name!r} has role {principal.role.value}; "
+                f"this needs {needed.value}"
+            )
+
+    def create(self, name: str, role: TokenRole) -> tuple[str, TokenRecord]:
+        token = new_token()
+        with self.db.write() as conn:
+            record = md.insert_token(conn, name=name, role=role, token_hash=hash_token(token))
+            md.audit(conn, actor="admin", action="token.create", target=name, detail={"role": role})
+        return token, record
+
+    def list(self) -> list[TokenRecord]:
+        with self.db.read() as conn:
+            return md.list_tokens(conn)
+
+    def revoke(self, token_id: int, actor: str) -> None:
+        with self.db.write() as conn:
+            md.revoke_token(conn, token_id)
+            md.audit(conn, actor=actor, action="token.revoke", target=str(token_id), detail={})
+
+    def ensure_admin(self, path: Path) -> str:
+        """The admin token in `path`, creating it (and its DB row) on first start.
+
+        Several worker processes may start at once: a file lock makes one of them create it.
+        """
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with (path.parent / ".admin-token.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if path.is_file():
+                token = path.read_text().strip()
+                with self.db.read() as conn:
+                    if md.find_token(conn, hash_token(token)) is not None:
+                        return token
+            token = new_token()
+            with self.db.write() as conn:
+                md.insert_token(conn, name="admin", role=TokenRole.ADMIN, token_hash=hash_token(token))
+            partial = path.with_suffix(".partial")
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(token + "\n")
+            os.replace(partial, path)
+            return token

@@ -1,0 +1,44 @@
+"""What the routes need, handed in by the composition root; plus the auth dependency."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import Request
+
+from turnout.api.auth import Principal, Tokens
+from turnout.lifecycle.deployments import Deployments
+from turnout.registry.service import Registry
+from turnout.store.records import TokenRole
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    registry: Registry
+    deployments: Deployments
+    tokens: Tokens
+    upload_dir: Path
+    max_upload_bytes: int
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+def require(role: TokenRole) -> Callable[[Request], Principal]:
+    """A dependency that authenticates the caller and checks their role."""
+
+    def check(request: Request) -> Principal:
+        tokens = services(request).tokens
+        principal = tokens.authenticate(request.headers.get("authorization"))
+        tokens.authorize(principal, role)
+        return principal
+
+    return check
+
+
+viewer = require(TokenRole.VIEWER)
+deployer = require(TokenRole.DEPLOYER)
+admin = require(TokenRole.ADMIN)

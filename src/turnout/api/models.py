@@ -1,0 +1,135 @@
+"""`/api/v1/models`: register versions and read the registry."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, File, Form, UploadFile
+
+from turnout.api.auth import Principal
+from turnout.api.deps import Services, deployer, services, viewer
+from turnout.api.uploads import unpack
+from turnout.api.views import model_json, version_json
+from turnout.errors import BadRequest, PayloadTooLarge
+from turnout.registry.names import check_name
+from turnout.registry.service import NewVersion, scratch_dir
+from turnout.types import JSON
+
+router = APIRouter(prefix="/models", tags=["models"])
+
+
+@router.get("")
+def list_models(
+    svc: Annotated[Services, Depends(services)], _: Annotated[Principal, Depends(viewer)]
+) -> list[dict[str, JSON]]:
+    return [model_json(m, n, latest) for m, n, latest in svc.registry.list_models()]
+
+
+@router.get("/{name}")
+def show_model(
+    name: str, svc: Annotated[Services, Depends(services)], _: Annotated[Principal, Depends(viewer)]
+) -> dict[str, JSON]:
+    versions = svc.registry.list_versions(name)
+    model = svc.registry.get_model(name)
+    body = model_json(model, len(versions), versions[-1].version if versions else None)
+    body["version_list"] = [version_json(v) for v in versions]
+    return body
+
+
+@router.get("/{name}/versions/{version}")
+def show_version(
+    name: str,
+    version: int,
+    svc: Annotated[Services, Depends(services)],
+    _: Annotated[Principal, Depends(viewer)],
+) -> dict[str, JSON]:
+    return version_json(svc.registry.get_version(name, version))
+
+
+@router.get("/{name}/versions/{version}/lineage")
+def version_lineage(
+    name: str,
+    version: int,
+    svc: Annotated[Services, Depends(services)],
+    _: Annotated[Principal, Depends(viewer)],
+) -> list[dict[str, JSON]]:
+    return [version_json(v) for v in svc.registry.lineage(name, version)]
+
+
+def _metadata(raw: str) -> dict[str, Any]:
+    try:
+        meta = orjson.loads(raw or "{}")
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"'metadata' is not valid JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise BadRequest("'metadata' must be a JSON object")
+    for key in ("metrics", "params", "tags"):
+        if not isinstance(meta.get(key, {}), dict):
+            raise BadRequest(f"metadata.{key} must be an object")
+    for key, value in meta.get("metrics", {}).items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise BadRequest(f"metric {key!r} must be a number, got {value!r}")
+    return meta
+
+
+def _save(upload: UploadFile, dest: Path, limit: int) -> Path:
+    size = 0
+    with dest.open("wb") as out:
+        while chunk := upload.file.read(1 << 20):
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"upload over {limit} bytes")
+            out.write(chunk)
+    return dest
+
+
+@router.post("/{name}/versions", status_code=201)
+def register_version(
+    name: str,
+    svc: Annotated[Services, Depends(services)],
+    who: Annotated[Principal, Depends(deployer)],
+    artifact: Annotated[UploadFile, File(description="tar archive of the model file or folder")],
+    flavor: Annotated[str, Form()],
+    metadata: Annotated[str, Form()] = "{}",
+    training_data: Annotated[UploadFile | None, File()] = None,
+) -> dict[str, JSON]:
+    """Register a new version from an uploaded tar of its file (kind=file) or folder."""
+    check_name(name, "model")
+    meta = _metadata(metadata)
+    workdir = scratch_dir(svc.upload_dir)
+    try:
+        archive = _save(artifact, workdir / "artifact.tar", svc.max_upload_bytes)
+        files_dir = workdir / "files"
+        with archive.open("rb") as fh:
+            written = unpack(fh, files_dir)
+        if meta.get("kind", "dir") == "file":
+            if len(written) != 1:
+                raise BadRequest("kind=file needs an archive with exactly one file")
+            source = written[0]
+        else:
+            source = files_dir
+        data_path = None
+        if training_data is not None and training_data.filename:
+            data_name = Path(training_data.filename).name or "training.csv"
+            data_path = _save(training_data, workdir / data_name, svc.max_upload_bytes)
+        record = svc.registry.register(
+            NewVersion(
+                model=name,
+                source=source,
+                flavor=flavor,
+                metrics=meta.get("metrics", {}),
+                params=meta.get("params", {}),
+                tags=meta.get("tags", {}),
+                description=str(meta.get("description", "")),
+                training_data=data_path,
+                target=meta.get("target"),
+                parent_version=meta.get("parent_version"),
+                actor=who.name,
+            )
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return version_json(record)

@@ -1,0 +1,81 @@
+"""Records as the JSON the API returns (and the CLI prints with --json)."""
+
+from __future__ import annotations
+
+from turnout.lifecycle.deployments import DeploymentView
+from turnout.store.records import ModelRecord, RevisionRecord, TokenRecord, VersionRecord
+from turnout.types import JSON
+
+
+def model_json(model: ModelRecord, n_versions: int, latest: int | None) -> dict[str, JSON]:
+    return {
+        "name": model.name,
+        "description": model.description,
+        "versions": n_versions,
+        "latest_version": latest,
+        "created_at": model.created_at.isoformat(),
+    }
+
+
+def version_json(record: VersionRecord) -> dict[str, JSON]:
+    return {
+        "model": record.model,
+        "version": record.version,
+        "ref": record.ref,
+        "flavor": record.flavor,
+        "description": record.description,
+        "files": record.artifact.to_dict()["files"],
+        "artifact_kind": record.artifact.kind,
+        "size_bytes": record.artifact.size,
+        "signature": record.signature,
+        "metrics": record.metrics,
+        "params": record.params,
+        "tags": record.tags,
+        "training": record.training,
+        "parent_version": record.parent_version,
+        "lineage": record.lineage,
+        "created_by": record.created_by,
+        "created_at": record.created_at.isoformat(),
+    }
+
+
+def revision_json(revision: RevisionRecord) -> dict[str, JSON]:
+    return {
+        "revision": revision.revision,
+        "config": revision.config.to_dict(),
+        "reason": revision.reason,
+        "created_by": revision.created_by,
+        "created_at": revision.created_at.isoformat(),
+    }
+
+
+def deployment_json(view: DeploymentView) -> dict[str, JSON]:
+    config = view.revision.config
+    return {
+        "name": view.deployment.name,
+        "model": view.deployment.model,
+        "champion": config.champion,
+        "revision": view.revision.revision,
+        "timeout_ms": config.timeout_ms,
+        "failover": config.failover,
+        "fallback": config.fallback if config.has_fallback else None,
+        "challengers": {str(k): v for k, v in config.challengers.items()},
+        "shadows": {str(k): v for k, v in config.shadows.items()},
+        "config": config.to_dict(),
+        "created_at": view.deployment.created_at.isoformat(),
+        "updated_at": view.deployment.updated_at.isoformat(),
+        "endpoints": {
+            "oip": f"/v2/models/{view.deployment.name}/infer",
+            "native": f"/v1/deployments/{view.deployment.name}/predict",
+        },
+    }
+
+
+def token_json(record: TokenRecord) -> dict[str, JSON]:
+    return {
+        "id": record.id,
+        "name": record.name,
+        "role": record.role.value,
+        "created_at": record.created_at.isoformat(),
+        "revoked_at": record.revoked_at.isoformat() if record.revoked_at else None,
+    }

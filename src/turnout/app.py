@@ -1,0 +1,134 @@
+"""The composition root: builds stores, services, the gateway and the API from settings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from typing import Any
+
+from fastapi import FastAPI
+
+from turnout.api.app import create_api
+from turnout.api.auth import Tokens
+from turnout.api.deps import Services
+from turnout.gateway.app import Gateway, Receive, Scope, Send
+from turnout.gateway.pool import ModelPool
+from turnout.gateway.runner import InProcessRunner
+from turnout.gateway.table import RoutingTable
+from turnout.lifecycle.deployments import Deployments
+from turnout.registry.servable import Servable
+from turnout.registry.service import Registry
+from turnout.settings import Settings
+from turnout.store import metadata as md
+from turnout.store.artifacts import open_artifact_store
+from turnout.store.db import Database
+
+log = logging.getLogger("turnout")
+
+MAX_BODY_BYTES = 64 << 20
+MAX_UPLOAD_BYTES = 4 << 30
+
+
+class TurnoutApp:
+    """One ASGI app per worker: prediction paths go to the gateway, the rest to the API."""
+
+    def __init__(self, *, gateway: Gateway, api: FastAPI, table: RoutingTable, db: Database, runner: InProcessRunner) -> None:
+        self.gateway = gateway
+        self.api = api
+        self.table = table
+        self.db = db
+        self.runner = runner
+        self._refresher: asyncio.Task[None] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if path.startswith(("/v2/", "/v1/")) or path == "/v2":
+                await self.gateway(scope, receive, send)
+                return
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        await self.api(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def start(self) -> None:
+        try:
+            await self.table.refresh(force=True)
+        except Exception:  # serve health and the API even if a model cannot load yet
+            log.exception("initial routing load failed")
+        self._refresher = asyncio.create_task(self.table.run())
+
+    async def stop(self) -> None:
+        self.gateway.accepting = False
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+        self.runner.close()
+        self.db.dispose()
+
+
+def create_app(settings: Settings) -> TurnoutApp:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    db = Database.from_url(settings.db_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    db.migrate()
+    artifacts = open_artifact_store(settings.artifacts)
+    registry = Registry(
+        db,
+        artifacts,
+        work_dir=settings.cache_dir / "load" / str(os.getpid()),
+        allow_pickle=settings.allow_pickle,
+    )
+    tokens = Tokens(db)
+    tokens.ensure_admin(settings.admin_token_file)
+
+    def load(model: str, version: int) -> Servable:
+        return registry.load(registry.get_version(model, version))
+
+    def fingerprint() -> Any:
+        with db.read() as conn:
+            return md.routing_fingerprint(conn)
+
+    def snapshot() -> list[Any]:
+        with db.read() as conn:
+            return md.active_revisions(conn)
+
+    def versions_of(model: str) -> list[int]:
+        return [v.version for v in registry.list_versions(model)]
+
+    pool = ModelPool(load)
+    table = RoutingTable(
+        pool,
+        fingerprint=fingerprint,
+        snapshot=snapshot,
+        interval_s=settings.refresh_interval_ms / 1000,
+    )
+    runner = InProcessRunner(settings.predict_threads)
+    gateway = Gateway(table, pool, runner, max_body_bytes=MAX_BODY_BYTES, versions_of=versions_of)
+    services = Services(
+        registry=registry,
+        deployments=Deployments(db, registry),
+        tokens=tokens,
+        upload_dir=settings.home / "tmp",
+        max_upload_bytes=MAX_UPLOAD_BYTES,
+    )
+    return TurnoutApp(gateway=gateway, api=create_api(services), table=table, db=db, runner=runner)
+
+
+def create_app_from_env() -> TurnoutApp:
+    """Factory for uvicorn worker processes: settings come from TURNOUT_* variables."""
+    logging.basicConfig(level=os.environ.get("TURNOUT_LOG_LEVEL", "WARNING").upper())
+    return create_app(Settings())

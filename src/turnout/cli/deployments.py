@@ -1,0 +1,107 @@
+"""`turnout deployments ...`: stable endpoints and their revisions."""
+
+from __future__ import annotations
+
+import orjson
+import typer
+
+from turnout.cli.output import JsonOption, pairs, print_json, table
+from turnout.client import _UNSET, Client
+from turnout.types import JSON
+
+app = typer.Typer(help="Create deployments and read their state and history.", no_args_is_help=True)
+
+
+def _fallback(text: str | None) -> JSON:
+    if text is None:
+        return _UNSET
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise typer.BadParameter(f"--fallback must be JSON (e.g. 0 or '\"unknown\"'): {exc}") from None
+
+
+@app.command()
+def create(
+    name: str = typer.Argument(..., help="Deployment name, e.g. churn-prod."),
+    model: str = typer.Option(..., help="Model name."),
+    version: int = typer.Option(None, help="Champion version (default: latest)."),
+    timeout_ms: int = typer.Option(None, help="Request deadline in milliseconds."),
+    fallback: str = typer.Option(None, help="JSON value returned per row when no model answers."),
+    failover: int = typer.Option(None, help="Version that answers when the champion fails."),
+    json: bool = JsonOption,
+) -> None:
+    """Create a deployment serving MODEL:VERSION behind a stable name."""
+    with Client() as client:
+        data = client.create_deployment(
+            name,
+            model=model,
+            version=version,
+            timeout_ms=timeout_ms,
+            failover=failover,
+            fallback=_fallback(fallback),
+        )
+    if json:
+        print_json(data)
+        return
+    typer.echo(
+        f"deployment {data['name']} serves {data['model']}:{data['champion']} "
+        f"(revision {data['revision']})\n"
+        f"  OIP:    POST {client.url}{data['endpoints']['oip']}\n"
+        f"  native: POST {client.url}{data['endpoints']['native']}"
+    )
+
+
+@app.command("list")
+def list_deployments(json: bool = JsonOption) -> None:
+    """List deployments and what serves behind them."""
+    with Client() as client:
+        data = client.list_deployments()
+    if json:
+        print_json(data)
+        return
+    rows = [
+        (d["name"], d["model"], d["champion"], d["revision"], d["timeout_ms"], d["updated_at"])
+        for d in data
+    ]
+    table("deployments", ["name", "model", "champion", "revision", "timeout ms", "updated"], rows)
+
+
+@app.command()
+def show(name: str, json: bool = JsonOption) -> None:
+    """Show a deployment's active revision."""
+    with Client() as client:
+        data = client.show_deployment(name)
+    if json:
+        print_json(data)
+        return
+    pairs(
+        f"deployment {name}",
+        [
+            ("model", data["model"]),
+            ("champion", data["champion"]),
+            ("revision", data["revision"]),
+            ("timeout ms", data["timeout_ms"]),
+            ("failover", data["failover"]),
+            ("fallback", data["fallback"]),
+            ("challengers", data["challengers"]),
+            ("shadows", data["shadows"]),
+            ("OIP endpoint", data["endpoints"]["oip"]),
+            ("native endpoint", data["endpoints"]["native"]),
+        ],
+    )
+
+
+@app.command()
+def history(name: str, json: bool = JsonOption) -> None:
+    """List every revision of a deployment, oldest first."""
+    with Client() as client:
+        data = client.history(name)
+    if json:
+        print_json(data)
+        return
+    rows = [
+        (r["revision"], r["config"]["champion"], r["reason"], r["created_by"], r["created_at"])
+        for r in data
+    ]
+    table(f"history of {name}", ["revision", "champion", "reason", "by", "at"], rows)

@@ -1,0 +1,32 @@
+"""The `turnout` entry point: wires the verb groups and turns errors into clean messages."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from turnout.cli import deployments, models, quickstart, serve, tokens
+from turnout.cli.output import errors
+from turnout.errors import TurnoutError
+
+app = typer.Typer(
+    name="turnout",
+    help="Production ML model lifecycle management.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command()(serve.serve)
+app.command()(quickstart.quickstart)
+app.add_typer(models.app, name="models")
+app.add_typer(deployments.app, name="deployments")
+app.add_typer(tokens.app, name="tokens")
+
+
+def main() -> None:
+    try:
+        app()
+    except TurnoutError as exc:
+        errors.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        sys.exit(1)

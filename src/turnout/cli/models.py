@@ -1,0 +1,128 @@
+"""`turnout models ...`: register versions and read the registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from turnout.cli.output import JsonOption, kv, pairs, print_json, table
+from turnout.client import Client
+from turnout.registry.names import parse_ref
+
+app = typer.Typer(help="Register model versions and read the registry.", no_args_is_help=True)
+
+
+def _metrics(values: list[str]) -> dict[str, float]:
+    parsed = {}
+    for key, value in kv(values, "--metric").items():
+        try:
+            parsed[key] = float(value)
+        except ValueError:
+            raise typer.BadParameter(f"metric {key}={value!r} is not a number") from None
+    return parsed
+
+
+@app.command()
+def register(
+    name: str = typer.Argument(..., help="Model name, e.g. churn."),
+    path: Path = typer.Argument(..., help="Model file or folder."),
+    flavor: str = typer.Option(..., help="sklearn, onnx, xgboost, lightgbm, mlflow or python."),
+    metric: list[str] = typer.Option([], help="Training metric k=v (repeatable)."),
+    param: list[str] = typer.Option([], help="Training parameter k=v (repeatable)."),
+    tag: list[str] = typer.Option([], help="Tag k=v (repeatable)."),
+    description: str = typer.Option("", help="Free-text description."),
+    training_data: Path = typer.Option(None, help="CSV/Parquet training data (baseline stats)."),
+    target: str = typer.Option(None, help="Target column in the training data."),
+    parent: int = typer.Option(None, help="Parent version (lineage)."),
+    json: bool = JsonOption,
+) -> None:
+    """Register a new immutable version of NAME from PATH."""
+    with Client() as client:
+        record = client.register(
+            name,
+            path,
+            flavor=flavor,
+            metrics=_metrics(metric),
+            params=kv(param, "--param"),
+            tags=kv(tag, "--tag"),
+            description=description,
+            training_data=training_data,
+            target=target,
+            parent_version=parent,
+        )
+    if json:
+        print_json(record)
+        return
+    typer.echo(f"registered {record['ref']} ({record['flavor']}, {record['size_bytes']} bytes)")
+
+
+@app.command("list")
+def list_models(json: bool = JsonOption) -> None:
+    """List models with their number of versions."""
+    with Client() as client:
+        models = client.list_models()
+    if json:
+        print_json(models)
+        return
+    rows = [(m["name"], m["versions"], m["latest_version"], m["created_at"]) for m in models]
+    table("models", ["name", "versions", "latest", "created"], rows)
+
+
+@app.command()
+def show(
+    ref: str = typer.Argument(..., help="NAME or NAME:VERSION."),
+    lineage: bool = typer.Option(False, "--lineage", help="Show the version's ancestors."),
+    json: bool = JsonOption,
+) -> None:
+    """Show a model's versions, or one version in full."""
+    name, version = parse_ref(ref)
+    with Client() as client:
+        if version is None:
+            data = client.show_model(name)
+        elif lineage:
+            data = client.lineage(name, version)
+        else:
+            data = client.show_version(name, version)
+    if json:
+        print_json(data)
+        return
+    if version is None:
+        rows = [
+            (v["version"], v["flavor"], _short(v["metrics"]), v["created_by"], v["created_at"])
+            for v in data["version_list"]
+        ]
+        table(f"model {name}", ["version", "flavor", "metrics", "by", "created"], rows)
+    elif lineage:
+        rows = [(v["ref"], v["parent_version"], v["lineage"], v["created_at"]) for v in data]
+        table(f"lineage of {ref}", ["version", "parent", "lineage", "created"], rows)
+    else:
+        _show_version(data)
+
+
+def _short(values: dict[str, object]) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+
+
+def _show_version(data: dict[str, object]) -> None:
+    signature = data["signature"]
+    assert isinstance(signature, dict)
+    training = data.get("training") or {}
+    assert isinstance(training, dict)
+    pairs(
+        f"version {data['ref']}",
+        [
+            ("flavor", data["flavor"]),
+            ("description", data["description"]),
+            ("files", ", ".join(f"{f['path']} ({f['sha256'][:12]})" for f in data["files"])),  # type: ignore[attr-defined]
+            ("inputs", f"{len(signature['inputs'])} columns"),
+            ("classes", signature.get("classes")),
+            ("metrics", data["metrics"]),
+            ("params", data["params"]),
+            ("tags", data["tags"]),
+            ("training rows", training.get("rows")),
+            ("data fingerprint", training.get("fingerprint")),
+            ("parent version", data["parent_version"]),
+            ("created", f"{data['created_at']} by {data['created_by']}"),
+        ],
+    )

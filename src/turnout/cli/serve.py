@@ -1,0 +1,61 @@
+"""`turnout serve`: run the gateway and management API with uvicorn."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+import uvicorn
+
+from turnout.api.auth import Tokens
+from turnout.cli.output import console
+from turnout.settings import Settings
+from turnout.store.db import Database
+
+
+def prepare(settings: Settings) -> str:
+    """Migrate the DB and make the admin token once, before any worker starts."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    db = Database.from_url(settings.db_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    try:
+        db.migrate()
+        return Tokens(db).ensure_admin(settings.admin_token_file)
+    finally:
+        db.dispose()
+
+
+def serve(
+    host: str = typer.Option(None, help="Interface to bind (default 127.0.0.1)."),
+    port: int = typer.Option(None, help="TCP port (default 8700)."),
+    workers: int = typer.Option(None, help="Gateway worker processes (default 1)."),
+    home: Path = typer.Option(None, help="State folder (default ~/.turnout or TURNOUT_HOME)."),
+    log_level: str = typer.Option("warning", help="uvicorn log level."),
+) -> None:
+    """Serve predictions (OIP v2, native JSON) and the management API on one port."""
+    overrides = {"host": host, "port": port, "workers": workers, "home": home}
+    for key, value in overrides.items():
+        if value is not None:
+            os.environ[f"TURNOUT_{key.upper()}"] = str(value)
+    settings = Settings()
+    if settings.workers < 1:
+        raise typer.BadParameter("--workers must be at least 1")
+    prepare(settings)
+    os.environ["TURNOUT_HOME"] = str(settings.home)
+    console.print(
+        f"turnout serving on http://{settings.host}:{settings.port} "
+        f"({settings.workers} worker{'s' if settings.workers > 1 else ''}); "
+        f"home {settings.home}; admin token in {settings.admin_token_file}"
+    )
+    uvicorn.run(
+        "turnout.app:create_app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )

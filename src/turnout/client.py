@@ -1,0 +1,206 @@
+"""The Python SDK: `turnout.Client(url, token)`, the same verbs as the CLI, over HTTP."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from turnout.errors import TurnoutError
+from turnout.settings import Settings
+from turnout.types import JSON
+
+_UNSET: Any = object()
+
+
+class ApiError(TurnoutError):
+    """The server answered with an error; `status` is its HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = HTTPStatus(status)
+
+
+class ServerUnreachable(TurnoutError):
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+def discover_token(settings: Settings) -> str | None:
+    """TURNOUT_TOKEN, else the admin token a local server wrote in TURNOUT_HOME."""
+    if settings.token:
+        return settings.token
+    path = settings.admin_token_file
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def pack(path: Path) -> bytes:
+    """A file or folder as a gzipped tar, paths relative to it."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as tar:
+        if path.is_file():
+            tar.add(path, arcname=path.name)
+        else:
+            for item in sorted(path.rglob("*")):
+                if item.is_file() and "__pycache__" not in item.parts:
+                    tar.add(item, arcname=item.relative_to(path).as_posix())
+    return buffer.getvalue()
+
+
+class Client:
+    def __init__(
+        self, url: str | None = None, token: str | None = None, *, timeout_s: float = 120.0
+    ) -> None:
+        settings = Settings()
+        self.url = (url or settings.server_url).rstrip("/")
+        self.token = token or discover_token(settings)
+        headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(
+                f"cannot reach turnout at {self.url} ({exc}); is 'turnout serve' running? "
+                "Set TURNOUT_URL to point elsewhere."
+            ) from exc
+        if response.status_code >= 400:
+            try:
+                message = response.json().get("error", response.text)
+            except ValueError:
+                message = response.text or response.reason_phrase
+            raise ApiError(response.status_code, str(message))
+        if response.status_code == HTTPStatus.NO_CONTENT or not response.content:
+            return None
+        return response.json()
+
+    # -- server -----------------------------------------------------------------------------
+
+    def health(self) -> JSON:
+        return self._call("GET", "/api/v1/health")
+
+    def ready(self) -> bool:
+        try:
+            return bool(self._http.get("/v2/health/ready").status_code == HTTPStatus.OK)
+        except httpx.TransportError:
+            return False
+
+    def whoami(self) -> JSON:
+        return self._call("GET", "/api/v1/whoami")
+
+    # -- models -----------------------------------------------------------------------------
+
+    def register(
+        self,
+        name: str,
+        path: str | Path,
+        *,
+        flavor: str,
+        metrics: dict[str, float] | None = None,
+        params: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None,
+        description: str = "",
+        training_data: str | Path | None = None,
+        target: str | None = None,
+        parent_version: int | None = None,
+    ) -> JSON:
+        source = Path(path)
+        if not source.exists():
+            raise TurnoutError(f"{source} does not exist")
+        meta = {
+            "kind": "file" if source.is_file() else "dir",
+            "metrics": metrics or {},
+            "params": params or {},
+            "tags": tags or {},
+            "description": description,
+            "target": target,
+            "parent_version": parent_version,
+        }
+        files: dict[str, Any] = {"artifact": ("artifact.tar.gz", pack(source), "application/gzip")}
+        if training_data is not None:
+            data = Path(training_data)
+            if not data.is_file():
+                raise TurnoutError(f"training data {data} is not a file")
+            files["training_data"] = (data.name, data.read_bytes(), "application/octet-stream")
+        form = {"flavor": flavor, "metadata": orjson.dumps(meta).decode()}
+        return self._call("POST", f"/api/v1/models/{name}/versions", data=form, files=files)
+
+    def list_models(self) -> JSON:
+        return self._call("GET", "/api/v1/models")
+
+    def show_model(self, name: str) -> JSON:
+        return self._call("GET", f"/api/v1/models/{name}")
+
+    def show_version(self, name: str, version: int) -> JSON:
+        return self._call("GET", f"/api/v1/models/{name}/versions/{version}")
+
+    def lineage(self, name: str, version: int) -> JSON:
+        return self._call("GET", f"/api/v1/models/{name}/versions/{version}/lineage")
+
+    # -- deployments ------------------------------------------------------------------------
+
+    def create_deployment(
+        self,
+        name: str,
+        *,
+        model: str,
+        version: int | None = None,
+        timeout_ms: int | None = None,
+        failover: int | None = None,
+        fallback: JSON = _UNSET,
+    ) -> JSON:
+        body: dict[str, JSON] = {"name": name, "model": model, "version": version}
+        if timeout_ms is not None:
+            body["timeout_ms"] = timeout_ms
+        if failover is not None:
+            body["failover"] = failover
+        if fallback is not _UNSET:
+            body["fallback"] = fallback
+        return self._call("POST", "/api/v1/deployments", json=body)
+
+    def list_deployments(self) -> JSON:
+        return self._call("GET", "/api/v1/deployments")
+
+    def show_deployment(self, name: str) -> JSON:
+        return self._call("GET", f"/api/v1/deployments/{name}")
+
+    def history(self, name: str) -> JSON:
+        return self._call("GET", f"/api/v1/deployments/{name}/history")
+
+    # -- predictions ------------------------------------------------------------------------
+
+    def predict(self, deployment: str, instances: list[Any]) -> JSON:
+        """Native JSON prediction: rows (lists) or records (dicts)."""
+        return self._call("POST", f"/v1/deployments/{deployment}/predict", json={"instances": instances})
+
+    def infer(self, deployment: str, request: dict[str, Any], *, version: int | None = None) -> JSON:
+        """A raw Open Inference Protocol v2 request."""
+        path = f"/v2/models/{deployment}"
+        if version is not None:
+            path += f"/versions/{version}"
+        return self._call("POST", path + "/infer", json=request)
+
+    # -- tokens -----------------------------------------------------------------------------
+
+    def create_token(self, name: str, role: str) -> JSON:
+        return self._call("POST", "/api/v1/tokens", json={"name": name, "role": role})
+
+    def list_tokens(self) -> JSON:
+        return self._call("GET", "/api/v1/tokens")

@@ -1,0 +1,1 @@
+"""The data plane: a lean ASGI app that routes prediction requests to loaded versions."""

@@ -1,0 +1,278 @@
+"""The prediction API as a plain ASGI app: OIP v2 under `/v2`, native JSON under `/v1`.
+
+Kept free of a web framework on purpose: this is the hot path, and each request does
+only decode -> route -> predict -> encode.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from turnout import __version__
+from turnout.errors import BadRequest, ModelUnavailable, NotFound, PayloadTooLarge, TurnoutError
+from turnout.gateway import codec
+from turnout.gateway.pool import ModelPool
+from turnout.gateway.runner import InProcessRunner
+from turnout.gateway.table import Route, RoutingTable
+from turnout.registry.flavors import Prediction
+from turnout.registry.servable import Servable
+from turnout.store.records import Role
+from turnout.types import JSON, Array
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+JSON_HEADER = (b"content-type", b"application/json")
+SERVER_EXTENSIONS: list[str] = []
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A prediction plus who gave it, ready to encode in either protocol."""
+
+    prediction: Prediction
+    servable: Servable
+    role: Role
+    revision: int
+    request_id: str
+    prediction_ids: list[str]
+
+
+Reply = tuple[int, bytes, list[tuple[bytes, bytes]]]
+
+
+def _response(status: int, body: JSON, headers: list[tuple[bytes, bytes]] | None = None) -> Reply:
+    payload = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+    length = (b"content-length", str(len(payload)).encode())
+    return status, payload, [JSON_HEADER, length, *(headers or [])]
+
+
+class Gateway:
+    """Serves predictions from the routing table; errors become `{"error": ...}`."""
+
+    def __init__(
+        self,
+        table: RoutingTable,
+        pool: ModelPool,
+        runner: InProcessRunner,
+        *,
+        max_body_bytes: int,
+        versions_of: Callable[[str], list[int]],
+    ) -> None:
+        self.table = table
+        self.pool = pool
+        self.runner = runner
+        self.max_body_bytes = max_body_bytes
+        self.versions_of = versions_of
+        self.accepting = True
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            status, body, headers = await self._dispatch(scope, receive)
+        except TurnoutError as exc:
+            status, body, headers = _response(exc.status, {"error": exc.message})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _dispatch(self, scope: Scope, receive: Receive) -> Reply:
+        method = scope["method"]
+        parts = scope["path"].strip("/").split("/")
+        if parts[0] == "v1":
+            if len(parts) == 4 and parts[1] == "deployments" and parts[3] == "predict":
+                self._only(method, "POST")
+                return await self._native(parts[2], await self._body(receive))
+            raise NotFound(f"no route {scope['path']}")
+        return await self._oip(method, parts[1:], receive, scope["path"])
+
+    async def _oip(self, method: str, parts: list[str], receive: Receive, path: str) -> Reply:
+        if not parts or parts == [""]:
+            self._only(method, "GET")
+            return _response(200, {"name": "turnout", "version": __version__, "extensions": SERVER_EXTENSIONS})
+        if parts[0] == "health" and len(parts) == 2 and parts[1] in ("live", "ready"):
+            self._only(method, "GET")
+            ready = parts[1] == "live" or (self.table.ready and self.accepting)
+            return _response(200 if ready else 503, {parts[1]: ready} if ready else {"error": "not ready"})
+        if parts[0] != "models" or len(parts) < 2:
+            raise NotFound(f"no route {path}")
+        name, rest = parts[1], parts[2:]
+        version: int | None = None
+        if len(rest) >= 2 and rest[0] == "versions":
+            version = _version_number(rest[1])
+            rest = rest[2:]
+        if rest == []:
+            self._only(method, "GET")
+            return _response(200, await self._metadata(name, version))
+        if rest == ["ready"]:
+            self._only(method, "GET")
+            return await self._model_ready(name, version)
+        if rest == ["infer"]:
+            self._only(method, "POST")
+            return await self._infer(name, version, await self._body(receive))
+        raise NotFound(f"no route {path}")
+
+    @staticmethod
+    def _only(method: str, allowed: str) -> None:
+        if method != allowed:
+            raise MethodNotAllowed(f"method {method} not allowed here; use {allowed}")
+
+    async def _body(self, receive: Receive) -> Any:
+        chunks = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise BadRequest("client disconnected")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise PayloadTooLarge(f"request body over {self.max_body_bytes} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        raw = b"".join(chunks)
+        if not raw:
+            raise BadRequest("empty request body; send a JSON object")
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"malformed JSON: {exc}") from None
+
+    # -- routing ---------------------------------------------------------------------------
+
+    async def _route(self, name: str) -> Route:
+        route = await self.table.lookup(name)
+        if route is None:
+            raise NotFound(f"deployment {name!r} not found")
+        return route
+
+    async def _servable(self, route: Route, version: int | None) -> tuple[Servable, Role]:
+        if version is None:
+            return await self._load(route.model, route.config.champion), Role.CHAMPION
+        if version not in self.versions_of(route.model):
+            raise NotFound(f"version {version} of model {route.model!r} not found")
+        role = Role.CHAMPION if version == route.config.champion else Role.CHALLENGER
+        return await self._load(route.model, version), role
+
+    async def _load(self, model: str, version: int) -> Servable:
+        try:
+            return await self.pool.get(model, version)
+        except TurnoutError as exc:
+            raise ModelUnavailable(f"version {model}:{version} cannot be loaded: {exc.message}") from exc
+
+    async def _answer(self, route: Route, version: int | None, decode: Callable[[Servable], Array], request_id: str | None) -> Answer:
+        if request_id is not None and not _printable_id(request_id):
+            raise BadRequest("'id' must be 1-128 printable ASCII characters")
+        servable, role = await self._servable(route, version)
+        rows = decode(servable)
+        prediction = await self.runner.predict(servable, rows)
+        base = request_id or uuid.uuid4().hex
+        ids = [base] if len(rows) == 1 else [f"{base}-{i}" for i in range(len(rows))]
+        return Answer(prediction, servable, role, route.revision, base, ids)
+
+    # -- protocols ---------------------------------------------------------------------------
+
+    async def _infer(self, name: str, version: int | None, request: Any) -> Reply:
+        route = await self._route(name)
+        fields: dict[str, Any] = {}
+
+        def decode(servable: Servable) -> Array:
+            rows, parsed = codec.decode_oip(request, servable.signature)
+            fields.update(parsed)
+            return rows
+
+        request_id = request.get("id") if isinstance(request, dict) else None
+        if request_id is not None and not isinstance(request_id, str):
+            raise BadRequest("'id' must be a string")
+        wanted = codec.requested_outputs(request) if isinstance(request, dict) else None
+        answer = await self._answer(route, version, decode, request_id)
+        body = {
+            "model_name": name,
+            "model_version": str(answer.servable.version),
+            "id": answer.request_id,
+            "parameters": {
+                "prediction_ids": answer.prediction_ids,
+                "revision": answer.revision,
+                "role": answer.role.value,
+            },
+            "outputs": codec.encode_oip_outputs(answer.prediction, wanted),
+        }
+        return _response(200, body, _headers(answer))
+
+    async def _native(self, name: str, request: Any) -> Reply:
+        route = await self._route(name)
+        answer = await self._answer(route, None, lambda s: codec.decode_native(request, s.signature), None)
+        body = codec.encode_native(answer.prediction)
+        body["prediction_ids"] = answer.prediction_ids
+        body["model_version"] = answer.servable.version
+        body["revision"] = answer.revision
+        return _response(200, body, _headers(answer))
+
+    async def _metadata(self, name: str, version: int | None) -> dict[str, JSON]:
+        route = await self._route(name)
+        servable, _ = await self._servable(route, version)
+        signature = servable.signature
+        outputs: list[dict[str, JSON]] = [
+            {"name": "predict", "datatype": signature.output_dtype.value, "shape": [-1]}
+        ]
+        if signature.classes is not None:
+            outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(signature.classes)]})
+        served = sorted(route.config.versions()) if version is None else [version]
+        return {
+            "name": name,
+            "versions": [str(v) for v in served],
+            "platform": servable.record.flavor,
+            "inputs": [
+                {"name": "input-0", "datatype": signature.input_dtype.value, "shape": [-1, signature.n_features]}
+            ],
+            "outputs": outputs,
+            "parameters": {
+                "model": route.model,
+                "champion": str(route.config.champion),
+                "revision": route.revision,
+                "columns": [{"name": c.name, "datatype": c.dtype.value, "shape": [-1]} for c in signature.columns] if signature.named else [],
+                "classes": list(signature.classes) if signature.classes is not None else None,
+            },
+        }
+
+    async def _model_ready(self, name: str, version: int | None) -> Reply:
+        route = await self._route(name)
+        wanted = route.config.champion if version is None else version
+        if version is not None and version not in self.versions_of(route.model):
+            raise NotFound(f"version {version} of model {route.model!r} not found")
+        ready = self.pool.peek(route.model, wanted) is not None
+        if not ready:
+            try:
+                await self._load(route.model, wanted)
+                ready = True
+            except ModelUnavailable as exc:
+                return _response(503, {"error": exc.message})
+        return _response(200, {"name": name, "ready": ready})
+
+
+class MethodNotAllowed(TurnoutError):
+    status = 405  # type: ignore[assignment]
+
+
+def _version_number(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise BadRequest(f"invalid version {text!r}: expected a positive integer")
+    return int(text)
+
+
+def _printable_id(text: str) -> bool:
+    return 0 < len(text) <= 128 and text.isascii() and text.isprintable()
+
+
+def _headers(answer: Answer) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"x-turnout-prediction-id", answer.request_id.encode()),
+        (b"x-turnout-model-version", str(answer.servable.version).encode()),
+        (b"x-turnout-role", answer.role.value.encode()),
+        (b"x-turnout-revision", str(answer.revision).encode()),
+    ]

@@ -1,0 +1,309 @@
+"""Turn request payloads into model input rows, and predictions into response payloads.
+
+Both protocols (Open Inference Protocol v2 and the native JSON API) decode into one
+2-D array whose columns follow the signature, so the rest of the gateway is protocol-free.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from turnout.errors import BadRequest
+from turnout.registry.flavors import Prediction
+from turnout.registry.signature import DType, Signature
+from turnout.types import JSON, Array
+
+OIP_DATATYPES = {
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+    "FP16", "FP32", "FP64", "BYTES",
+}  # fmt: skip
+
+
+def _numeric(data: Any, what: str) -> Array:
+    """Numbers (or nulls) as float64, refusing strings, nested garbage and ragged lists."""
+    try:
+        array = np.asarray(data)
+    except (ValueError, TypeError) as exc:
+        raise BadRequest(f"{what}: data is not a regular array ({exc})") from None
+    kind = array.dtype.kind
+    if kind in "iufb":
+        return array.astype(np.float64, copy=False)
+    if kind == "O":
+        flat = array.ravel()
+        bad = next((v for v in flat if v is not None and not _is_number(v)), None)
+        if bad is None:
+            return np.array(
+                [math.nan if v is None else v for v in flat], dtype=np.float64
+            ).reshape(array.shape)
+        raise BadRequest(f"{what}: expected numbers, got {type(bad).__name__} {bad!r:.40}")
+    sample = array.ravel()[0] if array.size else None
+    raise BadRequest(f"{what}: expected numbers, got {type(sample).__name__} {sample!r:.40}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, str)
+
+
+def _mixed(data: Any, what: str) -> Array:
+    """Values for models with text columns, kept as Python objects."""
+    try:
+        array = np.asarray(data, dtype=object)
+    except (ValueError, TypeError) as exc:
+        raise BadRequest(f"{what}: data is not a regular array ({exc})") from None
+    if array.dtype == object and array.ndim and isinstance(array.ravel()[0], list):
+        raise BadRequest(f"{what}: data is not a regular array")
+    return array
+
+
+def _values(data: Any, signature: Signature, what: str) -> Array:
+    return _numeric(data, what) if signature.numeric else _mixed(data, what)
+
+
+def check_rows(rows: Array, signature: Signature) -> Array:
+    """Final checks every decoded batch passes before it may reach a model."""
+    if rows.ndim != 2 or rows.shape[1] != signature.n_features:
+        got = rows.shape[1] if rows.ndim == 2 else rows.shape
+        raise BadRequest(f"expected {signature.n_features} features per row, got {got}")
+    if rows.shape[0] == 0:
+        raise BadRequest("the request holds no rows")
+    if not signature.allow_missing:
+        missing = _missing_cell(rows)
+        if missing is not None:
+            row, col = missing
+            raise BadRequest(
+                f"missing value (null/NaN) at row {row}, column {signature.names[col]!r}; "
+                "this model does not accept missing values"
+            )
+    return rows
+
+
+def _missing_cell(rows: Array) -> tuple[int, int] | None:
+    if rows.dtype == np.float64:
+        mask = np.isnan(rows)
+    else:
+        mask = np.vectorize(lambda v: v is None or (isinstance(v, float) and v != v))(rows)
+    if not mask.any():
+        return None
+    row, col = np.argwhere(mask)[0]
+    return int(row), int(col)
+
+
+# -- Open Inference Protocol v2 -------------------------------------------------------------
+
+
+def _tensor(spec: Any, index: int) -> tuple[str, list[int], str, Any]:
+    if not isinstance(spec, dict):
+        raise BadRequest(f"inputs[{index}] must be an object")
+    name, shape, datatype = spec.get("name"), spec.get("shape"), spec.get("datatype")
+    if not isinstance(name, str):
+        raise BadRequest(f"inputs[{index}].name must be a string")
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise BadRequest(f"input {name!r}: shape must be a list of non-negative integers")
+    if datatype not in OIP_DATATYPES:
+        raise BadRequest(f"input {name!r}: unknown datatype {datatype!r}")
+    if "data" not in spec:
+        raise BadRequest(f"input {name!r} has no data (binary tensor data is not supported)")
+    return name, shape, datatype, spec["data"]
+
+
+def _shaped(data: Any, shape: list[int], datatype: str, signature: Signature, name: str) -> Array:
+    what = f"input {name!r}"
+    if datatype == "BYTES" and signature.numeric:
+        raise BadRequest(f"{what}: datatype BYTES but the model takes numbers")
+    if datatype != "BYTES" and not isinstance(data, list):
+        raise BadRequest(f"{what}: data must be a list")
+    values = _values(data, signature, what)
+    expected = math.prod(shape)
+    if values.size != expected:
+        raise BadRequest(f"{what}: shape {shape} needs {expected} values, data has {values.size}")
+    return values.reshape(shape)
+
+
+def decode_oip(request: Any, signature: Signature) -> tuple[Array, dict[str, Any]]:
+    """OIP inference request -> (rows, request fields: id, parameters, outputs)."""
+    if not isinstance(request, dict):
+        raise BadRequest("the request body must be a JSON object")
+    inputs = request.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise BadRequest("the request needs a non-empty 'inputs' list")
+    request_id = request.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise BadRequest("'id' must be a string")
+    tensors = [_tensor(spec, i) for i, spec in enumerate(inputs)]
+    if len(tensors) == 1:
+        rows = _single_input(tensors[0], signature)
+    else:
+        rows = _column_inputs(tensors, signature)
+    return check_rows(rows, signature), request
+
+
+def _single_input(tensor: tuple[str, list[int], str, Any], signature: Signature) -> Array:
+    name, shape, datatype, data = tensor
+    array = _shaped(data, shape, datatype, signature, name)
+    n = signature.n_features
+    if array.ndim == 2:
+        return array
+    if array.ndim == 1:
+        if n == 1:
+            return array.reshape(-1, 1)
+        if array.shape[0] == n:
+            return array.reshape(1, n)
+    if n == 1 and array.ndim == 1:
+        return array.reshape(-1, 1)
+    raise BadRequest(
+        f"input {name!r}: shape {shape} does not fit a model with {n} features; "
+        f"send shape [rows, {n}]"
+    )
+
+
+def _column_inputs(tensors: list[tuple[str, list[int], str, Any]], signature: Signature) -> Array:
+    by_name = {t[0]: t for t in tensors}
+    if len(by_name) != len(tensors):
+        raise BadRequest("two inputs have the same name")
+    unknown = sorted(set(by_name) - set(signature.names))
+    if unknown:
+        raise BadRequest(f"unknown inputs {unknown}; the model's columns are {list(signature.names)}")
+    missing = [n for n in signature.names if n not in by_name]
+    if missing:
+        raise BadRequest(f"missing inputs for columns {missing}")
+    columns = []
+    for column in signature.columns:
+        name, shape, datatype, data = by_name[column.name]
+        if column.dtype.numeric and datatype == "BYTES":
+            raise BadRequest(f"input {name!r}: datatype BYTES but the column is numeric")
+        values = _shaped(data, shape, datatype, signature, name)
+        if values.ndim == 2 and values.shape[1] == 1:
+            values = values[:, 0]
+        if values.ndim != 1:
+            raise BadRequest(f"input {name!r}: a column input has shape [rows] or [rows, 1]")
+        columns.append(values)
+    if len({c.shape[0] for c in columns}) != 1:
+        raise BadRequest("column inputs have different numbers of rows")
+    return np.column_stack(columns) if signature.numeric else _stack_objects(columns)
+
+
+def _stack_objects(columns: list[Array]) -> Array:
+    rows = np.empty((columns[0].shape[0], len(columns)), dtype=object)
+    for i, column in enumerate(columns):
+        rows[:, i] = column
+    return rows
+
+
+def datatype_of(values: Array) -> str:
+    return DType.of(values.dtype).value if values.dtype.kind != "U" else "BYTES"
+
+
+def _plain(values: Array) -> list[JSON]:
+    if values.dtype.kind in "OUS":
+        return [v if isinstance(v, str | int | float | bool) or v is None else str(v)
+                for v in values.ravel().tolist()]  # fmt: skip
+    return values.ravel().tolist()  # type: ignore[no-any-return]
+
+
+def encode_oip_outputs(prediction: Prediction, wanted: list[str] | None) -> list[dict[str, JSON]]:
+    values = prediction.values
+    outputs = [
+        {
+            "name": "predict",
+            "datatype": datatype_of(values),
+            "shape": list(values.shape),
+            "data": _plain(values),
+        }
+    ]
+    if prediction.probabilities is not None:
+        probs = prediction.probabilities
+        outputs.append(
+            {"name": "predict_proba", "datatype": "FP64", "shape": list(probs.shape),
+             "data": probs.ravel().tolist()}  # fmt: skip
+        )
+    if wanted:
+        known = {o["name"] for o in outputs}
+        unknown = [w for w in wanted if w not in known]
+        if unknown:
+            raise BadRequest(f"unknown outputs {unknown}; this model has {sorted(known)}")
+        outputs = [o for o in outputs if o["name"] in wanted]
+    return outputs
+
+
+def requested_outputs(request: dict[str, Any]) -> list[str] | None:
+    outputs = request.get("outputs")
+    if outputs is None:
+        return None
+    if not isinstance(outputs, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
+    ):
+        raise BadRequest("'outputs' must be a list of objects with a 'name'")
+    return [o["name"] for o in outputs]
+
+
+# -- native JSON -------------------------------------------------------------------------------
+
+
+def decode_native(request: Any, signature: Signature) -> Array:
+    """`{"instances": [...]}` (rows or records) or `{"dataframe_split": {...}}` -> rows."""
+    if not isinstance(request, dict):
+        raise BadRequest("the request body must be a JSON object")
+    if "dataframe_split" in request:
+        return check_rows(_split(request["dataframe_split"], signature), signature)
+    instances = request.get("instances", request.get("dataframe_records", request.get("inputs")))
+    if not isinstance(instances, list) or not instances:
+        raise BadRequest(
+            "expected a non-empty 'instances' list (rows or records) or a 'dataframe_split' object"
+        )
+    if all(isinstance(row, dict) for row in instances):
+        return check_rows(_records(instances, signature), signature)
+    if any(isinstance(row, dict) for row in instances):
+        raise BadRequest("'instances' mixes records and rows")
+    if signature.n_features == 1 and not isinstance(instances[0], list):
+        instances = [[v] for v in instances]
+    rows = _values(instances, signature, "instances")
+    if rows.ndim == 1 and signature.n_features > 1:
+        rows = rows.reshape(1, -1) if len(instances) == signature.n_features else rows
+    return check_rows(rows, signature)
+
+
+def _records(records: list[dict[str, Any]], signature: Signature) -> Array:
+    names = signature.names
+    for i, record in enumerate(records):
+        missing = [n for n in names if n not in record]
+        if missing:
+            raise BadRequest(f"record {i} lacks columns {missing[:10]}")
+    table = [[record[n] for n in names] for record in records]
+    return _values(table, signature, "instances")
+
+
+def _split(split: Any, signature: Signature) -> Array:
+    if not isinstance(split, dict) or not isinstance(split.get("data"), list):
+        raise BadRequest("'dataframe_split' must be an object with 'columns' and 'data'")
+    data = split["data"]
+    if not data:
+        raise BadRequest("'dataframe_split.data' holds no rows")
+    rows = _values(data, signature, "dataframe_split.data")
+    columns = split.get("columns")
+    if columns is None:
+        return rows
+    if not isinstance(columns, list) or rows.ndim != 2 or len(columns) != rows.shape[1]:
+        raise BadRequest("'dataframe_split.columns' must name every column of 'data'")
+    position = {str(c): i for i, c in enumerate(columns)}
+    missing = [n for n in signature.names if n not in position]
+    if missing:
+        raise BadRequest(f"dataframe_split lacks columns {missing[:10]}")
+    return rows[:, [position[n] for n in signature.names]]
+
+
+def encode_native(prediction: Prediction) -> dict[str, JSON]:
+    body: dict[str, JSON] = {"predictions": _plain_rows(prediction.values)}
+    if prediction.probabilities is not None:
+        body["probabilities"] = prediction.probabilities.tolist()
+    return body
+
+
+def _plain_rows(values: Array) -> list[JSON]:
+    if values.ndim == 1:
+        return _plain(values)
+    return values.tolist()  # type: ignore[no-any-return]

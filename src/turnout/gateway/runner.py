@@ -1,0 +1,52 @@
+"""Runs model code off the event loop and checks what comes back."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from turnout.errors import ModelUnavailable
+from turnout.registry.flavors import Prediction
+from turnout.registry.servable import Servable
+from turnout.types import Array
+
+
+class InProcessRunner:
+    """Calls `predict` in a small thread pool of this worker (trusted models)."""
+
+    def __init__(self, threads: int) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="predict")
+
+    async def predict(self, servable: Servable, rows: Array) -> Prediction:
+        loop = asyncio.get_running_loop()
+        try:
+            prediction = await loop.run_in_executor(self._executor, servable.predict, rows)
+        except Exception as exc:  # a model may raise anything
+            raise ModelUnavailable(
+                f"model {servable.record.ref} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        return checked(prediction, servable, len(rows))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def checked(prediction: Prediction, servable: Servable, n_rows: int) -> Prediction:
+    """Refuse answers that do not have one value per row or are not JSON-able."""
+    values = np.asarray(prediction.values)
+    if values.ndim == 0 or values.shape[0] != n_rows:
+        raise ModelUnavailable(
+            f"model {servable.record.ref} returned {values.shape} values for {n_rows} rows"
+        )
+    if values.dtype.kind == "O":
+        bad = next((v for v in values.ravel() if not isinstance(v, str | int | float | bool)), None)
+        if bad is not None:
+            raise ModelUnavailable(
+                f"model {servable.record.ref} returned a {type(bad).__name__}, not a value"
+            )
+    probs = prediction.probabilities
+    if probs is not None and (probs.ndim != 2 or probs.shape[0] != n_rows):
+        raise ModelUnavailable(f"model {servable.record.ref} returned malformed probabilities")
+    return Prediction(values, probs)

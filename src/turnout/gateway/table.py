@@ -1,0 +1,99 @@
+"""The routing table: each deployment's active revision, swapped atomically on change."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from turnout.gateway.pool import ModelPool
+from turnout.store.records import DeploymentRecord, RevisionRecord, RoutingConfig
+
+log = logging.getLogger("turnout.gateway")
+
+Snapshot = list[tuple[DeploymentRecord, RevisionRecord]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One deployment as this worker serves it; never mutated, only replaced."""
+
+    deployment: str
+    model: str
+    revision: int
+    config: RoutingConfig
+
+
+class RoutingTable:
+    """Holds `dict[name, Route]`; a refresh builds a new dict and swaps the reference."""
+
+    def __init__(
+        self,
+        pool: ModelPool,
+        *,
+        fingerprint: Callable[[], object],
+        snapshot: Callable[[], Snapshot],
+        interval_s: float,
+    ) -> None:
+        self.pool = pool
+        self._fingerprint = fingerprint
+        self._snapshot = snapshot
+        self._interval_s = interval_s
+        self.routes: dict[str, Route] = {}
+        self._seen: object = None
+        self._refreshing: asyncio.Future[None] | None = None
+        self.ready = False
+
+    def get(self, name: str) -> Route | None:
+        return self.routes.get(name)
+
+    async def lookup(self, name: str) -> Route | None:
+        """The route, refreshing once from the DB when the name is not known yet."""
+        route = self.routes.get(name)
+        if route is None:
+            await self.refresh(force=True)
+            route = self.routes.get(name)
+        return route
+
+    async def refresh(self, *, force: bool = False) -> None:
+        """Reload routes if the DB changed; concurrent callers share one refresh."""
+        if self._refreshing is None:
+            self._refreshing = asyncio.ensure_future(self._refresh(force))
+            self._refreshing.add_done_callback(lambda _: setattr(self, "_refreshing", None))
+        await asyncio.shield(self._refreshing)
+
+    async def _refresh(self, force: bool) -> None:
+        seen = await asyncio.to_thread(self._fingerprint)
+        if seen == self._seen and not force:
+            return
+        snapshot = await asyncio.to_thread(self._snapshot)
+        routes = {
+            dep.name: Route(dep.name, dep.model, rev.revision, rev.config) for dep, rev in snapshot
+        }
+        await self._preload(routes)
+        self.routes = routes
+        self._seen = seen
+        self.ready = True
+
+    async def _preload(self, routes: dict[str, Route]) -> None:
+        """Load every version a new route needs before the route goes live."""
+        changed = [r for n, r in routes.items() if self.routes.get(n) != r]
+        keys = {(r.model, v) for r in changed for v in r.config.versions()}
+        results = await asyncio.gather(
+            *(self.pool.get(m, v) for m, v in keys), return_exceptions=True
+        )
+        for (model, version), result in zip(keys, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("cannot load %s:%s: %s", model, version, result)
+
+    async def run(self) -> None:
+        """Poll for routing changes until cancelled."""
+        while True:
+            try:
+                await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # keep serving the last good table whatever the DB does
+                log.exception("routing refresh failed; serving the previous table")
+            await asyncio.sleep(self._interval_s)

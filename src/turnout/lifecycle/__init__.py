@@ -1,0 +1,1 @@
+"""The control plane's business rules: deployments, revisions, rollouts, retraining."""

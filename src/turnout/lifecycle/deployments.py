@@ -1,0 +1,86 @@
+"""Deployments: stable names whose routing changes only by appending revisions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from turnout.errors import BadRequest
+from turnout.registry.names import check_name
+from turnout.registry.service import Registry
+from turnout.store import metadata as md
+from turnout.store.db import Database
+from turnout.store.records import DeploymentRecord, RevisionRecord, RoutingConfig
+from turnout.types import JSON
+
+MAX_TIMEOUT_MS = 600_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewDeployment:
+    name: str
+    model: str
+    version: int | None = None
+    timeout_ms: int | None = None
+    failover: int | None = None
+    fallback: JSON = None
+    has_fallback: bool = False
+    actor: str = "local"
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentView:
+    deployment: DeploymentRecord
+    revision: RevisionRecord
+
+
+class Deployments:
+    def __init__(self, db: Database, registry: Registry) -> None:
+        self.db = db
+        self.registry = registry
+
+    def create(self, new: NewDeployment) -> DeploymentView:
+        check_name(new.name, "deployment")
+        version = new.version or self.registry.latest_version(new.model).version
+        if new.timeout_ms is not None and not 0 < new.timeout_ms <= MAX_TIMEOUT_MS:
+            raise BadRequest(f"timeout_ms must be between 1 and {MAX_TIMEOUT_MS}")
+        if new.failover is not None and new.failover == version:
+            raise BadRequest("the failover version must differ from the champion")
+        for number in {version, new.failover} - {None}:
+            assert number is not None
+            record = self.registry.get_version(new.model, number)
+            self.registry.verify(record)
+        config = RoutingConfig(
+            champion=version,
+            timeout_ms=new.timeout_ms,
+            failover=new.failover,
+            fallback=new.fallback,
+            has_fallback=new.has_fallback,
+        )
+        with self.db.write() as conn:
+            model = md.get_model(conn, new.model)
+            deployment = md.insert_deployment(conn, new.name, model)
+            revision = md.add_revision(
+                conn, deployment, config, reason=f"create with {new.model}:{version}", actor=new.actor
+            )
+            md.audit(
+                conn,
+                actor=new.actor,
+                action="deployment.create",
+                target=new.name,
+                detail={"revision": revision.revision, "config": config.to_dict()},
+            )
+            deployment = md.get_deployment(conn, new.name)
+        return DeploymentView(deployment, revision)
+
+    def get(self, name: str) -> DeploymentView:
+        with self.db.read() as conn:
+            deployment = md.get_deployment(conn, name)
+            return DeploymentView(deployment, md.get_revision(conn, deployment, deployment.active_revision))
+
+    def list(self) -> list[DeploymentView]:
+        with self.db.read() as conn:
+            return [DeploymentView(d, r) for d, r in md.active_revisions(conn)]
+
+    def history(self, name: str) -> list[RevisionRecord]:
+        with self.db.read() as conn:
+            return md.list_revisions(conn, md.get_deployment(conn, name))

@@ -1,0 +1,1 @@
+"""The model registry: versions, their flavors, signatures and baseline statistics."""

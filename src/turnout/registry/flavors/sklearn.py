@@ -1,0 +1,101 @@
+"""scikit-learn estimators and pipelines stored with joblib, pickle or skops."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import skops.io as sio
+
+from turnout.errors import InvalidArtifact
+from turnout.registry.flavors.base import Features, Flavor, LoadedModel, ModelFacts, Prediction
+from turnout.registry.signature import DType
+
+PICKLE_SUFFIXES = {".joblib", ".pkl", ".pickle", ".sav"}
+SKOPS_SUFFIXES = {".skops"}
+
+
+class SklearnModel(LoadedModel):
+    def __init__(self, estimator: Any) -> None:
+        if not hasattr(estimator, "predict"):
+            raise InvalidArtifact(f"{type(estimator).__name__} has no predict method")
+        self.estimator = estimator
+        self.has_proba = hasattr(estimator, "predict_proba") and hasattr(estimator, "classes_")
+        self.wants_frame = hasattr(estimator, "feature_names_in_")
+
+    def predict(self, features: Features) -> Prediction:
+        values = np.asarray(self.estimator.predict(features))
+        probabilities = None
+        if self.has_proba:
+            probabilities = np.asarray(self.estimator.predict_proba(features), dtype=np.float64)
+        return Prediction(values, probabilities)
+
+    def facts(self) -> ModelFacts:
+        est = self.estimator
+        names = getattr(est, "feature_names_in_", None)
+        classes = getattr(est, "classes_", None) if self.has_proba else None
+        return ModelFacts(
+            feature_names=tuple(str(n) for n in names) if names is not None else None,
+            n_features=getattr(est, "n_features_in_", None),
+            input_dtype=DType.FP64,
+            classes=tuple(c.item() if hasattr(c, "item") else c for c in classes)
+            if classes is not None
+            else None,
+            handles_missing=_handles_missing(est),
+        )
+
+
+def _handles_missing(estimator: Any) -> bool:
+    tags = getattr(estimator, "__sklearn_tags__", None)
+    if tags is None:
+        return False
+    try:
+        return bool(tags().input_tags.allow_nan)
+    except (AttributeError, TypeError, ValueError):
+        return False
+
+
+def load_pickled(path: Path) -> Any:
+    try:
+        return joblib.load(path)
+    except (pickle.UnpicklingError, EOFError, ValueError, KeyError, AttributeError) as exc:
+        raise InvalidArtifact(f"{path.name} is not a readable joblib/pickle file: {exc}") from exc
+    except ModuleNotFoundError as exc:
+        raise InvalidArtifact(f"{path.name} needs a module that is not installed: {exc}") from exc
+
+
+def load_skops(path: Path) -> Any:
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+        return sio.load(path, trusted=untrusted)
+    except Exception as exc:  # skops raises many kinds for a bad file
+        raise InvalidArtifact(f"{path.name} is not a readable skops file: {exc}") from exc
+
+
+def model_file(path: Path, suffixes: set[str]) -> Path:
+    """The one file with a known suffix: `path` itself or the only match inside a folder."""
+    if path.is_file():
+        return path
+    matches = sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes)
+    if len(matches) != 1:
+        found = ", ".join(p.name for p in matches) or "none"
+        wanted = ", ".join(sorted(suffixes))
+        raise InvalidArtifact(f"expected exactly one {wanted} file in the folder, found {found}")
+    return matches[0]
+
+
+class SklearnFlavor(Flavor):
+    name = "sklearn"
+
+    def load(self, path: Path) -> LoadedModel:
+        file = model_file(path, PICKLE_SUFFIXES | SKOPS_SUFFIXES)
+        if file.suffix.lower() in SKOPS_SUFFIXES:
+            return SklearnModel(load_skops(file))
+        return SklearnModel(load_pickled(file))
+
+    def uses_pickle(self, path: Path) -> bool:
+        file = model_file(path, PICKLE_SUFFIXES | SKOPS_SUFFIXES)
+        return file.suffix.lower() not in SKOPS_SUFFIXES

@@ -1,0 +1,40 @@
+"""A version in memory with its signature: what the gateway calls to predict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from turnout.registry.flavors import LoadedModel, Prediction
+from turnout.registry.signature import Signature
+from turnout.store.records import VersionRecord
+from turnout.types import Array
+
+
+@dataclass(frozen=True, slots=True)
+class Servable:
+    record: VersionRecord
+    signature: Signature
+    model: LoadedModel
+
+    @property
+    def version(self) -> int:
+        return self.record.version
+
+    def predict(self, rows: Array) -> Prediction:
+        """Predict on a 2-D array whose columns follow the signature's order."""
+        if self.signature.named and self.model.wants_frame:
+            return self.model.predict(frame(rows, self.signature))
+        return self.model.predict(rows)
+
+
+def frame(rows: Array, signature: Signature) -> pd.DataFrame:
+    data = pd.DataFrame(rows, columns=list(signature.names))
+    if rows.dtype == object and signature.numeric:
+        data = data.astype("float64")
+    elif rows.dtype == object:
+        for column in signature.columns:
+            if column.dtype.numeric:
+                data[column.name] = pd.to_numeric(data[column.name])
+    return data

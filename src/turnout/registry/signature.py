@@ -1,0 +1,128 @@
+"""Input/output signatures: what a version accepts and returns, inferred from a sample."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from turnout.types import JSON
+
+
+class DType(StrEnum):
+    """Open Inference Protocol tensor datatypes that turnout accepts and returns."""
+
+    BOOL = "BOOL"
+    INT32 = "INT32"
+    INT64 = "INT64"
+    FP32 = "FP32"
+    FP64 = "FP64"
+    BYTES = "BYTES"
+
+    @classmethod
+    def of(cls, dtype: Any) -> DType:
+        kind = np.dtype(dtype).kind if not isinstance(dtype, pd.CategoricalDtype) else "O"
+        if kind == "b":
+            return cls.BOOL
+        if kind in "iu":
+            return cls.INT64
+        if kind == "f":
+            return cls.FP32 if np.dtype(dtype).itemsize == 4 else cls.FP64
+        return cls.BYTES
+
+    @property
+    def numeric(self) -> bool:
+        return self is not DType.BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    name: str
+    dtype: DType
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """The input columns (in order), the output type, class labels and a few example rows."""
+
+    columns: tuple[Column, ...]
+    named: bool
+    """True when the model was fitted on named columns (it then sees a DataFrame)."""
+    output_dtype: DType = DType.FP64
+    classes: tuple[JSON, ...] | None = None
+    """Class labels in probability-column order, for classifiers that give probabilities."""
+    allow_missing: bool = False
+    """Whether null inputs (NaN) may reach the model."""
+    example: tuple[tuple[JSON, ...], ...] = field(default_factory=tuple)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.columns)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    @property
+    def input_dtype(self) -> DType:
+        """Datatype of the single `input-0` tensor that holds every column."""
+        kinds = {c.dtype for c in self.columns}
+        if DType.BYTES in kinds:
+            return DType.BYTES
+        if kinds <= {DType.FP32}:
+            return DType.FP32
+        if kinds <= {DType.INT64, DType.INT32}:
+            return DType.INT64
+        if kinds <= {DType.BOOL}:
+            return DType.BOOL
+        return DType.FP64
+
+    @property
+    def numeric(self) -> bool:
+        return all(c.dtype.numeric for c in self.columns)
+
+    def to_dict(self) -> dict[str, JSON]:
+        return {
+            "inputs": [{"name": c.name, "datatype": c.dtype.value} for c in self.columns],
+            "named": self.named,
+            "output_datatype": self.output_dtype.value,
+            "classes": list(self.classes) if self.classes is not None else None,
+            "allow_missing": self.allow_missing,
+            "example": [list(row) for row in self.example],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, JSON]) -> Signature:
+        classes = data.get("classes")
+        return cls(
+            columns=tuple(Column(c["name"], DType(c["datatype"])) for c in data["inputs"]),
+            named=bool(data.get("named", False)),
+            output_dtype=DType(data.get("output_datatype", "FP64")),
+            classes=tuple(classes) if classes is not None else None,
+            allow_missing=bool(data.get("allow_missing", False)),
+            example=tuple(tuple(row) for row in data.get("example", [])),
+        )
+
+
+def to_python(value: Any) -> JSON:
+    """A numpy scalar or plain value as the JSON value a user would write."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def example_rows(frame: pd.DataFrame, limit: int = 5) -> tuple[tuple[JSON, ...], ...]:
+    head = frame.head(limit)
+    rows = head.astype(object).where(pd.notna(head), None).itertuples(index=False, name=None)
+    return tuple(tuple(to_python(v) for v in row) for row in rows)
+
+
+def columns_of(frame: pd.DataFrame) -> tuple[Column, ...]:
+    return tuple(Column(str(name), DType.of(dtype)) for name, dtype in frame.dtypes.items())
+
+
+def unnamed_columns(n_features: int, dtype: DType = DType.FP64) -> tuple[Column, ...]:
+    return tuple(Column(f"f{i}", dtype) for i in range(n_features))

@@ -1,0 +1,72 @@
+"""Settings for every turnout process, read from `TURNOUT_*` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_PORT = 8700
+
+
+class Settings(BaseSettings):
+    """Where turnout keeps its state and how it serves; one instance per process."""
+
+    model_config = SettingsConfigDict(env_prefix="TURNOUT_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".turnout")
+    """Folder for the default SQLite database, artifact store, caches and the admin token."""
+
+    database_url: str | None = None
+    """SQLAlchemy URL of the metadata DB; default `sqlite:///<home>/turnout.db`."""
+
+    artifact_root: str | None = None
+    """Artifact store location (a folder, or later `s3://bucket/prefix`); default `<home>/artifacts`."""
+
+    host: str = "127.0.0.1"
+    """Interface the server binds to. Loopback unless asked otherwise."""
+
+    port: int = DEFAULT_PORT
+    """TCP port of the server (prediction and management APIs share it)."""
+
+    workers: int = 1
+    """Number of gateway worker processes."""
+
+    url: str | None = None
+    """Server URL the CLI and SDK talk to; default `http://127.0.0.1:8700`."""
+
+    token: str | None = None
+    """API token the CLI and SDK send; default: the admin token file of a local server."""
+
+    allow_pickle: bool = True
+    """Whether pickle-based artifacts (joblib/pickle files) may be registered and loaded."""
+
+    refresh_interval_ms: int = 250
+    """How often each gateway worker checks the metadata DB for routing changes."""
+
+    predict_threads: int = 4
+    """Threads per worker that run model code for in-process models."""
+
+    sqlite_busy_timeout_ms: int = 30_000
+    """How long a SQLite writer waits for the lock before giving up."""
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'turnout.db'}"
+
+    @property
+    def artifacts(self) -> str:
+        return self.artifact_root or str(self.home / "artifacts")
+
+    @property
+    def server_url(self) -> str:
+        return (self.url or f"http://127.0.0.1:{DEFAULT_PORT}").rstrip("/")
+
+    @property
+    def admin_token_file(self) -> Path:
+        return self.home / "admin.token"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"

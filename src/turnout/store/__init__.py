@@ -1,0 +1,1 @@
+"""Persistent state: the metadata DB and the artifact store. No web framework here."""

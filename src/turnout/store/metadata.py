@@ -1,0 +1,364 @@
+"""Reads and writes of the metadata DB, returning records; callers own the transaction."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, func, insert, select, update
+
+from turnout.errors import Conflict, NotFound
+from turnout.store import schema as t
+from turnout.store.records import (
+    Artifact,
+    DeploymentRecord,
+    ModelRecord,
+    RevisionRecord,
+    RoutingConfig,
+    TokenRecord,
+    TokenRole,
+    VersionRecord,
+)
+from turnout.types import JSON
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything turnout stores is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+# -- models -------------------------------------------------------------------------------
+
+
+def _model(row: Row[Any]) -> ModelRecord:
+    return ModelRecord(row.id, row.name, row.description, _aware(row.created_at))
+
+
+def find_model(conn: Connection, name: str) -> ModelRecord | None:
+    row = conn.execute(select(t.models).where(t.models.c.name == name)).first()
+    return _model(row) if row else None
+
+
+def get_model(conn: Connection, name: str) -> ModelRecord:
+    model = find_model(conn, name)
+    if model is None:
+        raise NotFound(f"model {name!r} not found")
+    return model
+
+
+def lock_or_create_model(conn: Connection, name: str) -> ModelRecord:
+    """The model row, locked for this transaction so version numbers are handed out in turn."""
+    query = select(t.models).where(t.models.c.name == name)
+    if conn.dialect.name != "sqlite":  # SQLite writers are already serialised by BEGIN IMMEDIATE
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    if row is None:
+        conn.execute(insert(t.models).values(name=name, description="", created_at=now()))
+        row = conn.execute(query).one()
+    return _model(row)
+
+
+def list_models(conn: Connection) -> list[tuple[ModelRecord, int, int | None]]:
+    """Each model with its number of versions and latest version."""
+    counts = (
+        select(
+            t.versions.c.model_id,
+            func.count().label("n"),
+            func.max(t.versions.c.version).label("latest"),
+        )
+        .group_by(t.versions.c.model_id)
+        .subquery()
+    )
+    query = (
+        select(t.models, counts.c.n, counts.c.latest)
+        .outerjoin(counts, counts.c.model_id == t.models.c.id)
+        .order_by(t.models.c.name)
+    )
+    return [(_model(r), int(r.n or 0), r.latest) for r in conn.execute(query)]
+
+
+# -- versions -----------------------------------------------------------------------------
+
+
+def _version(row: Row[Any], model: str) -> VersionRecord:
+    return VersionRecord(
+        id=row.id,
+        model=model,
+        version=row.version,
+        flavor=row.flavor,
+        description=row.description,
+        artifact=Artifact.from_dict(row.artifact),
+        signature=row.signature,
+        metrics=row.metrics,
+        params=row.params,
+        tags=row.tags,
+        training=row.training,
+        parent_version=row.parent_version,
+        lineage=row.lineage,
+        created_by=row.created_by,
+        created_at=_aware(row.created_at),
+    )
+
+
+def next_version_number(conn: Connection, model: ModelRecord) -> int:
+    latest = conn.execute(
+        select(func.max(t.versions.c.version)).where(t.versions.c.model_id == model.id)
+    ).scalar()
+    return int(latest or 0) + 1
+
+
+def insert_version(
+    conn: Connection, model: ModelRecord, version: int, values: dict[str, JSON]
+) -> VersionRecord:
+    conn.execute(
+        insert(t.versions).values(model_id=model.id, version=version, created_at=now(), **values)
+    )
+    return get_version(conn, model.name, version)
+
+
+def find_version(conn: Connection, model: str, version: int) -> VersionRecord | None:
+    query = (
+        select(t.versions)
+        .join(t.models, t.models.c.id == t.versions.c.model_id)
+        .where(t.models.c.name == model, t.versions.c.version == version)
+    )
+    row = conn.execute(query).first()
+    return _version(row, model) if row else None
+
+
+def get_version(conn: Connection, model: str, version: int) -> VersionRecord:
+    record = find_version(conn, model, version)
+    if record is None:
+        get_model(conn, model)
+        raise NotFound(f"version {model}:{version} not found")
+    return record
+
+
+def list_versions(conn: Connection, model: str) -> list[VersionRecord]:
+    query = (
+        select(t.versions)
+        .join(t.models, t.models.c.id == t.versions.c.model_id)
+        .where(t.models.c.name == model)
+        .order_by(t.versions.c.version)
+    )
+    return [_version(r, model) for r in conn.execute(query)]
+
+
+# -- deployments and revisions --------------------------------------------------------------
+
+
+def _deployment(row: Row[Any]) -> DeploymentRecord:
+    return DeploymentRecord(
+        id=row.id,
+        name=row.name,
+        model=row.model_name,
+        active_revision=row.active_revision,
+        created_at=_aware(row.created_at),
+        updated_at=_aware(row.updated_at),
+    )
+
+
+def _deployments_query() -> Any:
+    return select(t.deployments, t.models.c.name.label("model_name")).join(
+        t.models, t.models.c.id == t.deployments.c.model_id
+    )
+
+
+def find_deployment(conn: Connection, name: str) -> DeploymentRecord | None:
+    row = conn.execute(_deployments_query().where(t.deployments.c.name == name)).first()
+    return _deployment(row) if row else None
+
+
+def get_deployment(conn: Connection, name: str) -> DeploymentRecord:
+    record = find_deployment(conn, name)
+    if record is None:
+        raise NotFound(f"deployment {name!r} not found")
+    return record
+
+
+def list_deployments(conn: Connection) -> list[DeploymentRecord]:
+    rows = conn.execute(_deployments_query().order_by(t.deployments.c.name))
+    return [_deployment(r) for r in rows]
+
+
+def insert_deployment(conn: Connection, name: str, model: ModelRecord) -> DeploymentRecord:
+    if find_deployment(conn, name) is not None:
+        raise Conflict(f"deployment {name!r} already exists")
+    stamp = now()
+    conn.execute(
+        insert(t.deployments).values(
+            name=name, model_id=model.id, active_revision=0, created_at=stamp, updated_at=stamp
+        )
+    )
+    return get_deployment(conn, name)
+
+
+def add_revision(
+    conn: Connection,
+    deployment: DeploymentRecord,
+    config: RoutingConfig,
+    *,
+    reason: str,
+    actor: str,
+) -> RevisionRecord:
+    """Append revision N+1 and make it the active one."""
+    latest = conn.execute(
+        select(func.max(t.revisions.c.revision)).where(
+            t.revisions.c.deployment_id == deployment.id
+        )
+    ).scalar()
+    number = int(latest or 0) + 1
+    stamp = now()
+    conn.execute(
+        insert(t.revisions).values(
+            deployment_id=deployment.id,
+            revision=number,
+            config=config.to_dict(),
+            reason=reason,
+            created_by=actor,
+            created_at=stamp,
+        )
+    )
+    conn.execute(
+        update(t.deployments)
+        .where(t.deployments.c.id == deployment.id)
+        .values(active_revision=number, updated_at=stamp)
+    )
+    return RevisionRecord(deployment.name, number, config, reason, actor, stamp)
+
+
+def _revision(row: Row[Any], deployment: str) -> RevisionRecord:
+    return RevisionRecord(
+        deployment=deployment,
+        revision=row.revision,
+        config=RoutingConfig.from_dict(row.config),
+        reason=row.reason,
+        created_by=row.created_by,
+        created_at=_aware(row.created_at),
+    )
+
+
+def get_revision(conn: Connection, deployment: DeploymentRecord, revision: int) -> RevisionRecord:
+    row = conn.execute(
+        select(t.revisions).where(
+            t.revisions.c.deployment_id == deployment.id, t.revisions.c.revision == revision
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"revision {revision} of deployment {deployment.name!r} not found")
+    return _revision(row, deployment.name)
+
+
+def list_revisions(conn: Connection, deployment: DeploymentRecord) -> list[RevisionRecord]:
+    rows = conn.execute(
+        select(t.revisions)
+        .where(t.revisions.c.deployment_id == deployment.id)
+        .order_by(t.revisions.c.revision)
+    )
+    return [_revision(r, deployment.name) for r in rows]
+
+
+def active_revisions(conn: Connection) -> list[tuple[DeploymentRecord, RevisionRecord]]:
+    """Every deployment with its active revision, in one query (what a gateway serves)."""
+    query = _deployments_query().add_columns(
+        t.revisions.c.revision, t.revisions.c.config, t.revisions.c.reason,
+        t.revisions.c.created_by.label("rev_by"), t.revisions.c.created_at.label("rev_at"),
+    ).join(
+        t.revisions,
+        (t.revisions.c.deployment_id == t.deployments.c.id)
+        & (t.revisions.c.revision == t.deployments.c.active_revision),
+    )
+    result = []
+    for row in conn.execute(query):
+        deployment = _deployment(row)
+        revision = RevisionRecord(
+            deployment=deployment.name,
+            revision=row.revision,
+            config=RoutingConfig.from_dict(row.config),
+            reason=row.reason,
+            created_by=row.rev_by,
+            created_at=_aware(row.rev_at),
+        )
+        result.append((deployment, revision))
+    return result
+
+
+def routing_fingerprint(conn: Connection) -> tuple[int, int, int]:
+    """Changes with every routing change anywhere; gateways poll it to know when to reload.
+
+    Active revision numbers only grow, so their sum moves on every change, whatever order
+    concurrent transactions commit in (a max over serial ids could miss a late commit).
+    """
+    row = conn.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(t.deployments.c.active_revision), 0),
+            func.coalesce(func.max(t.deployments.c.id), 0),
+        )
+    ).one()
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+# -- tokens and audit -----------------------------------------------------------------------
+
+
+def _token(row: Row[Any]) -> TokenRecord:
+    revoked = _aware(row.revoked_at) if row.revoked_at else None
+    return TokenRecord(row.id, row.name, TokenRole(row.role), _aware(row.created_at), revoked)
+
+
+def insert_token(conn: Connection, *, name: str, role: TokenRole, token_hash: str) -> TokenRecord:
+    conn.execute(
+        insert(t.tokens).values(name=name, role=role.value, token_hash=token_hash, created_at=now())
+    )
+    row = conn.execute(select(t.tokens).where(t.tokens.c.token_hash == token_hash)).one()
+    return _token(row)
+
+
+def find_token(conn: Connection, token_hash: str) -> TokenRecord | None:
+    row = conn.execute(
+        select(t.tokens).where(t.tokens.c.token_hash == token_hash, t.tokens.c.revoked_at.is_(None))
+    ).first()
+    return _token(row) if row else None
+
+
+def list_tokens(conn: Connection) -> list[TokenRecord]:
+    return [_token(r) for r in conn.execute(select(t.tokens).order_by(t.tokens.c.id))]
+
+
+def revoke_token(conn: Connection, token_id: int) -> None:
+    result = conn.execute(
+        update(t.tokens)
+        .where(t.tokens.c.id == token_id, t.tokens.c.revoked_at.is_(None))
+        .values(revoked_at=now())
+    )
+    if result.rowcount == 0:
+        raise NotFound(f"token {token_id} not found or already revoked")
+
+
+def audit(conn: Connection, *, actor: str, action: str, target: str, detail: JSON) -> None:
+    conn.execute(
+        insert(t.audit_log).values(
+            at=now(), actor=actor, action=action, target=target, detail=detail
+        )
+    )
+
+
+def list_audit(conn: Connection, target_prefix: str | None = None) -> list[dict[str, JSON]]:
+    query = select(t.audit_log).order_by(t.audit_log.c.id)
+    if target_prefix:
+        query = query.where(t.audit_log.c.target.startswith(target_prefix))
+    return [
+        {
+            "at": _aware(r.at).isoformat(),
+            "actor": r.actor,
+            "action": r.action,
+            "target": r.target,
+            "detail": r.detail,
+        }
+        for r in conn.execute(query)
+    ]

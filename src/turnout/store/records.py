@@ -1,0 +1,171 @@
+"""Domain records read from the metadata DB; rows convert to these explicitly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from turnout.types import JSON
+
+
+class Role(StrEnum):
+    """What a version does inside a revision."""
+
+    CHAMPION = "champion"
+    CHALLENGER = "challenger"
+    SHADOW = "shadow"
+    STANDBY = "standby"
+    FAILOVER = "failover"
+    FALLBACK = "fallback"
+
+
+class TokenRole(StrEnum):
+    """Who may do what on the management API; each role includes the ones before it."""
+
+    VIEWER = "viewer"
+    DEPLOYER = "deployer"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return list(TokenRole).index(self)
+
+    def allows(self, needed: TokenRole) -> bool:
+        return self.rank >= needed.rank
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    path: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    """The files of a version: one file, or a folder of files, each content-addressed."""
+
+    kind: str  # "file" or "dir"
+    files: tuple[StoredFile, ...]
+
+    def to_dict(self) -> dict[str, JSON]:
+        return {
+            "kind": self.kind,
+            "files": [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in self.files],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Artifact:
+        files = tuple(StoredFile(f["path"], f["sha256"], int(f["size"])) for f in data["files"])
+        return cls(kind=data["kind"], files=files)
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRecord:
+    id: int
+    name: str
+    description: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRecord:
+    id: int
+    model: str
+    version: int
+    flavor: str
+    description: str
+    artifact: Artifact
+    signature: dict[str, JSON]
+    metrics: dict[str, float]
+    params: dict[str, str]
+    tags: dict[str, str]
+    training: dict[str, JSON] | None
+    parent_version: int | None
+    lineage: dict[str, JSON]
+    created_by: str
+    created_at: datetime
+
+    @property
+    def ref(self) -> str:
+        return f"{self.model}:{self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingConfig:
+    """The routing of one revision: who answers, with which deadline and fallbacks."""
+
+    champion: int
+    timeout_ms: int | None = None
+    failover: int | None = None
+    fallback: JSON = None
+    has_fallback: bool = False
+    challengers: dict[int, float] = field(default_factory=dict)
+    shadows: dict[int, float] = field(default_factory=dict)
+    standby: int | None = None
+
+    def to_dict(self) -> dict[str, JSON]:
+        return {
+            "champion": self.champion,
+            "timeout_ms": self.timeout_ms,
+            "failover": self.failover,
+            "fallback": self.fallback,
+            "has_fallback": self.has_fallback,
+            "challengers": {str(k): v for k, v in self.challengers.items()},
+            "shadows": {str(k): v for k, v in self.shadows.items()},
+            "standby": self.standby,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RoutingConfig:
+        return cls(
+            champion=int(data["champion"]),
+            timeout_ms=data.get("timeout_ms"),
+            failover=data.get("failover"),
+            fallback=data.get("fallback"),
+            has_fallback=bool(data.get("has_fallback", False)),
+            challengers={int(k): float(v) for k, v in (data.get("challengers") or {}).items()},
+            shadows={int(k): float(v) for k, v in (data.get("shadows") or {}).items()},
+            standby=data.get("standby"),
+        )
+
+    def versions(self) -> set[int]:
+        """Every version this revision needs loaded."""
+        needed = {self.champion, *self.challengers, *self.shadows}
+        needed |= {v for v in (self.failover, self.standby) if v is not None}
+        return needed
+
+
+@dataclass(frozen=True, slots=True)
+class RevisionRecord:
+    deployment: str
+    revision: int
+    config: RoutingConfig
+    reason: str
+    created_by: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentRecord:
+    id: int
+    name: str
+    model: str
+    active_revision: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    id: int
+    name: str
+    role: TokenRole
+    created_at: datetime
+    revoked_at: datetime | None
