@@ -1,0 +1,5 @@
+"""`python -m turnout` runs the CLI."""
+
+from turnout.cli.main import main
+
+main()
