@@ -34,7 +34,15 @@ MAX_UPLOAD_BYTES = 4 << 30
 class TurnoutApp:
     """One ASGI app per worker: prediction paths go to the gateway, the rest to the API."""
 
-    def __init__(self, *, gateway: Gateway, api: FastAPI, table: RoutingTable, db: Database, runner: InProcessRunner) -> None:
+    def __init__(
+        self,
+        *,
+        gateway: Gateway,
+        api: FastAPI,
+        table: RoutingTable,
+        db: Database,
+        runner: InProcessRunner,
+    ) -> None:
         self.gateway = gateway
         self.api = api
         self.table = table

@@ -188,9 +188,13 @@ class Client:
 
     def predict(self, deployment: str, instances: list[Any]) -> JSON:
         """Native JSON prediction: rows (lists) or records (dicts)."""
-        return self._call("POST", f"/v1/deployments/{deployment}/predict", json={"instances": instances})
+        return self._call(
+            "POST", f"/v1/deployments/{deployment}/predict", json={"instances": instances}
+        )
 
-    def infer(self, deployment: str, request: dict[str, Any], *, version: int | None = None) -> JSON:
+    def infer(
+        self, deployment: str, request: dict[str, Any], *, version: int | None = None
+    ) -> JSON:
         """A raw Open Inference Protocol v2 request."""
         path = f"/v2/models/{deployment}"
         if version is not None:

@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     """SQLAlchemy URL of the metadata DB; default `sqlite:///<home>/turnout.db`."""
 
     artifact_root: str | None = None
-    """Artifact store location (a folder, or later `s3://bucket/prefix`); default `<home>/artifacts`."""
+    """Artifact store location: a folder (default `<home>/artifacts`)."""
 
     host: str = "127.0.0.1"
     """Interface the server binds to. Loopback unless asked otherwise."""

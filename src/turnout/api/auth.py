@@ -89,7 +89,9 @@ class Tokens:
                         return token
             token = new_token()
             with self.db.write() as conn:
-                md.insert_token(conn, name="admin", role=TokenRole.ADMIN, token_hash=hash_token(token))
+                md.insert_token(
+                    conn, name="admin", role=TokenRole.ADMIN, token_hash=hash_token(token)
+                )
             partial = path.with_suffix(".partial")
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as fh:

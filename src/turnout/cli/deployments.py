@@ -18,7 +18,9 @@ def _fallback(text: str | None) -> JSON:
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        raise typer.BadParameter(f"--fallback must be JSON (e.g. 0 or '\"unknown\"'): {exc}") from None
+        raise typer.BadParameter(
+            f"--fallback must be JSON (e.g. 0 or '\"unknown\"'): {exc}"
+        ) from None
 
 
 @app.command()

@@ -101,7 +101,9 @@ def show(
 
 
 def _short(values: dict[str, object]) -> str:
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+    return ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
+    )
 
 
 def _show_version(data: dict[str, object]) -> None:

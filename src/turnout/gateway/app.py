@@ -93,11 +93,15 @@ class Gateway:
     async def _oip(self, method: str, parts: list[str], receive: Receive, path: str) -> Reply:
         if not parts or parts == [""]:
             self._only(method, "GET")
-            return _response(200, {"name": "turnout", "version": __version__, "extensions": SERVER_EXTENSIONS})
+            return _response(
+                200, {"name": "turnout", "version": __version__, "extensions": SERVER_EXTENSIONS}
+            )
         if parts[0] == "health" and len(parts) == 2 and parts[1] in ("live", "ready"):
             self._only(method, "GET")
             ready = parts[1] == "live" or (self.table.ready and self.accepting)
-            return _response(200 if ready else 503, {parts[1]: ready} if ready else {"error": "not ready"})
+            return _response(
+                200 if ready else 503, {parts[1]: ready} if ready else {"error": "not ready"}
+            )
         if parts[0] != "models" or len(parts) < 2:
             raise NotFound(f"no route {path}")
         name, rest = parts[1], parts[2:]
@@ -163,9 +167,17 @@ class Gateway:
         try:
             return await self.pool.get(model, version)
         except TurnoutError as exc:
-            raise ModelUnavailable(f"version {model}:{version} cannot be loaded: {exc.message}") from exc
+            raise ModelUnavailable(
+                f"version {model}:{version} cannot be loaded: {exc.message}"
+            ) from exc
 
-    async def _answer(self, route: Route, version: int | None, decode: Callable[[Servable], Array], request_id: str | None) -> Answer:
+    async def _answer(
+        self,
+        route: Route,
+        version: int | None,
+        decode: Callable[[Servable], Array],
+        request_id: str | None,
+    ) -> Answer:
         if request_id is not None and not _printable_id(request_id):
             raise BadRequest("'id' must be 1-128 printable ASCII characters")
         servable, role = await self._servable(route, version)
@@ -206,7 +218,9 @@ class Gateway:
 
     async def _native(self, name: str, request: Any) -> Reply:
         route = await self._route(name)
-        answer = await self._answer(route, None, lambda s: codec.decode_native(request, s.signature), None)
+        answer = await self._answer(
+            route, None, lambda s: codec.decode_native(request, s.signature), None
+        )
         body = codec.encode_native(answer.prediction)
         body["prediction_ids"] = answer.prediction_ids
         body["model_version"] = answer.servable.version
@@ -221,21 +235,32 @@ class Gateway:
             {"name": "predict", "datatype": signature.output_dtype.value, "shape": [-1]}
         ]
         if signature.classes is not None:
-            outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(signature.classes)]})
+            outputs.append(
+                {"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(signature.classes)]}
+            )
         served = sorted(route.config.versions()) if version is None else [version]
         return {
             "name": name,
             "versions": [str(v) for v in served],
             "platform": servable.record.flavor,
             "inputs": [
-                {"name": "input-0", "datatype": signature.input_dtype.value, "shape": [-1, signature.n_features]}
+                {
+                    "name": "input-0",
+                    "datatype": signature.input_dtype.value,
+                    "shape": [-1, signature.n_features],
+                }
             ],
             "outputs": outputs,
             "parameters": {
                 "model": route.model,
                 "champion": str(route.config.champion),
                 "revision": route.revision,
-                "columns": [{"name": c.name, "datatype": c.dtype.value, "shape": [-1]} for c in signature.columns] if signature.named else [],
+                "columns": [
+                    {"name": c.name, "datatype": c.dtype.value, "shape": [-1]}
+                    for c in signature.columns
+                ]
+                if signature.named
+                else [],
                 "classes": list(signature.classes) if signature.classes is not None else None,
             },
         }

@@ -35,9 +35,9 @@ def _numeric(data: Any, what: str) -> Array:
         flat = array.ravel()
         bad = next((v for v in flat if v is not None and not _is_number(v)), None)
         if bad is None:
-            return np.array(
-                [math.nan if v is None else v for v in flat], dtype=np.float64
-            ).reshape(array.shape)
+            return np.array([math.nan if v is None else v for v in flat], dtype=np.float64).reshape(
+                array.shape
+            )
         raise BadRequest(f"{what}: expected numbers, got {type(bad).__name__} {bad!r:.40}")
     sample = array.ravel()[0] if array.size else None
     raise BadRequest(f"{what}: expected numbers, got {type(sample).__name__} {sample!r:.40}")
@@ -167,7 +167,9 @@ def _column_inputs(tensors: list[tuple[str, list[int], str, Any]], signature: Si
         raise BadRequest("two inputs have the same name")
     unknown = sorted(set(by_name) - set(signature.names))
     if unknown:
-        raise BadRequest(f"unknown inputs {unknown}; the model's columns are {list(signature.names)}")
+        raise BadRequest(
+            f"unknown inputs {unknown}; the model's columns are {list(signature.names)}"
+        )
     missing = [n for n in signature.names if n not in by_name]
     if missing:
         raise BadRequest(f"missing inputs for columns {missing}")
@@ -218,8 +220,12 @@ def encode_oip_outputs(prediction: Prediction, wanted: list[str] | None) -> list
     if prediction.probabilities is not None:
         probs = prediction.probabilities
         outputs.append(
-            {"name": "predict_proba", "datatype": "FP64", "shape": list(probs.shape),
-             "data": probs.ravel().tolist()}  # fmt: skip
+            {
+                "name": "predict_proba",
+                "datatype": "FP64",
+                "shape": list(probs.shape),
+                "data": probs.ravel().tolist(),
+            }
         )
     if wanted:
         known = {o["name"] for o in outputs}

@@ -60,7 +60,11 @@ class Deployments:
             model = md.get_model(conn, new.model)
             deployment = md.insert_deployment(conn, new.name, model)
             revision = md.add_revision(
-                conn, deployment, config, reason=f"create with {new.model}:{version}", actor=new.actor
+                conn,
+                deployment,
+                config,
+                reason=f"create with {new.model}:{version}",
+                actor=new.actor,
             )
             md.audit(
                 conn,
@@ -75,7 +79,9 @@ class Deployments:
     def get(self, name: str) -> DeploymentView:
         with self.db.read() as conn:
             deployment = md.get_deployment(conn, name)
-            return DeploymentView(deployment, md.get_revision(conn, deployment, deployment.active_revision))
+            return DeploymentView(
+                deployment, md.get_revision(conn, deployment, deployment.active_revision)
+            )
 
     def list(self) -> list[DeploymentView]:
         with self.db.read() as conn:

@@ -44,7 +44,9 @@ def _numeric_stats(values: pd.Series[Any]) -> dict[str, JSON]:
     if present.size == 0:
         return stats
     edges = np.unique(np.quantile(present, np.linspace(0, 1, N_BINS + 1)))
-    counts, _ = np.histogram(present, bins=edges) if edges.size > 1 else (np.array([present.size]), edges)
+    counts, _ = (
+        np.histogram(present, bins=edges) if edges.size > 1 else (np.array([present.size]), edges)
+    )
     stats.update(
         mean=float(present.mean()),
         std=float(present.std(ddof=1)) if present.size > 1 else 0.0,
@@ -79,7 +81,7 @@ def feature_stats(series: pd.Series[Any]) -> dict[str, JSON]:
 def baseline(frame: pd.DataFrame, features: list[str], target: str | None) -> dict[str, JSON]:
     """What drift detection later compares live inputs against."""
     summary: dict[str, JSON] = {
-        "rows": int(len(frame)),
+        "rows": len(frame),
         "fingerprint": fingerprint(frame),
         "features": {name: feature_stats(frame[name]) for name in features},
     }

@@ -188,7 +188,9 @@ class Registry:
     def materialized(self, record: VersionRecord) -> Iterator[Path]:
         """The version's files in a private folder, each verified against its sha256."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        folder = Path(tempfile.mkdtemp(prefix=f"{record.model}-{record.version}-", dir=self.work_dir))
+        folder = Path(
+            tempfile.mkdtemp(prefix=f"{record.model}-{record.version}-", dir=self.work_dir)
+        )
         try:
             for stored in record.artifact.files:
                 target = folder / "files" / safe_relative_path(stored.path)
@@ -214,4 +216,3 @@ def scratch_dir(base: Path) -> Path:
     path = base / f"upload-{os.getpid()}-{uuid.uuid4().hex}"
     path.mkdir(mode=0o700)
     return path
-

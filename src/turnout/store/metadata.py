@@ -207,9 +207,7 @@ def add_revision(
 ) -> RevisionRecord:
     """Append revision N+1 and make it the active one."""
     latest = conn.execute(
-        select(func.max(t.revisions.c.revision)).where(
-            t.revisions.c.deployment_id == deployment.id
-        )
+        select(func.max(t.revisions.c.revision)).where(t.revisions.c.deployment_id == deployment.id)
     ).scalar()
     number = int(latest or 0) + 1
     stamp = now()
@@ -264,13 +262,20 @@ def list_revisions(conn: Connection, deployment: DeploymentRecord) -> list[Revis
 
 def active_revisions(conn: Connection) -> list[tuple[DeploymentRecord, RevisionRecord]]:
     """Every deployment with its active revision, in one query (what a gateway serves)."""
-    query = _deployments_query().add_columns(
-        t.revisions.c.revision, t.revisions.c.config, t.revisions.c.reason,
-        t.revisions.c.created_by.label("rev_by"), t.revisions.c.created_at.label("rev_at"),
-    ).join(
-        t.revisions,
-        (t.revisions.c.deployment_id == t.deployments.c.id)
-        & (t.revisions.c.revision == t.deployments.c.active_revision),
+    query = (
+        _deployments_query()
+        .add_columns(
+            t.revisions.c.revision,
+            t.revisions.c.config,
+            t.revisions.c.reason,
+            t.revisions.c.created_by.label("rev_by"),
+            t.revisions.c.created_at.label("rev_at"),
+        )
+        .join(
+            t.revisions,
+            (t.revisions.c.deployment_id == t.deployments.c.id)
+            & (t.revisions.c.revision == t.deployments.c.active_revision),
+        )
     )
     result = []
     for row in conn.execute(query):

@@ -35,7 +35,8 @@ class PythonModel(LoadedModel):
         classes = getattr(self.instance, "classes", None)
         return ModelFacts(
             feature_names=tuple(names) if names else None,
-            n_features=getattr(self.instance, "n_features", None) or (len(names) if names else None),
+            n_features=getattr(self.instance, "n_features", None)
+            or (len(names) if names else None),
             input_dtype=DType.FP64,
             classes=tuple(classes) if classes is not None else None,
             handles_missing=bool(getattr(self.instance, "handles_missing", False)),
@@ -79,7 +80,9 @@ class PythonFlavor(Flavor):
         except InvalidArtifact:
             raise
         except Exception as exc:  # user code may raise anything
-            raise InvalidArtifact(f"{file.name} failed to load: {type(exc).__name__}: {exc}") from exc
+            raise InvalidArtifact(
+                f"{file.name} failed to load: {type(exc).__name__}: {exc}"
+            ) from exc
         finally:
             if root in sys.path:
                 sys.path.remove(root)
