@@ -6,10 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-try:
-    from pg import PostgresServer, find_pg_bin
-except ImportError:  # tests/ imported as a package
-    from tests.pg import PostgresServer, find_pg_bin
+from tests.pg import PostgresServer, find_pg_bin
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -241,9 +242,25 @@ class PostgresServer:
         """SQLAlchemy URL for ``dbname`` on this server (psycopg 3 driver)."""
         return f"postgresql+psycopg://{self.user}@{self.host}:{self.port}/{dbname}"
 
+    def _postmaster_pid(self) -> int | None:
+        try:
+            return int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    @staticmethod
+    def _wait_gone(pid: int, timeout: float = 3.0) -> None:
+        # pg_ctl returns once the pid file is gone; the detached postmaster may
+        # still be briefly visible until its parent (init) reaps it.
+        deadline = time.monotonic() + timeout
+        proc = Path(f"/proc/{pid}")
+        while proc.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
     def _pg_ctl_stop(self) -> None:
         if self._root is None or not (self.data_dir / "postmaster.pid").exists():
             return
+        pid = self._postmaster_pid()
         with contextlib.suppress(subprocess.SubprocessError, OSError):
             subprocess.run(
                 self._cmd(
@@ -265,6 +282,8 @@ class PostgresServer:
                 check=False,
                 cwd=self.root,
             )
+        if pid is not None:
+            self._wait_gone(pid)
 
     def _cleanup_dir(self) -> None:
         if self._root is not None:

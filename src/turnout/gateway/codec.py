@@ -35,9 +35,11 @@ def _numeric(data: Any, what: str) -> Array:
         flat = array.ravel()
         bad = next((v for v in flat if v is not None and not _is_number(v)), None)
         if bad is None:
-            return np.array([math.nan if v is None else v for v in flat], dtype=np.float64).reshape(
-                array.shape
-            )
+            try:
+                values = [math.nan if v is None else v for v in flat]
+                return np.array(values, dtype=np.float64).reshape(array.shape)
+            except OverflowError:
+                raise BadRequest(f"{what}: a number is too large for a float") from None
         raise BadRequest(f"{what}: expected numbers, got {type(bad).__name__} {bad!r:.40}")
     sample = array.ravel()[0] if array.size else None
     raise BadRequest(f"{what}: expected numbers, got {type(sample).__name__} {sample!r:.40}")
@@ -53,8 +55,9 @@ def _mixed(data: Any, what: str) -> Array:
         array = np.asarray(data, dtype=object)
     except (ValueError, TypeError) as exc:
         raise BadRequest(f"{what}: data is not a regular array ({exc})") from None
-    if array.dtype == object and array.ndim and isinstance(array.ravel()[0], list):
-        raise BadRequest(f"{what}: data is not a regular array")
+    nested = next((v for v in array.ravel() if isinstance(v, list | dict)), None)
+    if nested is not None:
+        raise BadRequest(f"{what}: expected one value per cell, got {type(nested).__name__}")
     return array
 
 
@@ -121,7 +124,10 @@ def _shaped(data: Any, shape: list[int], datatype: str, signature: Signature, na
     expected = math.prod(shape)
     if values.size != expected:
         raise BadRequest(f"{what}: shape {shape} needs {expected} values, data has {values.size}")
-    return values.reshape(shape)
+    try:
+        return values.reshape(shape)
+    except ValueError:
+        raise BadRequest(f"{what}: shape {shape} is too large") from None
 
 
 def decode_oip(request: Any, signature: Signature) -> tuple[Array, dict[str, Any]]:

@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy.exc import IntegrityError
 
 from turnout.errors import BadRequest, PolicyRefused
 from turnout.registry.baseline import baseline, read_table
@@ -25,8 +24,6 @@ from turnout.store.artifacts import ArtifactStore, safe_relative_path
 from turnout.store.db import Database
 from turnout.store.records import Artifact, ModelRecord, StoredFile, VersionRecord
 from turnout.types import JSON
-
-REGISTER_RETRIES = 5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,24 +101,13 @@ class Registry:
         return self._insert(new.model, values, actor=new.actor)
 
     def _insert(self, name: str, values: dict[str, JSON], *, actor: str) -> VersionRecord:
-        for attempt in range(REGISTER_RETRIES):
-            try:
-                with self.db.write() as conn:
-                    model = md.lock_or_create_model(conn, name)
-                    number = md.next_version_number(conn, model)
-                    record = md.insert_version(conn, model, number, values)
-                    md.audit(
-                        conn,
-                        actor=actor,
-                        action="version.register",
-                        target=record.ref,
-                        detail={"flavor": values["flavor"]},
-                    )
-                    return record
-            except IntegrityError:  # a concurrent first registration created the model row
-                if attempt == REGISTER_RETRIES - 1:
-                    raise
-        raise AssertionError("unreachable")
+        with self.db.write() as conn:
+            model = md.lock_or_create_model(conn, name)
+            number = md.next_version_number(conn, model)
+            record = md.insert_version(conn, model, number, values)
+            detail = {"flavor": values["flavor"]}
+            md.audit(conn, actor=actor, action="version.register", target=record.ref, detail=detail)
+            return record
 
     def _check_parent(self, new: NewVersion) -> None:
         if new.parent_version is None:

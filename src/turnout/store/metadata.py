@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from turnout.errors import Conflict, NotFound
 from turnout.store import schema as t
@@ -52,14 +54,16 @@ def get_model(conn: Connection, name: str) -> ModelRecord:
 
 def lock_or_create_model(conn: Connection, name: str) -> ModelRecord:
     """The model row, locked for this transaction so version numbers are handed out in turn."""
+    dialect_insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
+    conn.execute(
+        dialect_insert(t.models)
+        .values(name=name, description="", created_at=now())
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
     query = select(t.models).where(t.models.c.name == name)
     if conn.dialect.name != "sqlite":  # SQLite writers are already serialised by BEGIN IMMEDIATE
         query = query.with_for_update()
-    row = conn.execute(query).first()
-    if row is None:
-        conn.execute(insert(t.models).values(name=name, description="", created_at=now()))
-        row = conn.execute(query).one()
-    return _model(row)
+    return _model(conn.execute(query).one())
 
 
 def list_models(conn: Connection) -> list[tuple[ModelRecord, int, int | None]]:
