@@ -291,6 +291,8 @@ def test_lightgbm_named_features_with_training_csv(
 # -- MLflow -------------------------------------------------------------------------------
 
 
+# mlflow warns about its own type hints when mlflow.pyfunc is first imported.
+@pytest.mark.filterwarnings("ignore:.*Any type hint is inferred as AnyType:UserWarning")
 def test_mlflow_sklearn_model_folder(
     registry: Registry, tmp_path: Path, cancer: Frame, pipeline: Pipeline
 ) -> None:

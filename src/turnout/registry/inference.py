@@ -25,10 +25,11 @@ def feature_frame(sample: pd.DataFrame, facts: ModelFacts, target: str | None) -
     if target is not None and target not in sample.columns:
         raise InvalidArtifact(f"target column {target!r} is not in the training data")
     if facts.feature_names:
-        missing = [n for n in facts.feature_names if n not in sample.columns]
+        resolved = {name: _sample_column(sample, name) for name in facts.feature_names}
+        missing = [name for name, column in resolved.items() if column is None]
         if missing:
             raise InvalidArtifact(f"training data lacks the model's features: {missing[:10]}")
-        return sample[list(facts.feature_names)]
+        return sample[[column for column in resolved.values() if column is not None]]
     features = sample.drop(columns=[target]) if target else sample
     if facts.n_features is not None and features.shape[1] != facts.n_features:
         raise InvalidArtifact(
@@ -36,6 +37,14 @@ def feature_frame(sample: pd.DataFrame, facts: ModelFacts, target: str | None) -
             f"{features.shape[1]} columns besides the target; name the target with --target"
         )
     return features
+
+
+def _sample_column(sample: pd.DataFrame, name: str) -> str | None:
+    """The sample column a model feature reads; LightGBM stores "mean radius" as "mean_radius"."""
+    if name in sample.columns:
+        return name
+    matches = [c for c in sample.columns if str(c).replace(" ", "_") == name]
+    return str(matches[0]) if len(matches) == 1 else None
 
 
 def _columns(facts: ModelFacts, sample: pd.DataFrame | None) -> tuple[tuple[Column, ...], bool]:
