@@ -2,156 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
+import importlib
 import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import joblib
-import numpy as np
-import pandas as pd
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sklearn.datasets import load_breast_cancer
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, roc_auc_score
-from sklearn.model_selection import train_test_split
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
 
-from turnout.cli.output import console, table
-from turnout.client import ApiError, Client, ServerUnreachable
-from turnout.errors import TurnoutError
+from turnout.cli.output import console
+from turnout.client import Client
 from turnout.settings import DEFAULT_PORT, Settings
-
-MODEL = "breast-cancer"
-DEPLOYMENT = "breast-cancer-prod"
-
-
-@dataclass
-class Server:
-    """A `turnout serve` the quickstart started itself (None when it reuses one)."""
-
-    process: subprocess.Popen[bytes]
-    home: Path
-    url: str
-    temporary: bool
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-        if self.temporary:
-            shutil.rmtree(self.home, ignore_errors=True)
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start_server(home: Path, port: int, temporary: bool) -> Server:
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "TURNOUT_HOME": str(home), "TURNOUT_URL": url}
-    env.pop("TURNOUT_TOKEN", None)
-    env.pop("TURNOUT_DATABASE_URL", None)
-    env.pop("TURNOUT_ARTIFACT_ROOT", None)
-    home.mkdir(parents=True, exist_ok=True)
-    log = (home / "server.log").open("ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "turnout", "serve", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    server = Server(process, home, url, temporary)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise TurnoutError(f"the server exited:\n{(home / 'server.log').read_text()[-2000:]}")
-        if (home / "admin.token").exists() and Client(url, "-").ready():
-            return server
-        time.sleep(0.1)
-    server.stop()
-    raise TurnoutError("the server did not become ready within 60 s")
-
-
-def _existing_server() -> Client | None:
-    """A running server at TURNOUT_URL that accepts our token, if there is one."""
-    settings = Settings()
-    client = Client()
-    try:
-        client.whoami()
-    except (ServerUnreachable, ApiError):
-        client.close()
-        return None
-    console.print(f"using the running server at {settings.server_url}")
-    return client
-
-
-def _train(data: pd.DataFrame, target: pd.Series, c: float) -> Pipeline:
-    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=1000)).fit(data, target)
-
-
-def _send_traffic(client: Client, rows: pd.DataFrame, truth: pd.Series) -> dict[str, float]:
-    """One request per row, alternating the native API and OIP, with a progress bar."""
-    predictions, latencies, versions = [], [], []
-    columns = list(rows.columns)
-    progress = Progress(
-        TextColumn("[bold]sending traffic"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
-    )
-    with progress:
-        task = progress.add_task("traffic", total=len(rows))
-        for i, row in enumerate(rows.itertuples(index=False)):
-            started = time.perf_counter()
-            if i % 2:
-                answer = client.predict(DEPLOYMENT, [dict(zip(columns, row, strict=True))])
-                predictions.append(answer["predictions"][0])
-                versions.append(answer["model_version"])
-            else:
-                request = {
-                    "id": f"quickstart-{i}",
-                    "inputs": [
-                        {
-                            "name": "input-0",
-                            "shape": [1, len(row)],
-                            "datatype": "FP64",
-                            "data": list(row),
-                        }
-                    ],
-                }
-                answer = client.infer(DEPLOYMENT, request)
-                predictions.append(answer["outputs"][0]["data"][0])
-                versions.append(int(answer["model_version"]))
-            latencies.append((time.perf_counter() - started) * 1000)
-            progress.advance(task)
-    return {
-        "requests": float(len(rows)),
-        "accuracy": float(accuracy_score(truth, predictions)),
-        "p50_ms": float(np.percentile(latencies, 50)),
-        "p99_ms": float(np.percentile(latencies, 99)),
-        "version": float(versions[-1]),
-    }
 
 
 def quickstart(
@@ -159,112 +19,26 @@ def quickstart(
     requests: int = typer.Option(200, help="How many prediction requests to send."),
 ) -> None:
     """Run the whole lifecycle end to end on bundled data."""
-    client = _existing_server()
-    server: Server | None = None
+    # scikit-learn and pandas load only when the quickstart runs, so every other command
+    # starts quickly.
+    tour: Any = importlib.import_module("turnout.cli.tour")
+    client = tour.existing_server()
+    server = None
     if client is None:
         if serve:
             home = Settings().home
-            port = DEFAULT_PORT if _port_free(DEFAULT_PORT) else _free_port()
-            server = _start_server(home, port, temporary=False)
+            port = DEFAULT_PORT if tour.port_free(DEFAULT_PORT) else tour.free_port()
+            server = tour.start_server(home, port, temporary=False)
         else:
             home = Path(tempfile.mkdtemp(prefix="turnout-quickstart-"))
-            server = _start_server(home, _free_port(), temporary=True)
+            server = tour.start_server(home, tour.free_port(), temporary=True)
         console.print(f"started a server at {server.url} (home {server.home})")
         client = Client(server.url, (server.home / "admin.token").read_text().strip())
     try:
-        _tour(client, requests, temporary=server is not None and server.temporary)
+        tour.tour(client, requests, temporary=server is not None and server.temporary)
         if serve and server is not None:
-            _wait_for_ctrl_c(server)
+            tour.wait_for_ctrl_c(server)
     finally:
         client.close()
         if server is not None:
             server.stop()
-
-
-def _tour(client: Client, n_requests: int, *, temporary: bool) -> None:
-    data, target = load_breast_cancer(return_X_y=True, as_frame=True)
-    x_train, x_test, y_train, y_test = train_test_split(
-        data, target, test_size=0.3, random_state=7, stratify=target
-    )
-    workdir = Path(tempfile.mkdtemp(prefix="turnout-models-"))
-    try:
-        training = x_train.copy()
-        training["target"] = y_train
-        training_csv = workdir / "train.csv"
-        training.to_csv(training_csv, index=False)
-        registered = []
-        for c in (0.001, 1.0):
-            model = _train(x_train, y_train, c)
-            path = workdir / f"model-c{c}.joblib"
-            joblib.dump(model, path)
-            metrics = {
-                "accuracy": float(accuracy_score(y_test, model.predict(x_test))),
-                "roc_auc": float(roc_auc_score(y_test, model.predict_proba(x_test)[:, 1])),
-            }
-            record = client.register(
-                MODEL, path, flavor="sklearn", metrics=metrics, params={"C": str(c)},
-                training_data=training_csv, target="target",
-                description=f"StandardScaler + LogisticRegression(C={c})",
-            )  # fmt: skip
-            registered.append(record)
-            console.print(
-                f"registered [bold]{record['ref']}[/bold]: holdout accuracy "
-                f"{metrics['accuracy']:.3f}, ROC AUC {metrics['roc_auc']:.3f}"
-            )
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    champion = registered[0]["version"]
-    try:
-        client.create_deployment(DEPLOYMENT, model=MODEL, version=champion, timeout_ms=200)
-        console.print(f"deployed {MODEL}:{champion} as [bold]{DEPLOYMENT}[/bold]")
-    except ApiError as exc:
-        if exc.status != 409:
-            raise
-        console.print(f"deployment {DEPLOYMENT} already exists; sending traffic to it")
-    rows = (
-        x_test.head(n_requests)
-        if n_requests <= len(x_test)
-        else x_test.sample(n_requests, replace=True, random_state=1)
-    )
-    stats = _send_traffic(client, rows, y_test.loc[rows.index])
-    table(
-        "served traffic",
-        ["deployment", "version", "requests", "accuracy", "p50 ms", "p99 ms"],
-        [(DEPLOYMENT, int(stats["version"]), int(stats["requests"]),
-          f"{stats['accuracy']:.3f}", f"{stats['p50_ms']:.2f}", f"{stats['p99_ms']:.2f}")],
-    )  # fmt: skip
-    _next_steps(client, temporary)
-
-
-def _next_steps(client: Client, temporary: bool) -> None:
-    url = client.url
-    if temporary:
-        console.print(
-            "\nthe quickstart's temporary server stops now. To keep exploring, run "
-            "'turnout quickstart --serve' (state in ~/.turnout, port 8700) and in another shell:",
-            soft_wrap=True,
-        )
-    else:
-        console.print("\n[bold]try next[/bold] in another shell:")
-    console.print(
-        f"  export TURNOUT_URL={url}\n"
-        "  turnout models show breast-cancer\n"
-        "  turnout deployments show breast-cancer-prod\n"
-        "  turnout deployments history breast-cancer-prod\n"
-        f"  curl -s {url}/v2/models/{DEPLOYMENT}\n"
-        f"  curl -s -X POST {url}/v1/deployments/{DEPLOYMENT}/predict "
-        '-d \'{"instances": [[17.99,10.38,122.8,1001,0.1184,0.2776,0.3001,0.1471,0.2419,'
-        "0.07871,1.095,0.9053,8.589,153.4,0.006399,0.04904,0.05373,0.01587,0.03003,0.006193,"
-        "25.38,17.33,184.6,2019,0.1622,0.6656,0.7119,0.2654,0.4601,0.1189]]}'",
-        soft_wrap=True,
-        highlight=False,
-    )
-
-
-def _wait_for_ctrl_c(server: Server) -> None:
-    console.print(f"\nserver running at {server.url} (home {server.home}); press Ctrl-C to stop it")
-    try:
-        while server.process.poll() is None:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        console.print("stopping")

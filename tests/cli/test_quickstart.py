@@ -1,0 +1,29 @@
+"""`turnout quickstart` runs the lifecycle end to end and exits 0."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_quickstart_runs_to_completion(tmp_path: Path) -> None:
+    env = {**os.environ, "TURNOUT_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+    env["TURNOUT_URL"] = "http://127.0.0.1:9"  # no server there: the quickstart starts its own
+    env.pop("TURNOUT_TOKEN", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "turnout", "quickstart", "--requests", "60"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "registered breast-cancer:1" in out
+    assert "registered breast-cancer:2" in out
+    assert "deployed breast-cancer:1 as breast-cancer-prod" in out
+    assert "served traffic" in out
+    assert "60" in out
