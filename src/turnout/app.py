@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from turnout.api.app import create_api
 from turnout.api.auth import Tokens
 from turnout.api.deps import Services
-from turnout.gateway.app import Gateway, Receive, Scope, Send
+from turnout.gateway.app import Gateway
 from turnout.gateway.pool import ModelPool
 from turnout.gateway.runner import InProcessRunner
 from turnout.gateway.table import RoutingTable
@@ -24,6 +24,7 @@ from turnout.settings import Settings
 from turnout.store import metadata as md
 from turnout.store.artifacts import open_artifact_store
 from turnout.store.db import Database
+from turnout.types import Receive, Scope, Send
 
 log = logging.getLogger("turnout")
 

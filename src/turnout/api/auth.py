@@ -65,7 +65,7 @@ class Tokens:
             md.audit(conn, actor="admin", action="token.create", target=name, detail={"role": role})
         return token, record
 
-    def list(self) -> list[TokenRecord]:
+    def list_all(self) -> list[TokenRecord]:
         with self.db.read() as conn:
             return md.list_tokens(conn)
 

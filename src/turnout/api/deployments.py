@@ -31,7 +31,7 @@ class CreateDeployment(BaseModel):
 def list_deployments(
     svc: Annotated[Services, Depends(services)], _: Annotated[Principal, Depends(viewer)]
 ) -> list[dict[str, JSON]]:
-    return [deployment_json(v) for v in svc.deployments.list()]
+    return [deployment_json(v) for v in svc.deployments.list_all()]
 
 
 @router.post("", status_code=201)

@@ -33,7 +33,7 @@ def whoami(who: Annotated[Principal, Depends(viewer)]) -> dict[str, JSON]:
 def list_tokens(
     svc: Annotated[Services, Depends(services)], _: Annotated[Principal, Depends(admin)]
 ) -> list[dict[str, JSON]]:
-    return [token_json(t) for t in svc.tokens.list()]
+    return [token_json(t) for t in svc.tokens.list_all()]
 
 
 @router.post("/tokens", status_code=201)

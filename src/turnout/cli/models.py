@@ -87,6 +87,7 @@ def show(
     if json:
         print_json(data)
         return
+    rows: list[tuple[object, ...]]
     if version is None:
         rows = [
             (v["version"], v["flavor"], _short(v["metrics"]), v["created_by"], v["created_at"])

@@ -7,7 +7,7 @@ only decode -> route -> predict -> encode.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,11 +22,7 @@ from turnout.gateway.table import Route, RoutingTable
 from turnout.registry.flavors import Prediction
 from turnout.registry.servable import Servable
 from turnout.store.records import Role
-from turnout.types import JSON, Array
-
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+from turnout.types import JSON, Array, Receive, Scope, Send
 
 JSON_HEADER = (b"content-type", b"application/json")
 SERVER_EXTENSIONS: list[str] = []

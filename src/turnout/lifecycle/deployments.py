@@ -83,7 +83,7 @@ class Deployments:
                 deployment, md.get_revision(conn, deployment, deployment.active_revision)
             )
 
-    def list(self) -> list[DeploymentView]:
+    def list_all(self) -> list[DeploymentView]:
         with self.db.read() as conn:
             return [DeploymentView(d, r) for d, r in md.active_revisions(conn)]
 

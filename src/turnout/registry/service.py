@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from turnout.errors import BadRequest, PolicyRefused
 from turnout.registry.baseline import baseline, read_table
 from turnout.registry.flavors import get_flavor

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -13,7 +13,7 @@ import pandas as pd
 from turnout.registry.signature import DType
 from turnout.types import JSON, Array
 
-Features = pd.DataFrame | Array
+Features: TypeAlias = pd.DataFrame | Array
 
 
 @dataclass(frozen=True, slots=True)

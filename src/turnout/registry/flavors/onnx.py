@@ -12,6 +12,7 @@ from turnout.errors import InvalidArtifact
 from turnout.registry.flavors.base import Features, Flavor, LoadedModel, ModelFacts, Prediction
 from turnout.registry.flavors.sklearn import model_file
 from turnout.registry.signature import DType
+from turnout.types import Array
 
 ONNX_TYPES = {
     "tensor(float)": (np.float32, DType.FP32),
@@ -41,7 +42,7 @@ class OnnxModel(LoadedModel):
         self.proba_name = next((o.name for o in outputs[1:] if "prob" in o.name.lower()), None)
 
     def predict(self, features: Features) -> Prediction:
-        array = np.asarray(features).astype(self.np_type, copy=False)
+        array: Array = np.asarray(features).astype(self.np_type, copy=False)
         names = [self.label_name] + ([self.proba_name] if self.proba_name else [])
         results = self.session.run(names, {self.input.name: array})
         values = np.asarray(results[0])

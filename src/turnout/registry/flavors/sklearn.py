@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +60,12 @@ def _handles_missing(estimator: Any) -> bool:
 def load_pickled(path: Path) -> Any:
     try:
         return joblib.load(path)
-    except (pickle.UnpicklingError, EOFError, ValueError, KeyError, AttributeError) as exc:
-        raise InvalidArtifact(f"{path.name} is not a readable joblib/pickle file: {exc}") from exc
     except ModuleNotFoundError as exc:
         raise InvalidArtifact(f"{path.name} needs a module that is not installed: {exc}") from exc
+    except Exception as exc:  # truncated or foreign bytes make the unpickler raise anything
+        raise InvalidArtifact(
+            f"{path.name} is not a readable joblib/pickle file: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def load_skops(path: Path) -> Any:
