@@ -3,6 +3,7 @@ registered and loaded back, and a broken artifact is refused with a message that
 
 from __future__ import annotations
 
+import os
 import pickle
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from sklearn.datasets import load_diabetes, load_iris
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from tests.fixtures import python_models as pm
 from tests.fixtures.models import (
@@ -32,7 +33,7 @@ from tests.fixtures.models import (
     training_csv,
 )
 from tests.fixtures.registry import open_registry
-from turnout.errors import BadRequest, InvalidArtifact
+from turnout.errors import BadRequest, InvalidArtifact, PolicyRefused
 from turnout.registry.servable import Servable
 from turnout.registry.service import NewVersion, Registry
 
@@ -141,6 +142,35 @@ def test_skops_pipeline(
     np.testing.assert_allclose(prediction.probabilities, pipeline.predict_proba(features))
 
 
+def test_skops_forest_with_sklearn_internal_types(
+    registry: Registry, tmp_path: Path, cancer: Frame
+) -> None:
+    """Trees hold `sklearn.tree._tree.Tree`, which skops does not trust by default."""
+    features, target = cancer
+    forest = RandomForestClassifier(n_estimators=10, max_depth=3, random_state=0)
+    forest.fit(features, target)
+    path = tmp_path / "forest.skops"
+    sio.dump(forest, path)
+
+    prediction = serve(registry, path, "sklearn").predict(features.to_numpy())
+
+    np.testing.assert_array_equal(prediction.values, forest.predict(features))
+    assert prediction.probabilities is not None
+    np.testing.assert_allclose(prediction.probabilities, forest.predict_proba(features))
+
+
+def test_skops_file_naming_an_arbitrary_function_is_refused(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """Trusting every type a skops file names would make it as dangerous as a pickle."""
+    path = tmp_path / "gadget.skops"
+    sio.dump(make_pipeline(FunctionTransformer(os.system), LogisticRegression()), path)
+
+    with pytest.raises(PolicyRefused, match=r"gadget.skops .*posix\.system"):
+        registry.register(NewVersion(model="m", source=path, flavor="sklearn"))
+    assert registry.list_models() == []
+
+
 def test_sklearn_regressor_has_no_probabilities(registry: Registry, tmp_path: Path) -> None:
     features, target = load_diabetes(return_X_y=True, as_frame=True)
     model = make_pipeline(StandardScaler(), Ridge(alpha=0.5)).fit(features, target)
@@ -188,6 +218,25 @@ def test_onnx_with_zipmap_probabilities(registry: Registry, tmp_path: Path, canc
     np.testing.assert_array_equal(prediction.values, model.predict(rows))
     assert prediction.probabilities is not None
     assert prediction.probabilities.shape == (len(rows), 2)
+    np.testing.assert_allclose(prediction.probabilities, model.predict_proba(rows), atol=1e-5)
+
+
+def test_onnx_zipmap_records_string_class_labels(
+    registry: Registry, tmp_path: Path, cancer: Frame
+) -> None:
+    features, target = cancer
+    rows = features.to_numpy(dtype=np.float32)
+    labels = np.where(target == 1, "benign", "malignant")
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(rows, labels)
+    path = tmp_path / "labels.onnx"
+    path.write_bytes(to_onnx(model, rows[:1]).SerializeToString())
+
+    servable = serve(registry, path, "onnx")
+
+    assert servable.signature.classes == ("benign", "malignant")
+    prediction = servable.predict(rows)
+    np.testing.assert_array_equal(prediction.values, model.predict(rows))
+    assert prediction.probabilities is not None
     np.testing.assert_allclose(prediction.probabilities, model.predict_proba(rows), atol=1e-5)
 
 
@@ -241,7 +290,7 @@ def test_lightgbm_binary_booster(registry: Registry, tmp_path: Path, cancer: Fra
     servable = serve(registry, path, "lightgbm")
 
     assert servable.signature.classes == (0, 1)
-    expected = booster.predict(rows)
+    expected = np.asarray(booster.predict(rows))
     prediction = servable.predict(rows)
     np.testing.assert_array_equal(prediction.values, (expected > 0.5).astype(np.int64))
     assert prediction.probabilities is not None
@@ -261,7 +310,7 @@ def test_lightgbm_multiclass_booster(registry: Registry, tmp_path: Path) -> None
     servable = serve(registry, path, "lightgbm")
 
     assert servable.signature.classes == (0, 1, 2)
-    expected = booster.predict(rows)
+    expected = np.asarray(booster.predict(rows))
     prediction = servable.predict(rows)
     np.testing.assert_array_equal(prediction.values, expected.argmax(axis=1))
     assert prediction.probabilities is not None
@@ -381,6 +430,23 @@ def test_garbage_bytes_are_invalid_artifacts(
         registry.register(NewVersion(model="m", source=path, flavor=flavor))
 
 
+def test_truncated_joblib_is_an_invalid_artifact(
+    registry: Registry, tmp_path: Path, pipeline: Pipeline
+) -> None:
+    """A half-uploaded file: the unpickler fails midway with whatever error it hits."""
+    path = save_joblib(pipeline, tmp_path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+    with pytest.raises(InvalidArtifact, match=r"model\.joblib is not a readable joblib/pickle"):
+        registry.register(NewVersion(model="m", source=path, flavor="sklearn"))
+
+
+def test_pickle_of_something_that_is_not_a_model(registry: Registry, tmp_path: Path) -> None:
+    path = save_joblib({"weights": [1, 2, 3]}, tmp_path)
+    with pytest.raises(InvalidArtifact, match="dict has no predict method"):
+        registry.register(NewVersion(model="m", source=path, flavor="sklearn"))
+
+
 def test_python_file_without_model_class(registry: Registry, tmp_path: Path) -> None:
     path = pm.write(tmp_path, pm.NO_MODEL_CLASS)
     with pytest.raises(InvalidArtifact, match="defines no class Model"):
@@ -389,7 +455,7 @@ def test_python_file_without_model_class(registry: Registry, tmp_path: Path) -> 
 
 def test_python_model_that_raises_on_example_rows(registry: Registry, tmp_path: Path) -> None:
     path = pm.write(tmp_path, pm.RAISES_ON_PREDICT)
-    with pytest.raises(InvalidArtifact, match="failed to predict.*weights were never trained"):
+    with pytest.raises(InvalidArtifact, match=r"failed to predict.*weights were never trained"):
         registry.register(NewVersion(model="m", source=path, flavor="python"))
 
 
@@ -397,7 +463,7 @@ def test_python_model_without_signature_needs_training_data(
     registry: Registry, tmp_path: Path
 ) -> None:
     path = pm.write(tmp_path, pm.NO_SIGNATURE)
-    with pytest.raises(InvalidArtifact, match="cannot tell what inputs.*--training-data"):
+    with pytest.raises(InvalidArtifact, match=r"cannot tell what inputs.*--training-data"):
         registry.register(NewVersion(model="m", source=path, flavor="python"))
 
 
@@ -411,5 +477,5 @@ def test_mlflow_folder_without_mlmodel(registry: Registry, tmp_path: Path) -> No
 
 def test_unknown_flavor(registry: Registry, tmp_path: Path) -> None:
     path = save_python(tmp_path)
-    with pytest.raises(BadRequest, match="unknown flavor 'tensorflow'.*sklearn"):
+    with pytest.raises(BadRequest, match=r"unknown flavor 'tensorflow'.*sklearn"):
         registry.register(NewVersion(model="m", source=path, flavor="tensorflow"))

@@ -7,9 +7,11 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -56,10 +58,11 @@ def pipeline() -> Pipeline:
     return sklearn_pipeline()
 
 
-def register(registry: Registry, source: Path, model: str = "m", **extra: object) -> int:
-    flavor = str(extra.pop("flavor", "python"))
-    new = NewVersion(model=model, source=source, flavor=flavor, **extra)  # type: ignore[arg-type]
-    return registry.register(new).version
+def register(
+    registry: Registry, source: Path, model: str = "m", *, flavor: str = "python", **extra: Any
+) -> int:
+    """Register `source` and return the version number it got."""
+    return registry.register(NewVersion(model=model, source=source, flavor=flavor, **extra)).version
 
 
 def audit_targets(registry: Registry) -> list[str]:
@@ -121,6 +124,9 @@ def test_concurrent_processes_get_distinct_gapless_versions(
         )
         for _ in range(processes)
     ]
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("ready-*"))) < processes and time.monotonic() < deadline:
+        time.sleep(0.01)
     start.touch()
     versions: list[int] = []
     for worker in workers:
@@ -237,9 +243,9 @@ def test_same_data_as_csv_or_parquet_has_the_same_fingerprint(
     from_csv, from_parquet = fingerprint(csv), fingerprint(parquet)
     assert from_csv == from_parquet
 
-    changed = frame.copy()
-    changed.loc[0, "mean radius"] += 1.0
-    changed.to_csv(tmp_path / "changed.csv", index=False)
+    radius = frame["mean radius"].to_numpy(copy=True)
+    radius[0] += 1.0
+    frame.assign(**{"mean radius": radius}).to_csv(tmp_path / "changed.csv", index=False)
     assert fingerprint(tmp_path / "changed.csv") != from_csv
 
 
@@ -273,14 +279,16 @@ def test_training_data_missing_model_features(
         training_data=data,
         target="target",
     )
-    with pytest.raises(InvalidArtifact, match="lacks the model's features.*mean radius"):
+    with pytest.raises(InvalidArtifact, match=r"lacks the model's features.*mean radius"):
         registry.register(new)
 
 
-def test_training_data_in_an_unknown_format(registry: Registry, model_py: Path, tmp_path: Path) -> None:
+def test_training_data_in_an_unknown_format(
+    registry: Registry, model_py: Path, tmp_path: Path
+) -> None:
     data = tmp_path / "train.xlsx"
     data.write_bytes(b"PK\x03\x04")
-    with pytest.raises(BadRequest, match="must be .csv or .parquet"):
+    with pytest.raises(BadRequest, match=r"must be \.csv or \.parquet"):
         register(registry, model_py, training_data=data)
 
 
@@ -332,9 +340,11 @@ def test_pickle_version_is_not_loaded_once_policy_forbids_it(
         record = permissive.register(
             NewVersion(model="bc", source=save_joblib(pipeline, tmp_path), flavor="sklearn")
         )
-    with open_registry(root, allow_pickle=False) as strict:
-        with pytest.raises(PolicyRefused, match="bc:1"):
-            strict.load(record)
+    with (
+        open_registry(root, allow_pickle=False) as strict,
+        pytest.raises(PolicyRefused, match="bc:1"),
+    ):
+        strict.load(record)
 
 
 # -- stored artifacts ---------------------------------------------------------------------

@@ -65,7 +65,22 @@ class OnnxModel(LoadedModel):
         meta = self.session.get_modelmeta().custom_metadata_map
         if "classes" in meta:
             return tuple(meta["classes"].split(","))
-        return None
+        return self._zipmap_keys()
+
+    def _zipmap_keys(self) -> tuple[Any, ...] | None:
+        """skl2onnx's ZipMap output is keyed by class label: read the keys off one zero row."""
+        output = next(o for o in self.session.get_outputs() if o.name == self.proba_name)
+        shape = self.input.shape
+        if not output.type.startswith("seq(map(") or self.dtype is DType.BYTES:
+            return None
+        if len(shape) != 2 or not isinstance(shape[1], int):
+            return None
+        row: Array = np.zeros((1, shape[1]), dtype=self.np_type)
+        try:
+            (raw,) = self.session.run([output.name], {self.input.name: row})
+        except Exception:  # onnxruntime raises its own untyped errors; classes stay unknown
+            return None
+        return tuple(raw[0].keys()) if raw and isinstance(raw[0], dict) else None
 
 
 def _probabilities(raw: Any) -> np.ndarray[Any, Any]:
