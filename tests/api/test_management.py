@@ -122,11 +122,11 @@ def test_deployment_errors(server: LiveServer, model_file: Path) -> None:
         client.register("dep", model_file, flavor="sklearn")
         client.create_deployment("dep-prod", model="dep", version=1)
         cases = [
-            (dict(name="dep-prod", model="dep", version=1), 409, "already exists"),
-            (dict(name="x1", model="nope", version=1), 404, "model 'nope' not found"),
-            (dict(name="x2", model="dep", version=9), 404, "version dep:9 not found"),
-            (dict(name="x3", model="dep", version=1, failover=1), 400, "must differ"),
-            (dict(name="bad/name", model="dep", version=1), 400, "invalid deployment name"),
+            ({"name": "dep-prod", "model": "dep", "version": 1}, 409, "already exists"),
+            ({"name": "x1", "model": "nope", "version": 1}, 404, "model 'nope' not found"),
+            ({"name": "x2", "model": "dep", "version": 9}, 404, "version dep:9 not found"),
+            ({"name": "x3", "model": "dep", "version": 1, "failover": 1}, 400, "must differ"),
+            ({"name": "bad/name", "model": "dep", "version": 1}, 400, "invalid deployment name"),
         ]
         for kwargs, status, message in cases:
             with pytest.raises(ApiError, match=message) as err:

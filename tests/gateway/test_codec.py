@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -164,7 +165,7 @@ def test_oip_shape_that_does_not_fit_the_model() -> None:
 
 
 def test_oip_three_dimensional_shape() -> None:
-    with pytest.raises(BadRequest, match="expected 30 features per row"):
+    with pytest.raises(BadRequest, match=r"shape \[1, 1, 30\] does not fit.*\[rows, 30\]"):
         decode_oip(oip(tensor("input-0", [1, 1, 30], matrix(1).ravel().tolist())), WIDE)
 
 
@@ -186,7 +187,7 @@ def test_oip_absurdly_large_shape() -> None:
         decode_oip(oip(tensor("input-0", [0, 10**30], [])), WIDE)
 
 
-@pytest.mark.parametrize("datatype", ["FLOAT64", "fp64", "", None, 64])
+@pytest.mark.parametrize("datatype", ["FLOAT64", "fp64", "", None, 64, ["FP64"], {"FP64": 1}])
 def test_oip_unknown_datatype(datatype: Any) -> None:
     with pytest.raises(BadRequest, match="unknown datatype"):
         decode_oip(oip(tensor("input-0", [1, 30], [0.0] * 30, datatype)), WIDE)
@@ -324,9 +325,11 @@ def test_oip_mixed_model_keeps_text() -> None:
 
 
 def test_oip_mixed_model_refuses_nested_cells() -> None:
-    inputs = [tensor("city", [1], [["Oslo"]], "BYTES"), tensor("age", [1], [40])]
-    with pytest.raises(BadRequest, match="one value per cell"):
+    inputs = [tensor("city", [2], ["Oslo", ["Lima"]], "BYTES"), tensor("age", [2], [40, 31])]
+    with pytest.raises(BadRequest, match="'city': expected one value per cell, got list"):
         decode_oip(oip(*inputs), MIXED)
+    with pytest.raises(BadRequest, match="expected one value per cell, got dict"):
+        decode_native({"instances": [{"age": 40, "city": {"name": "Oslo"}}]}, MIXED)
 
 
 # -- native JSON ----------------------------------------------------------------------------
@@ -542,18 +545,32 @@ junk = st.recursive(
     ),
     max_leaves=30,
 )
-dims = st.lists(st.integers(0, 4) | junk, max_size=3) | junk
-cells = st.lists(st.none() | st.booleans() | finite | st.integers() | st.text(max_size=3) | junk)
+value = st.one_of(finite, st.integers(-3, 3), st.none(), st.booleans(), st.text(max_size=3))
+cell = value | junk
+cells = st.lists(cell, max_size=6)
+tensor_names = st.sampled_from([*NAMES, "input-0", "city"])
+
+
+@st.composite
+def plausible_tensors(draw: st.DrawFn) -> dict[str, Any]:
+    """Tensors whose data usually fits their shape, so decoding gets past the first checks."""
+    shape = draw(st.lists(st.integers(0, 4), min_size=1, max_size=3))
+    flat = draw(st.lists(value, min_size=math.prod(shape), max_size=math.prod(shape)))
+    data = np.array(flat, dtype=object).reshape(shape).tolist() if draw(st.booleans()) else flat
+    datatype = draw(st.sampled_from(["FP64", "FP64", "INT64", "BOOL", "BYTES"]))
+    return tensor(draw(tensor_names | junk), shape, data, datatype)
+
+
 tensors = st.fixed_dictionaries(
     {
-        "name": st.sampled_from([*NAMES, "input-0", "city"]) | junk,
-        "shape": dims,
+        "name": tensor_names | junk,
+        "shape": st.lists(st.integers(0, 4), max_size=3) | junk,
         "datatype": st.sampled_from(sorted(OIP_DATATYPES)) | junk,
         "data": cells | st.lists(cells, max_size=4) | junk,
     }
 )
 oip_requests = junk | st.fixed_dictionaries(
-    {"inputs": st.lists(tensors, max_size=4) | junk},
+    {"inputs": st.lists(plausible_tensors() | tensors, max_size=4) | junk},
     optional={"id": st.text(max_size=4) | junk, "outputs": junk},
 )
 rows_or_records = st.lists(
@@ -573,27 +590,31 @@ native_requests = junk | st.fixed_dictionaries(
 signatures = st.sampled_from([NAMED, NAMED_MISSING_OK, MIXED])
 
 
+def outcome(decode: Callable[[], np.ndarray]) -> np.ndarray | str:
+    """The decoded rows, or the message of the BadRequest; any other exception escapes."""
+    try:
+        return decode()
+    except BadRequest as exc:
+        return exc.message
+
+
+def assert_rows_or_message(result: np.ndarray | str, signature: Signature) -> None:
+    if isinstance(result, str):
+        assert result
+    else:
+        assert result.ndim == 2
+        assert result.shape[1] == signature.n_features
+        assert result.shape[0] >= 1
+
+
 @settings(max_examples=300)
 @given(request=oip_requests, signature=signatures)
 def test_oip_junk_raises_only_bad_request(request: Any, signature: Signature) -> None:
-    try:
-        rows, _ = decode_oip(request, signature)
-    except BadRequest as exc:
-        assert exc.message
-    else:
-        assert rows.ndim == 2
-        assert rows.shape[1] == signature.n_features
-        assert rows.shape[0] >= 1
+    result = outcome(lambda: decode_oip(request, signature)[0])
+    assert_rows_or_message(result, signature)
 
 
 @settings(max_examples=300)
 @given(request=native_requests, signature=signatures)
 def test_native_junk_raises_only_bad_request(request: Any, signature: Signature) -> None:
-    try:
-        rows = decode_native(request, signature)
-    except BadRequest as exc:
-        assert exc.message
-    else:
-        assert rows.ndim == 2
-        assert rows.shape[1] == signature.n_features
-        assert rows.shape[0] >= 1
+    assert_rows_or_message(outcome(lambda: decode_native(request, signature)), signature)

@@ -22,7 +22,9 @@ def exercise(server: LiveServer, tmp_path: Path) -> None:
     with server.client() as client:
         client.register("bc", save_joblib(pipeline, tmp_path), flavor="sklearn")
         client.create_deployment("bc-prod", model="bc", version=1)
-    with httpx.Client(base_url=server.url, limits=httpx.Limits(max_keepalive_connections=0)) as http:
+    with httpx.Client(
+        base_url=server.url, limits=httpx.Limits(max_keepalive_connections=0)
+    ) as http:
         for i in range(0, 120, 3):
             response = http.post(
                 "/v1/deployments/bc-prod/predict",

@@ -98,10 +98,14 @@ def test_concurrent_registration_is_gap_free(db: Database) -> None:
 
 
 def test_failed_transaction_leaves_nothing(db: Database) -> None:
-    with pytest.raises(RuntimeError, match="crash"), db.write() as conn:
-        model = md.lock_or_create_model(conn, "half")
-        md.insert_version(conn, model, 1, version_values())
-        raise RuntimeError("crash mid-registration")
+    def crash_mid_registration() -> None:
+        with db.write() as conn:
+            model = md.lock_or_create_model(conn, "half")
+            md.insert_version(conn, model, 1, version_values())
+            raise RuntimeError("crash mid-registration")
+
+    with pytest.raises(RuntimeError, match="crash"):
+        crash_mid_registration()
     with db.read() as conn:
         assert md.find_model(conn, "half") is None
         assert conn.execute(select(schema.versions)).first() is None
@@ -138,7 +142,9 @@ def test_revisions_append_and_activate(db: Database) -> None:
     assert deployment.active_revision == 2
     assert [r.revision for r in history] == [1, 2]
     assert [r.reason for r in history] == ["create", "promote"]
-    assert history[1].config == RoutingConfig(champion=2, timeout_ms=50, fallback=0, has_fallback=True)
+    assert history[1].config == RoutingConfig(
+        champion=2, timeout_ms=50, fallback=0, has_fallback=True
+    )
     assert [(d.name, r.revision, r.config.champion) for d, r in active] == [("m-prod", 2, 2)]
     assert after != before
 
@@ -156,7 +162,8 @@ def test_tokens_store_hashes_and_revoke(db: Database) -> None:
         token = md.insert_token(conn, name="ci", role=TokenRole.DEPLOYER, token_hash="a" * 64)
     with db.read() as conn:
         found = md.find_token(conn, "a" * 64)
-    assert found is not None and found.role is TokenRole.DEPLOYER
+    assert found is not None
+    assert found.role is TokenRole.DEPLOYER
     with db.write() as conn:
         md.revoke_token(conn, token.id)
     with db.read() as conn:

@@ -281,7 +281,7 @@ class MethodNotAllowed(TurnoutError):
 
 
 def _version_number(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise BadRequest(f"invalid version {text!r}: expected a positive integer")
     return int(text)
 

@@ -107,7 +107,7 @@ def _tensor(spec: Any, index: int) -> tuple[str, list[int], str, Any]:
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise BadRequest(f"input {name!r}: shape must be a list of non-negative integers")
-    if datatype not in OIP_DATATYPES:
+    if not isinstance(datatype, str) or datatype not in OIP_DATATYPES:
         raise BadRequest(f"input {name!r}: unknown datatype {datatype!r}")
     if "data" not in spec:
         raise BadRequest(f"input {name!r} has no data (binary tensor data is not supported)")
@@ -210,12 +210,13 @@ def _plain(values: Array) -> list[JSON]:
     if values.dtype.kind in "OUS":
         return [v if isinstance(v, str | int | float | bool) or v is None else str(v)
                 for v in values.ravel().tolist()]  # fmt: skip
-    return values.ravel().tolist()  # type: ignore[no-any-return]
+    plain: list[JSON] = values.ravel().tolist()
+    return plain
 
 
 def encode_oip_outputs(prediction: Prediction, wanted: list[str] | None) -> list[dict[str, JSON]]:
     values = prediction.values
-    outputs = [
+    outputs: list[dict[str, JSON]] = [
         {
             "name": "predict",
             "datatype": datatype_of(values),
@@ -234,7 +235,7 @@ def encode_oip_outputs(prediction: Prediction, wanted: list[str] | None) -> list
             }
         )
     if wanted:
-        known = {o["name"] for o in outputs}
+        known: set[str] = {str(o["name"]) for o in outputs}
         unknown = [w for w in wanted if w not in known]
         if unknown:
             raise BadRequest(f"unknown outputs {unknown}; this model has {sorted(known)}")
