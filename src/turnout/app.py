@@ -14,10 +14,14 @@ from turnout.api.app import create_api
 from turnout.api.auth import Tokens
 from turnout.api.deps import Services
 from turnout.gateway.app import Gateway
+from turnout.gateway.heartbeat import Heartbeat
 from turnout.gateway.pool import ModelPool
 from turnout.gateway.runner import InProcessRunner
+from turnout.gateway.shadow import ShadowMirror
 from turnout.gateway.table import RoutingTable
 from turnout.lifecycle.deployments import Deployments
+from turnout.lifecycle.routing import Routing
+from turnout.monitoring.stats import TrafficStats
 from turnout.registry.servable import Servable
 from turnout.registry.service import Registry
 from turnout.settings import Settings
@@ -41,14 +45,14 @@ class TurnoutApp:
         gateway: Gateway,
         api: FastAPI,
         table: RoutingTable,
+        heartbeat: Heartbeat,
         db: Database,
-        runner: InProcessRunner,
     ) -> None:
         self.gateway = gateway
         self.api = api
         self.table = table
+        self.heartbeat = heartbeat
         self.db = db
-        self.runner = runner
         self._refresher: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -79,6 +83,8 @@ class TurnoutApp:
         except Exception:  # serve health and the API even if a model cannot load yet
             log.exception("initial routing load failed")
         self._refresher = asyncio.create_task(self.table.run())
+        self.gateway.shadow.start()
+        self.heartbeat.start()
 
     async def stop(self) -> None:
         self.gateway.accepting = False
@@ -86,7 +92,9 @@ class TurnoutApp:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
-        self.runner.close()
+        await self.heartbeat.stop()
+        await self.gateway.shadow.stop()
+        self.gateway.runner.close()
         self.db.dispose()
 
 
@@ -105,7 +113,9 @@ def create_app(settings: Settings) -> TurnoutApp:
     tokens.ensure_admin(settings.admin_token_file)
 
     def load(model: str, version: int) -> Servable:
-        return registry.load(registry.get_version(model, version))
+        servable = registry.load(registry.get_version(model, version))
+        servable.warm()
+        return servable
 
     def fingerprint() -> Any:
         with db.read() as conn:
@@ -125,16 +135,37 @@ def create_app(settings: Settings) -> TurnoutApp:
         snapshot=snapshot,
         interval_s=settings.refresh_interval_ms / 1000,
     )
-    runner = InProcessRunner(settings.predict_threads)
-    gateway = Gateway(table, pool, runner, max_body_bytes=MAX_BODY_BYTES, versions_of=versions_of)
+
+    def report(**payload: Any) -> None:
+        with db.write() as conn:
+            md.report_worker(conn, **payload)
+
+    def forget(worker_id: str) -> None:
+        with db.write() as conn:
+            md.forget_worker(conn, worker_id)
+
+    stats = TrafficStats()
+    gateway = Gateway(
+        table,
+        pool,
+        InProcessRunner(settings.predict_threads),
+        stats=stats,
+        shadow=ShadowMirror(stats, pool.get),
+        max_body_bytes=MAX_BODY_BYTES,
+        versions_of=versions_of,
+    )
+    heartbeat = Heartbeat(table, stats, report=report, forget=forget)
     services = Services(
         registry=registry,
         deployments=Deployments(db, registry),
+        routing=Routing(db, registry),
         tokens=tokens,
         upload_dir=settings.home / "tmp",
         max_upload_bytes=MAX_UPLOAD_BYTES,
     )
-    return TurnoutApp(gateway=gateway, api=create_api(services), table=table, db=db, runner=runner)
+    return TurnoutApp(
+        gateway=gateway, api=create_api(services), table=table, heartbeat=heartbeat, db=db
+    )
 
 
 def create_app_from_env() -> TurnoutApp:

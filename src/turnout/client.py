@@ -184,6 +184,30 @@ class Client:
     def history(self, name: str) -> JSON:
         return self._call("GET", f"/api/v1/deployments/{name}/history")
 
+    def route(
+        self,
+        name: str,
+        *,
+        challengers: dict[int, float] | None = None,
+        shadows: dict[int, float] | None = None,
+        sticky_key: str | None = None,
+        clear: bool = False,
+    ) -> JSON:
+        body = {
+            "challengers": {str(k): v for k, v in (challengers or {}).items()},
+            "shadows": {str(k): v for k, v in (shadows or {}).items()},
+            "sticky_key": sticky_key,
+            "clear": clear,
+        }
+        return self._call("POST", f"/api/v1/deployments/{name}/route", json=body)
+
+    def promote(self, name: str, *, version: int) -> JSON:
+        return self._call("POST", f"/api/v1/deployments/{name}/promote", json={"version": version})
+
+    def rollback(self, name: str, *, to_revision: int | None = None) -> JSON:
+        body = {"to_revision": to_revision}
+        return self._call("POST", f"/api/v1/deployments/{name}/rollback", json=body)
+
     # -- predictions ------------------------------------------------------------------------
 
     def predict(self, deployment: str, instances: list[Any]) -> JSON:

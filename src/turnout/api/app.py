@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -32,7 +32,6 @@ def create_api(svc: Services) -> FastAPI:
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=f"{API_PREFIX}/docs",
         redoc_url=None,
-        default_response_class=ORJSONResponse,
     )
     api.state.services = svc
     for router in (models.router, deployments.router, tokens.router):
@@ -40,19 +39,19 @@ def create_api(svc: Services) -> FastAPI:
 
     @api.exception_handler(TurnoutError)
     async def _turnout_error(_: Request, exc: TurnoutError) -> Response:
-        return ORJSONResponse({"error": exc.message}, status_code=exc.status)
+        return JSONResponse({"error": exc.message}, status_code=exc.status)
 
     @api.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> Response:
-        return ORJSONResponse({"error": _validation_message(exc)}, status_code=422)
+        return JSONResponse({"error": _validation_message(exc)}, status_code=422)
 
     @api.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
-        return ORJSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
 
     @api.exception_handler(Exception)
     async def _bug(_: Request, exc: Exception) -> Response:
-        return ORJSONResponse(
+        return JSONResponse(
             {"error": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500
         )
 

@@ -9,8 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from turnout.api.auth import Principal
 from turnout.api.deps import Services, deployer, services, viewer
-from turnout.api.views import deployment_json, revision_json
+from turnout.api.views import applied_json, deployment_json, revision_json, worker_json
 from turnout.lifecycle.deployments import NewDeployment
+from turnout.lifecycle.routing import RouteChange
+from turnout.monitoring.stats import merge
 from turnout.types import JSON
 
 router = APIRouter(prefix="/deployments", tags=["deployments"])
@@ -59,7 +61,74 @@ def create_deployment(
 def show_deployment(
     name: str, svc: Annotated[Services, Depends(services)], _: Annotated[Principal, Depends(viewer)]
 ) -> dict[str, JSON]:
-    return deployment_json(svc.deployments.get(name))
+    body = deployment_json(svc.deployments.get(name))
+    workers = svc.routing.live_workers()
+    body["workers"] = [worker_json(w, name) for w in workers]
+    body["traffic"] = merge([s for w in workers for s in w.stats if s["deployment"] == name])
+    return body
+
+
+class RouteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    challengers: dict[int, float] = Field(default_factory=dict)
+    shadows: dict[int, float] = Field(default_factory=dict)
+    sticky_key: str | None = None
+    clear: bool = False
+
+
+class PromoteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1)
+
+
+class RollbackBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to_revision: int | None = Field(default=None, ge=1)
+
+
+@router.post("/{name}/route")
+def route(
+    name: str,
+    body: RouteBody,
+    svc: Annotated[Services, Depends(services)],
+    who: Annotated[Principal, Depends(deployer)],
+) -> dict[str, JSON]:
+    """Split live traffic between the champion and challengers, and mirror it to shadows."""
+    change = RouteChange(
+        deployment=name,
+        challengers=body.challengers,
+        shadows=body.shadows,
+        sticky_key=body.sticky_key,
+        clear=body.clear,
+        actor=who.name,
+    )
+    return applied_json(svc.routing.route(change), name)
+
+
+@router.post("/{name}/promote")
+def promote(
+    name: str,
+    body: PromoteBody,
+    svc: Annotated[Services, Depends(services)],
+    who: Annotated[Principal, Depends(deployer)],
+) -> dict[str, JSON]:
+    """Blue-green switch: the version becomes champion; the old champion stays as standby."""
+    return applied_json(svc.routing.promote(name, body.version, actor=who.name), name)
+
+
+@router.post("/{name}/rollback")
+def rollback(
+    name: str,
+    body: RollbackBody,
+    svc: Annotated[Services, Depends(services)],
+    who: Annotated[Principal, Depends(deployer)],
+) -> dict[str, JSON]:
+    """Re-activate an earlier revision (the previous one by default) as a new revision."""
+    applied = svc.routing.rollback(name, to_revision=body.to_revision, actor=who.name)
+    return applied_json(applied, name)
 
 
 @router.get("/{name}/history")

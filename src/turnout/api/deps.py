@@ -10,6 +10,7 @@ from fastapi import Request
 
 from turnout.api.auth import Principal, Tokens
 from turnout.lifecycle.deployments import Deployments
+from turnout.lifecycle.routing import Routing
 from turnout.registry.service import Registry
 from turnout.store.records import TokenRole
 
@@ -18,6 +19,7 @@ from turnout.store.records import TokenRole
 class Services:
     registry: Registry
     deployments: Deployments
+    routing: Routing
     tokens: Tokens
     upload_dir: Path
     max_upload_bytes: int

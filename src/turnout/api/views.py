@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from turnout.lifecycle.deployments import DeploymentView
-from turnout.store.records import ModelRecord, RevisionRecord, TokenRecord, VersionRecord
+from turnout.lifecycle.routing import Applied
+from turnout.store.records import (
+    ModelRecord,
+    RevisionRecord,
+    TokenRecord,
+    VersionRecord,
+    WorkerRecord,
+)
 from turnout.types import JSON
 
 
@@ -78,4 +87,25 @@ def token_json(record: TokenRecord) -> dict[str, JSON]:
         "role": record.role.value,
         "created_at": record.created_at.isoformat(),
         "revoked_at": record.revoked_at.isoformat() if record.revoked_at else None,
+    }
+
+
+def worker_json(worker: WorkerRecord, deployment: str) -> dict[str, JSON]:
+    age = (datetime.now(UTC) - worker.heartbeat_at).total_seconds()
+    return {
+        "id": worker.id,
+        "host": worker.host,
+        "pid": worker.pid,
+        "revision": worker.revisions.get(deployment),
+        "heartbeat_age_s": round(age, 3),
+        "error": worker.errors.get(deployment),
+    }
+
+
+def applied_json(applied: Applied, deployment: str) -> dict[str, JSON]:
+    return {
+        **revision_json(applied.revision),
+        "deployment": deployment,
+        "acknowledged": applied.acknowledged,
+        "workers": [worker_json(w, deployment) for w in applied.workers],
     }

@@ -71,7 +71,7 @@ def list_deployments(json: bool = JsonOption) -> None:
 
 @app.command()
 def show(name: str, json: bool = JsonOption) -> None:
-    """Show a deployment's active revision."""
+    """Show a deployment's active revision, its workers and its traffic so far."""
     with Client() as client:
         data = client.show_deployment(name)
     if json:
@@ -83,15 +83,34 @@ def show(name: str, json: bool = JsonOption) -> None:
             ("model", data["model"]),
             ("champion", data["champion"]),
             ("revision", data["revision"]),
+            ("challengers", data["challengers"]),
+            ("shadows", data["shadows"]),
+            ("standby", data["config"]["standby"]),
+            ("sticky key", data["config"]["sticky_key"]),
             ("timeout ms", data["timeout_ms"]),
             ("failover", data["failover"]),
             ("fallback", data["fallback"]),
-            ("challengers", data["challengers"]),
-            ("shadows", data["shadows"]),
             ("OIP endpoint", data["endpoints"]["oip"]),
             ("native endpoint", data["endpoints"]["native"]),
         ],
     )
+    traffic = [
+        (t["version"], t["role"], t["requests"], t["errors"], t["dropped"] or "",
+         _pct(t["agreement_rate"]), _ms(t["latency_p50_ms"]), _ms(t["latency_p99_ms"]))
+        for t in data["traffic"]
+    ]  # fmt: skip
+    columns = ["version", "role", "requests", "errors", "dropped", "agreement", "p50 ms", "p99 ms"]
+    table("traffic since the workers started", columns, traffic)
+    workers = [(w["id"], w["revision"], w["heartbeat_age_s"], w["error"]) for w in data["workers"]]
+    table("workers", ["worker", "serves revision", "heartbeat age s", "error"], workers)
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{value:.1%}"
+
+
+def _ms(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
 
 
 @app.command()
@@ -102,8 +121,12 @@ def history(name: str, json: bool = JsonOption) -> None:
     if json:
         print_json(data)
         return
-    rows = [
-        (r["revision"], r["config"]["champion"], r["reason"], r["created_by"], r["created_at"])
-        for r in data
-    ]
-    table(f"history of {name}", ["revision", "champion", "reason", "by", "at"], rows)
+    rows = []
+    for r in data:
+        config = r["config"]
+        split = ", ".join(f"{v}:{p:g}%" for v, p in config["challengers"].items())
+        shadows = ", ".join(f"{v}:{p:g}%" for v, p in config["shadows"].items())
+        rows.append((r["revision"], config["champion"], split, shadows, r["reason"],
+                     r["created_by"], r["created_at"]))  # fmt: skip
+    columns = ["revision", "champion", "challengers", "shadows", "reason", "by", "at"]
+    table(f"history of {name}", columns, rows)

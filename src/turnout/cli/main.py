@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from turnout.cli import deployments, models, quickstart, serve, tokens
+from turnout.cli import deployments, models, quickstart, routing, serve, tokens
 from turnout.cli.output import errors
 from turnout.errors import TurnoutError
 
@@ -19,6 +19,9 @@ app = typer.Typer(
 )
 app.command()(serve.serve)
 app.command()(quickstart.quickstart)
+app.command()(routing.route)
+app.command()(routing.promote)
+app.command()(routing.rollback)
 app.add_typer(models.app, name="models")
 app.add_typer(deployments.app, name="deployments")
 app.add_typer(tokens.app, name="tokens")

@@ -6,6 +6,7 @@ only decode -> route -> predict -> encode.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,9 @@ from turnout.errors import BadRequest, ModelUnavailable, NotFound, PayloadTooLar
 from turnout.gateway import codec
 from turnout.gateway.pool import ModelPool
 from turnout.gateway.runner import InProcessRunner
+from turnout.gateway.shadow import ShadowJob, ShadowMirror
 from turnout.gateway.table import Route, RoutingTable
+from turnout.monitoring.stats import TrafficStats
 from turnout.registry.flavors import Prediction
 from turnout.registry.servable import Servable
 from turnout.store.records import Role
@@ -58,12 +61,16 @@ class Gateway:
         pool: ModelPool,
         runner: InProcessRunner,
         *,
+        stats: TrafficStats,
+        shadow: ShadowMirror,
         max_body_bytes: int,
         versions_of: Callable[[str], list[int]],
     ) -> None:
         self.table = table
         self.pool = pool
         self.runner = runner
+        self.stats = stats
+        self.shadow = shadow
         self.max_body_bytes = max_body_bytes
         self.versions_of = versions_of
         self.accepting = True
@@ -82,11 +89,12 @@ class Gateway:
         if parts[0] == "v1":
             if len(parts) == 4 and parts[1] == "deployments" and parts[3] == "predict":
                 self._only(method, "POST")
-                return await self._native(parts[2], await self._body(receive))
+                return await self._native(parts[2], await self._body(receive), scope)
             raise NotFound(f"no route {scope['path']}")
-        return await self._oip(method, parts[1:], receive, scope["path"])
+        return await self._oip(method, parts[1:], receive, scope)
 
-    async def _oip(self, method: str, parts: list[str], receive: Receive, path: str) -> Reply:
+    async def _oip(self, method: str, parts: list[str], receive: Receive, scope: Scope) -> Reply:
+        path = scope["path"]
         if not parts or parts == [""]:
             self._only(method, "GET")
             return _response(
@@ -113,7 +121,7 @@ class Gateway:
             return await self._model_ready(name, version)
         if rest == ["infer"]:
             self._only(method, "POST")
-            return await self._infer(name, version, await self._body(receive))
+            return await self._infer(name, version, await self._body(receive), scope)
         raise NotFound(f"no route {path}")
 
     @staticmethod
@@ -151,9 +159,8 @@ class Gateway:
             raise NotFound(f"deployment {name!r} not found")
         return route
 
-    async def _servable(self, route: Route, version: int | None) -> tuple[Servable, Role]:
-        if version is None:
-            return await self._load(route.model, route.config.champion), Role.CHAMPION
+    async def _direct(self, route: Route, version: int) -> tuple[Servable, Role]:
+        """One version asked for by number, outside the traffic split."""
         if version not in self.versions_of(route.model):
             raise NotFound(f"version {version} of model {route.model!r} not found")
         role = Role.CHAMPION if version == route.config.champion else Role.CHALLENGER
@@ -172,20 +179,65 @@ class Gateway:
         route: Route,
         version: int | None,
         decode: Callable[[Servable], Array],
+        *,
         request_id: str | None,
+        key: str | None,
     ) -> Answer:
         if request_id is not None and not _printable_id(request_id):
             raise BadRequest("'id' must be 1-128 printable ASCII characters")
-        servable, role = await self._servable(route, version)
+        shadows: tuple[int, ...] = ()
+        if version is None:
+            plan = route.router.plan(key)
+            servable, role, shadows = (
+                await self._load(route.model, plan.version),
+                plan.role,
+                plan.shadows,
+            )
+        else:
+            servable, role = await self._direct(route, version)
         rows = decode(servable)
-        prediction = await self.runner.predict(servable, rows)
+        counter = self.stats.counter(route.deployment, servable.version, role.value)
+        started = time.perf_counter()
+        try:
+            prediction = await self.runner.predict(servable, rows)
+        except ModelUnavailable:
+            counter.observe((time.perf_counter() - started) * 1000, ok=False)
+            raise
+        counter.observe((time.perf_counter() - started) * 1000)
+        for shadow in shadows:
+            self.shadow.submit(
+                ShadowJob(
+                    route.deployment,
+                    route.model,
+                    shadow,
+                    rows,
+                    servable.signature,
+                    decode,
+                    prediction,
+                )
+            )
         base = request_id or uuid.uuid4().hex
         ids = [base] if len(rows) == 1 else [f"{base}-{i}" for i in range(len(rows))]
         return Answer(prediction, servable, role, route.revision, base, ids)
 
+    @staticmethod
+    def _key(route: Route, scope: Scope, field: Callable[[str], str | None]) -> str | None:
+        """The sticky routing key of this request, when the revision names one."""
+        sticky = route.config.sticky_key
+        if sticky is None or not route.config.challengers:
+            return None
+        source, _, name = sticky.partition(":")
+        if source == "header":
+            wanted = name.encode()
+            for header, value in scope["headers"]:
+                if header == wanted:
+                    return bytes(value).decode("latin-1")
+            return None
+        return field(name)
+
     # -- protocols ---------------------------------------------------------------------------
 
-    async def _infer(self, name: str, version: int | None, request: Any) -> Reply:
+    async def _infer(self, name: str, version: int | None, request: Any, scope: Scope) -> Reply:
         route = await self._route(name)
         fields: dict[str, Any] = {}
 
@@ -198,7 +250,8 @@ class Gateway:
         if request_id is not None and not isinstance(request_id, str):
             raise BadRequest("'id' must be a string")
         wanted = codec.requested_outputs(request) if isinstance(request, dict) else None
-        answer = await self._answer(route, version, decode, request_id)
+        key = self._key(route, scope, lambda field: codec.oip_field(request, field))
+        answer = await self._answer(route, version, decode, request_id=request_id, key=key)
         body = {
             "model_name": name,
             "model_version": str(answer.servable.version),
@@ -212,10 +265,15 @@ class Gateway:
         }
         return _response(200, body, _headers(answer))
 
-    async def _native(self, name: str, request: Any) -> Reply:
+    async def _native(self, name: str, request: Any, scope: Scope) -> Reply:
         route = await self._route(name)
+        key = self._key(route, scope, lambda field: codec.native_field(request, field))
         answer = await self._answer(
-            route, None, lambda s: codec.decode_native(request, s.signature), None
+            route,
+            None,
+            lambda s: codec.decode_native(request, s.signature),
+            request_id=None,
+            key=key,
         )
         body = codec.encode_native(answer.prediction)
         body["prediction_ids"] = answer.prediction_ids
@@ -225,7 +283,10 @@ class Gateway:
 
     async def _metadata(self, name: str, version: int | None) -> dict[str, JSON]:
         route = await self._route(name)
-        servable, _ = await self._servable(route, version)
+        if version is None:
+            servable = await self._load(route.model, route.config.champion)
+        else:
+            servable, _ = await self._direct(route, version)
         signature = servable.signature
         outputs: list[dict[str, JSON]] = [
             {"name": "predict", "datatype": signature.output_dtype.value, "shape": [-1]}

@@ -320,3 +320,42 @@ def _plain_rows(values: Array) -> list[JSON]:
     if values.ndim == 1:
         return _plain(values)
     return values.tolist()  # type: ignore[no-any-return]
+
+
+# -- sticky routing keys ---------------------------------------------------------------------
+
+
+def _scalar_key(value: Any) -> str | None:
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if value is None or isinstance(value, dict | list):
+        return None
+    return str(value)
+
+
+def oip_field(request: Any, name: str) -> str | None:
+    """A routing key from OIP `parameters`, or the first value of the input named `name`."""
+    if not isinstance(request, dict):
+        return None
+    parameters = request.get("parameters")
+    if isinstance(parameters, dict) and name in parameters:
+        return _scalar_key(parameters[name])
+    for tensor in request.get("inputs") or []:
+        if isinstance(tensor, dict) and tensor.get("name") == name:
+            data = tensor.get("data")
+            while isinstance(data, list) and data and isinstance(data[0], list):
+                data = data[0]
+            return _scalar_key(data)
+    return None
+
+
+def native_field(request: Any, name: str) -> str | None:
+    """A routing key from a top-level field, or the first record's column `name`."""
+    if not isinstance(request, dict):
+        return None
+    if name in request:
+        return _scalar_key(request[name])
+    instances = request.get("instances")
+    if isinstance(instances, list) and instances and isinstance(instances[0], dict):
+        return _scalar_key(instances[0].get(name))
+    return None

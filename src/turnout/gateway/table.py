@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from turnout.gateway.pool import ModelPool
+from turnout.gateway.router import Router
 from turnout.store.records import DeploymentRecord, RevisionRecord, RoutingConfig
 
 log = logging.getLogger("turnout.gateway")
@@ -23,6 +24,7 @@ class Route:
     model: str
     revision: int
     config: RoutingConfig
+    router: Router
 
 
 class RoutingTable:
@@ -41,6 +43,9 @@ class RoutingTable:
         self._snapshot = snapshot
         self._interval_s = interval_s
         self.routes: dict[str, Route] = {}
+        self.errors: dict[str, str] = {}
+        """Deployments whose newest revision could not be loaded here, with the reason."""
+        self.changed = asyncio.Event()
         self._seen: object = None
         self._refreshing: asyncio.Future[None] | None = None
         self.ready = False
@@ -68,24 +73,52 @@ class RoutingTable:
         if seen == self._seen and not force:
             return
         snapshot = await asyncio.to_thread(self._snapshot)
-        routes = {
-            dep.name: Route(dep.name, dep.model, rev.revision, rev.config) for dep, rev in snapshot
+        fresh = {
+            dep.name: Route(dep.name, dep.model, rev.revision, rev.config, Router.of(rev.config))
+            for dep, rev in snapshot
         }
-        await self._preload(routes)
+        routes = await self._preload(fresh)
         self.routes = routes
-        self._seen = seen
+        self._seen = None if self.errors else seen  # retry failed loads on the next poll
         self.ready = True
+        self.pool.keep_only({(r.model, v) for r in routes.values() for v in r.config.versions()})
+        self.changed.set()
 
-    async def _preload(self, routes: dict[str, Route]) -> None:
-        """Load every version a new route needs before the route goes live."""
-        changed = [r for n, r in routes.items() if self.routes.get(n) != r]
-        keys = {(r.model, v) for r in changed for v in r.config.versions()}
+    async def _preload(self, fresh: dict[str, Route]) -> dict[str, Route]:
+        """Load and warm what each changed route needs before it goes live.
+
+        A route whose versions cannot load is not switched to: the deployment keeps its
+        previous route here, and the error is reported so the change is not acknowledged.
+        """
+        changed = {n: r for n, r in fresh.items() if self.routes.get(n) != r}
+        keys = sorted({(r.model, v) for r in changed.values() for v in r.config.versions()})
         results = await asyncio.gather(
             *(self.pool.get(m, v) for m, v in keys), return_exceptions=True
         )
-        for (model, version), result in zip(keys, results, strict=True):
-            if isinstance(result, BaseException):
-                log.error("cannot load %s:%s: %s", model, version, result)
+        failures = {
+            key: f"{key[0]}:{key[1]}: {getattr(result, 'message', result)}"
+            for key, result in zip(keys, results, strict=True)
+            if isinstance(result, BaseException)
+        }
+        routes = dict(fresh)
+        for name, route in changed.items():
+            problems = [
+                failures[(route.model, v)]
+                for v in route.config.versions()
+                if (route.model, v) in failures
+            ]
+            if not problems:
+                self.errors.pop(name, None)
+                continue
+            self.errors[name] = f"revision {route.revision} not served: " + "; ".join(problems)
+            log.error("%s: %s", name, self.errors[name])
+            previous = self.routes.get(name)
+            if previous is not None:
+                routes[name] = previous
+        for name in list(self.errors):
+            if name not in fresh:
+                del self.errors[name]
+        return routes
 
     async def run(self) -> None:
         """Poll for routing changes until cancelled."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from turnout.registry.flavors import LoadedModel, Prediction
@@ -27,6 +28,20 @@ class Servable:
         if self.signature.named and self.model.wants_frame:
             return self.model.predict(frame(rows, self.signature))
         return self.model.predict(rows)
+
+    def warm(self) -> None:
+        """A few predictions on the signature's example rows, so the first live request
+        finds caches and lazy initialisation done; raises whatever the model raises."""
+        examples = self.signature.example
+        if not examples:
+            return
+        rows = np.array(examples, dtype=np.float64 if self.signature.numeric else object)
+        for _ in range(3):
+            prediction = self.predict(rows)
+            if len(prediction.values) != len(rows):
+                raise ValueError(
+                    f"returned {len(prediction.values)} predictions for {len(rows)} example rows"
+                )
 
 
 def frame(rows: Array, signature: Signature) -> pd.DataFrame:

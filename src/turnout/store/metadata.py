@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy import Connection, Row, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -20,6 +20,7 @@ from turnout.store.records import (
     TokenRecord,
     TokenRole,
     VersionRecord,
+    WorkerRecord,
 )
 from turnout.types import JSON
 
@@ -371,3 +372,63 @@ def list_audit(conn: Connection, target_prefix: str | None = None) -> list[dict[
         }
         for r in conn.execute(query)
     ]
+
+
+# -- gateway workers ------------------------------------------------------------------------
+
+
+def report_worker(
+    conn: Connection,
+    *,
+    worker_id: str,
+    host: str,
+    pid: int,
+    started_at: datetime,
+    revisions: dict[str, int],
+    stats: list[dict[str, JSON]],
+    errors: dict[str, str],
+) -> None:
+    """Upsert this worker's heartbeat: what it serves, its counters, its load errors."""
+    values = {
+        "heartbeat_at": now(),
+        "revisions": revisions,
+        "stats": stats,
+        "errors": errors,
+    }
+    updated = conn.execute(
+        update(t.gateway_workers).where(t.gateway_workers.c.id == worker_id).values(**values)
+    )
+    if updated.rowcount == 0:
+        conn.execute(
+            insert(t.gateway_workers).values(
+                id=worker_id, host=host, pid=pid, started_at=started_at, **values
+            )
+        )
+
+
+def _worker(row: Row[Any]) -> WorkerRecord:
+    return WorkerRecord(
+        id=row.id,
+        host=row.host,
+        pid=row.pid,
+        started_at=_aware(row.started_at),
+        heartbeat_at=_aware(row.heartbeat_at),
+        revisions={str(k): int(v) for k, v in row.revisions.items()},
+        stats=row.stats,
+        errors=row.errors,
+    )
+
+
+def list_workers(conn: Connection, *, alive_since: datetime | None = None) -> list[WorkerRecord]:
+    query = select(t.gateway_workers).order_by(t.gateway_workers.c.started_at)
+    if alive_since is not None:
+        query = query.where(t.gateway_workers.c.heartbeat_at >= alive_since)
+    return [_worker(r) for r in conn.execute(query)]
+
+
+def forget_worker(conn: Connection, worker_id: str) -> None:
+    conn.execute(delete(t.gateway_workers).where(t.gateway_workers.c.id == worker_id))
+
+
+def prune_workers(conn: Connection, *, dead_before: datetime) -> None:
+    conn.execute(delete(t.gateway_workers).where(t.gateway_workers.c.heartbeat_at < dead_before))

@@ -109,6 +109,8 @@ class RoutingConfig:
     challengers: dict[int, float] = field(default_factory=dict)
     shadows: dict[int, float] = field(default_factory=dict)
     standby: int | None = None
+    sticky_key: str | None = None
+    """`header:NAME` or `field:NAME`: requests with the same key always get the same version."""
 
     def to_dict(self) -> dict[str, JSON]:
         return {
@@ -120,6 +122,7 @@ class RoutingConfig:
             "challengers": {str(k): v for k, v in self.challengers.items()},
             "shadows": {str(k): v for k, v in self.shadows.items()},
             "standby": self.standby,
+            "sticky_key": self.sticky_key,
         }
 
     @classmethod
@@ -133,6 +136,7 @@ class RoutingConfig:
             challengers={int(k): float(v) for k, v in (data.get("challengers") or {}).items()},
             shadows={int(k): float(v) for k, v in (data.get("shadows") or {}).items()},
             standby=data.get("standby"),
+            sticky_key=data.get("sticky_key"),
         )
 
     def versions(self) -> set[int]:
@@ -169,3 +173,17 @@ class TokenRecord:
     role: TokenRole
     created_at: datetime
     revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    """One gateway worker process as it last reported itself."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    revisions: dict[str, int]
+    stats: list[dict[str, JSON]]
+    errors: dict[str, str]

@@ -92,3 +92,16 @@ audit_log = Table(
     Column("target", String(256), nullable=False),
     Column("detail", JSON, nullable=False),
 )
+
+gateway_workers = Table(
+    "gateway_workers",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("host", String(256), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=False),
+    Column("revisions", JSON, nullable=False),
+    Column("stats", JSON, nullable=False),
+    Column("errors", JSON, nullable=False),
+)

@@ -1,0 +1,197 @@
+"""Changes to what answers behind a deployment: split traffic, promote, roll back.
+
+Every change appends revision N+1 (never edits one); the gateways pick it up, load and
+warm what it needs, swap atomically and acknowledge. A version that cannot load or warm
+up here is refused before any revision is written.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+
+from turnout.errors import BadRequest, Conflict, InvalidArtifact, TurnoutError
+from turnout.registry.service import Registry
+from turnout.store import metadata as md
+from turnout.store.db import Database
+from turnout.store.records import RevisionRecord, RoutingConfig, WorkerRecord
+
+WORKER_ALIVE_S = 5.0
+STICKY_SOURCES = ("header", "field")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RouteChange:
+    deployment: str
+    challengers: dict[int, float] = field(default_factory=dict)
+    shadows: dict[int, float] = field(default_factory=dict)
+    sticky_key: str | None = None
+    clear: bool = False
+    actor: str = "local"
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """A new revision and whether every live gateway worker serves it yet."""
+
+    revision: RevisionRecord
+    acknowledged: bool
+    workers: list[WorkerRecord]
+
+
+class Routing:
+    def __init__(self, db: Database, registry: Registry, *, ack_timeout_s: float = 30.0) -> None:
+        self.db = db
+        self.registry = registry
+        self.ack_timeout_s = ack_timeout_s
+
+    # -- changes ----------------------------------------------------------------------------
+
+    def route(self, change: RouteChange) -> Applied:
+        current = self._active(change.deployment)
+        config = current.config
+        if change.clear:
+            config = replace(config, challengers={}, shadows={}, sticky_key=None)
+        if not (change.clear or change.challengers or change.shadows or change.sticky_key):
+            raise BadRequest("nothing to change: give --challenger, --shadow, --sticky or --clear")
+        if change.challengers:
+            config = replace(config, challengers=dict(change.challengers))
+        if change.shadows:
+            config = replace(config, shadows=dict(change.shadows))
+        if change.sticky_key is not None:
+            config = replace(config, sticky_key=_sticky(change.sticky_key))
+        self._check_split(config)
+        model = self._model_of(change.deployment)
+        for version in set(change.challengers) | set(change.shadows):
+            self._check_servable(model, version)
+        parts = [f"{v} at {p:g}%" for v, p in sorted(config.challengers.items())]
+        shadows = [f"{v} ({p:g}%)" for v, p in sorted(config.shadows.items())]
+        reason = "route: " + ("challengers " + ", ".join(parts) if parts else "champion only")
+        if shadows:
+            reason += "; shadows " + ", ".join(shadows)
+        return self._apply(change.deployment, config, reason=reason, actor=change.actor)
+
+    def promote(self, deployment: str, version: int, *, actor: str) -> Applied:
+        current = self._active(deployment)
+        config = current.config
+        if version == config.champion:
+            raise Conflict(f"version {version} is already the champion of {deployment!r}")
+        model = self._model_of(deployment)
+        self._check_servable(model, version)
+        promoted = replace(
+            config,
+            champion=version,
+            standby=config.champion,
+            challengers={v: p for v, p in config.challengers.items() if v != version},
+            shadows={v: p for v, p in config.shadows.items() if v != version},
+            failover=None if config.failover == version else config.failover,
+        )
+        reason = f"promote {version} (champion was {config.champion}, kept as standby)"
+        return self._apply(deployment, promoted, reason=reason, actor=actor)
+
+    def rollback(self, deployment: str, *, to_revision: int | None, actor: str) -> Applied:
+        current = self._active(deployment)
+        target = current.revision - 1 if to_revision is None else to_revision
+        if current.revision == 1 and to_revision is None:
+            raise Conflict(
+                f"{deployment!r} is at its first revision; there is nothing to roll back to"
+            )
+        if not 1 <= target < current.revision:
+            raise BadRequest(
+                f"cannot roll back {deployment!r} to revision {target}: "
+                f"choose one of 1..{current.revision - 1}"
+            )
+        with self.db.read() as conn:
+            earlier = md.get_revision(conn, md.get_deployment(conn, deployment), target)
+        model = self._model_of(deployment)
+        for version in earlier.config.versions():
+            self.registry.verify(self.registry.get_version(model, version))
+        reason = f"rollback to revision {target}"
+        return self._apply(deployment, earlier.config, reason=reason, actor=actor)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _active(self, deployment: str) -> RevisionRecord:
+        with self.db.read() as conn:
+            record = md.get_deployment(conn, deployment)
+            return md.get_revision(conn, record, record.active_revision)
+
+    def _model_of(self, deployment: str) -> str:
+        with self.db.read() as conn:
+            return md.get_deployment(conn, deployment).model
+
+    def _check_split(self, config: RoutingConfig) -> None:
+        for version, percent in config.challengers.items():
+            if version == config.champion:
+                raise BadRequest(
+                    f"version {version} is the champion; it cannot also be a challenger"
+                )
+            if not 0 < percent < 100:
+                raise BadRequest(f"challenger share for version {version} must be in (0, 100)")
+        total = sum(config.challengers.values())
+        if total >= 100:
+            raise BadRequest(
+                f"challenger shares sum to {total:g}%; they must leave the champion traffic (< 100)"
+            )
+        for version, percent in config.shadows.items():
+            if version == config.champion:
+                raise BadRequest(f"version {version} is the champion; it cannot also be a shadow")
+            if version in config.challengers:
+                raise BadRequest(f"version {version} cannot be both challenger and shadow")
+            if not 0 < percent <= 100:
+                raise BadRequest(f"shadow share for version {version} must be in (0, 100]")
+
+    def _check_servable(self, model: str, version: int) -> None:
+        """Load and warm the version here; refuse the change if it cannot serve."""
+        record = self.registry.get_version(model, version)
+        try:
+            servable = self.registry.load(record)
+            servable.warm()
+        except TurnoutError as exc:
+            raise InvalidArtifact(f"version {record.ref} cannot serve: {exc.message}") from exc
+        except Exception as exc:  # user model code may raise anything while warming up
+            raise InvalidArtifact(
+                f"version {record.ref} failed to warm up: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _apply(self, deployment: str, config: RoutingConfig, *, reason: str, actor: str) -> Applied:
+        with self.db.write() as conn:
+            record = md.get_deployment(conn, deployment)
+            revision = md.add_revision(conn, record, config, reason=reason, actor=actor)
+            md.audit(
+                conn,
+                actor=actor,
+                action="deployment.revise",
+                target=deployment,
+                detail={
+                    "revision": revision.revision,
+                    "reason": reason,
+                    "config": config.to_dict(),
+                },
+            )
+        acknowledged, workers = self.wait_for_workers(deployment, revision.revision)
+        return Applied(revision, acknowledged, workers)
+
+    def live_workers(self) -> list[WorkerRecord]:
+        with self.db.read() as conn:
+            return md.list_workers(conn, alive_since=md.now() - timedelta(seconds=WORKER_ALIVE_S))
+
+    def wait_for_workers(self, deployment: str, revision: int) -> tuple[bool, list[WorkerRecord]]:
+        """Wait until every live gateway worker reports serving `revision` (or newer)."""
+        deadline = time.monotonic() + self.ack_timeout_s
+        while True:
+            workers = self.live_workers()
+            if all(w.revisions.get(deployment, 0) >= revision for w in workers):
+                return True, workers
+            failed = [w for w in workers if deployment in w.errors]
+            if failed or time.monotonic() > deadline:
+                return False, workers
+            time.sleep(0.05)
+
+
+def _sticky(key: str) -> str:
+    source, sep, name = key.partition(":")
+    if not sep or source not in STICKY_SOURCES or not name:
+        raise BadRequest(f"sticky key {key!r} must be header:NAME or field:NAME")
+    return f"{source}:{name.lower() if source == 'header' else name}"
