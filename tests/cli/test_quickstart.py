@@ -25,5 +25,9 @@ def test_quickstart_runs_to_completion(tmp_path: Path) -> None:
     assert "registered breast-cancer:1" in out
     assert "registered breast-cancer:2" in out
     assert "deployed breast-cancer:1 as breast-cancer-prod" in out
-    assert "served traffic" in out
-    assert "60" in out
+    assert "1. champion breast-cancer:1 alone" in out
+    assert "shadow breast-cancer:2:" in out
+    assert "3. champion and challenger (A/B)" in out
+    assert "challenger" in out
+    assert "blue-green promote: breast-cancer:2 is champion at revision 4" in out
+    assert "rollback: revision 5 re-activates revision 3" in out

@@ -12,6 +12,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
@@ -112,45 +113,53 @@ def _train(data: pd.DataFrame, target: pd.Series, c: float) -> Pipeline:
     return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=1000)).fit(data, target)
 
 
-def _send_traffic(client: Client, rows: pd.DataFrame, truth: pd.Series) -> dict[str, float]:
-    """One request per row, alternating the native API and OIP, with a progress bar."""
-    predictions, latencies, versions = [], [], []
+def _send_traffic(
+    client: Client, rows: pd.DataFrame, truth: pd.Series, label: str
+) -> list[tuple[object, ...]]:
+    """One request per row, alternating the native API and OIP, with a progress bar.
+
+    Returns one table row per (version, role) that answered: requests, accuracy, latency.
+    """
+    answers: dict[tuple[int, str], list[tuple[object, object, float]]] = {}
     columns = list(rows.columns)
     progress = Progress(
-        TextColumn("[bold]sending traffic"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=True,
     )
     with progress:
-        task = progress.add_task("traffic", total=len(rows))
-        for i, row in enumerate(rows.itertuples(index=False)):
+        task = progress.add_task(label, total=len(rows))
+        for i, (row, actual) in enumerate(zip(rows.itertuples(index=False), truth, strict=True)):
             started = time.perf_counter()
             if i % 2:
                 answer = client.predict(DEPLOYMENT, [dict(zip(columns, row, strict=True))])
-                predictions.append(answer["predictions"][0])
-                versions.append(answer["model_version"])
+                predicted, version, role = (
+                    answer["predictions"][0],
+                    int(answer["model_version"]),
+                    answer["role"],
+                )
             else:
-                request = {
-                    "id": f"quickstart-{i}",
-                    "inputs": [
-                        {
-                            "name": "input-0",
-                            "shape": [1, len(row)],
-                            "datatype": "FP64",
-                            "data": list(row),
-                        }
-                    ],
-                }
-                answer = client.infer(DEPLOYMENT, request)
-                predictions.append(answer["outputs"][0]["data"][0])
-                versions.append(int(answer["model_version"]))
-            latencies.append((time.perf_counter() - started) * 1000)
+                tensor = {"name": "input-0", "shape": [1, len(row)], "datatype": "FP64",
+                          "data": list(row)}  # fmt: skip
+                answer = client.infer(DEPLOYMENT, {"id": f"quickstart-{i}", "inputs": [tensor]})
+                predicted = answer["outputs"][0]["data"][0]
+                version, role = int(answer["model_version"]), answer["parameters"]["role"]
+            latency = (time.perf_counter() - started) * 1000
+            answers.setdefault((version, role), []).append((predicted, actual, latency))
             progress.advance(task)
-    return {
-        "requests": float(len(rows)),
-        "accuracy": float(accuracy_score(truth, predictions)),
-        "p50_ms": float(np.percentile(latencies, 50)),
-        "p99_ms": float(np.percentile(latencies, 99)),
-        "version": float(versions[-1]),
-    }
+    summary: list[tuple[object, ...]] = []
+    for (version, role), seen in sorted(answers.items()):
+        predicted, actual, latencies = zip(*seen, strict=True)
+        summary.append((
+            version, role, len(seen), f"{accuracy_score(actual, predicted):.3f}",
+            f"{np.percentile(latencies, 50):.2f}", f"{np.percentile(latencies, 99):.2f}",
+        ))  # fmt: skip
+    return summary
+
+
+TRAFFIC_COLUMNS = ["version", "role", "requests", "accuracy", "p50 ms", "p99 ms"]
 
 
 def tour(client: Client, n_requests: int, *, temporary: bool) -> None:
@@ -193,22 +202,71 @@ def tour(client: Client, n_requests: int, *, temporary: bool) -> None:
         if exc.status != 409:
             raise
         console.print(f"deployment {DEPLOYMENT} already exists; sending traffic to it")
-    rows = (
-        x_test.head(n_requests)
-        if n_requests <= len(x_test)
-        else x_test.sample(n_requests, replace=True, random_state=1)
+    challenger = registered[1]["version"]
+    per_phase = max(n_requests // 4, 10)
+    rows = x_test.sample(per_phase * 4, replace=per_phase * 4 > len(x_test), random_state=1)
+    phases = iter(np.array_split(np.arange(len(rows)), 4))
+
+    def phase(title: str) -> None:
+        part = rows.iloc[next(phases)]
+        table(title, TRAFFIC_COLUMNS, _send_traffic(client, part, y_test.loc[part.index], title))
+
+    phase(f"1. champion {MODEL}:{champion} alone")
+
+    client.route(DEPLOYMENT, shadows={challenger: 100})
+    console.print(
+        f"\n[bold]warm-up[/bold]: {MODEL}:{challenger} shadows every request "
+        "(its answers are recorded, never returned)"
     )
-    stats = _send_traffic(client, rows, y_test.loc[rows.index])
+    phase("2. with a shadow (callers only see the champion)")
+    shadow = _shadow_row(client, challenger)
+    if shadow:
+        console.print(
+            f"shadow {MODEL}:{challenger}: {shadow['requests']} copies, "
+            f"agreement with the champion {shadow['agreement_rate'] or 0:.1%}, "
+            f"p50 {shadow['latency_p50_ms'] or 0:.2f} ms"
+        )
+
+    client.route(DEPLOYMENT, challengers={challenger: 30}, clear=True)
+    console.print(
+        f"\n[bold]champion/challenger[/bold]: {MODEL}:{challenger} answers 30% of live traffic"
+    )
+    phase("3. champion and challenger (A/B)")
+
+    promoted = client.promote(DEPLOYMENT, version=challenger)
+    console.print(
+        f"\n[bold]blue-green promote[/bold]: {MODEL}:{challenger} is champion at revision "
+        f"{promoted['revision']}; {MODEL}:{champion} stays loaded as standby"
+    )
+    phase("4. after the promote")
+
+    rolled = client.rollback(DEPLOYMENT)
+    console.print(
+        f"\n[bold]rollback[/bold]: revision {rolled['revision']} re-activates "
+        f"{rolled['reason'].removeprefix('rollback to ')} (acknowledged by "
+        f"{len(rolled['workers'])} worker(s))"
+    )
+    history = client.history(DEPLOYMENT)
     table(
-        "served traffic",
-        ["deployment", "version", "requests", "accuracy", "p50 ms", "p99 ms"],
-        [(DEPLOYMENT, int(stats["version"]), int(stats["requests"]),
-          f"{stats['accuracy']:.3f}", f"{stats['p50_ms']:.2f}", f"{stats['p99_ms']:.2f}")],
-    )  # fmt: skip
-    _next_steps(client, temporary)
+        f"history of {DEPLOYMENT}",
+        ["revision", "champion", "reason"],
+        [(r["revision"], r["config"]["champion"], r["reason"]) for r in history],
+    )
+    _next_steps(client, temporary, challenger)
 
 
-def _next_steps(client: Client, temporary: bool) -> None:
+def _shadow_row(client: Client, version: int) -> dict[str, Any] | None:
+    """The shadow's counters, once the workers have reported them (about a second)."""
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        for row in client.show_deployment(DEPLOYMENT)["traffic"]:
+            if row["version"] == version and row["role"] == "shadow" and row["compared"]:
+                return dict(row)
+        time.sleep(0.25)
+    return None
+
+
+def _next_steps(client: Client, temporary: bool, challenger: int) -> None:
     url = client.url
     if temporary:
         console.print(
@@ -223,6 +281,9 @@ def _next_steps(client: Client, temporary: bool) -> None:
         "  turnout models show breast-cancer\n"
         "  turnout deployments show breast-cancer-prod\n"
         "  turnout deployments history breast-cancer-prod\n"
+        f"  turnout route breast-cancer-prod --challenger {challenger}=20\n"
+        f"  turnout promote breast-cancer-prod --version {challenger}\n"
+        "  turnout rollback breast-cancer-prod\n"
         f"  curl -s {url}/v2/models/{DEPLOYMENT}\n"
         f"  curl -s -X POST {url}/v1/deployments/{DEPLOYMENT}/predict "
         '-d \'{"instances": [[17.99,10.38,122.8,1001,0.1184,0.2776,0.3001,0.1471,0.2419,'

@@ -279,6 +279,7 @@ class Gateway:
         body["prediction_ids"] = answer.prediction_ids
         body["model_version"] = answer.servable.version
         body["revision"] = answer.revision
+        body["role"] = answer.role.value
         return _response(200, body, _headers(answer))
 
     async def _metadata(self, name: str, version: int | None) -> dict[str, JSON]:
