@@ -21,8 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.fixtures.models import breast_cancer, save_joblib, sklearn_pipeline  # noqa: E402
-from tests.fixtures.server import LiveServer  # noqa: E402
+from tests.fixtures.models import breast_cancer, save_joblib, sklearn_pipeline
+from tests.fixtures.server import LiveServer
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
@@ -50,7 +50,9 @@ def main() -> None:
     row = row_frame.to_numpy().tolist()
     pipeline = sklearn_pipeline()
     results = {
-        "direct predict (DataFrame row)": time_calls(lambda: pipeline.predict(row_frame), args.requests),
+        "direct predict (DataFrame row)": time_calls(
+            lambda: pipeline.predict(row_frame), args.requests
+        ),
         "direct predict + predict_proba": time_calls(
             lambda: (pipeline.predict(row_frame), pipeline.predict_proba(row_frame)), args.requests
         ),
@@ -63,7 +65,11 @@ def main() -> None:
                 client.create_deployment("bc-prod", model="bc", version=1)
             with httpx.Client(base_url=server.url) as http:
                 native = {"instances": row}
-                oip = {"inputs": [{"name": "input-0", "shape": [1, 30], "datatype": "FP64", "data": row[0]}]}
+                oip = {
+                    "inputs": [
+                        {"name": "input-0", "shape": [1, 30], "datatype": "FP64", "data": row[0]}
+                    ]
+                }
                 results["gateway native /v1 (HTTP round trip)"] = time_calls(
                     lambda: http.post("/v1/deployments/bc-prod/predict", json=native), args.requests
                 )

@@ -1,0 +1,460 @@
+"""Traffic routing against a live server: shares, sticky keys, shadows, promote, rollback.
+
+Every model here is a python-flavor model answering a constant (its version number), so
+the body, the `x-turnout-model-version` header and the role can be checked against
+each other.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.fixtures.routing_models import (
+    ROW,
+    constant_model,
+    raising_model,
+    slow_model,
+    warm_up_failing_model,
+)
+from tests.fixtures.server import LiveServer
+from turnout.client import ApiError, Client
+from turnout.gateway.router import BUCKETS, bucket_of
+
+pytestmark = pytest.mark.server
+
+REPORT_WAIT_S = 4.0
+"""Workers report their counters every second; allow a few reports."""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    live = LiveServer(tmp_path_factory.mktemp("routing") / "home").start()
+    yield live
+    live.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server: LiveServer) -> Iterator[Client]:
+    with server.client() as sdk:
+        yield sdk
+
+
+@pytest.fixture(scope="module")
+def http(server: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=30) as session:
+        yield session
+
+
+@pytest.fixture
+def register(client: Client, tmp_path: Path) -> Callable[..., int]:
+    """Registers a model version from a writer of `model.py`; returns the version number."""
+
+    def register(model: str, write: Callable[[Path], Path]) -> int:
+        folder = tmp_path / f"{model}-{len(list(tmp_path.iterdir()))}"
+        record = client.register(model, write(folder), flavor="python")
+        return int(record["version"])
+
+    return register
+
+
+def constants(register: Callable[..., int], model: str, count: int) -> None:
+    """Versions 1..count of `model`, version v answering v."""
+    for value in range(1, count + 1):
+        version = register(model, lambda f, v=value: constant_model(f, v, tag=f"{model} {v}"))
+        assert version == value
+
+
+def predict(http: httpx.Client, deployment: str, **extra: Any) -> httpx.Response:
+    headers = extra.pop("headers", None)
+    response = http.post(
+        f"/v1/deployments/{deployment}/predict",
+        json={"instances": [ROW], **extra},
+        headers=headers,
+    )
+    assert response.status_code == 200, response.text
+    return response
+
+
+def answered_by(response: httpx.Response) -> int:
+    """The version that answered, checked three ways."""
+    version = int(response.headers["x-turnout-model-version"])
+    body = response.json()
+    assert body["model_version"] == version
+    assert body["predictions"] == [float(version)]
+    return version
+
+
+def revision_of(client: Client, deployment: str) -> int:
+    return int(client.show_deployment(deployment)["revision"])
+
+
+def traffic_row(
+    client: Client, deployment: str, version: int, role: str, done: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """The merged counters of one version and role, once `done` holds for them."""
+    deadline = time.monotonic() + REPORT_WAIT_S
+    row: dict[str, Any] | None = None
+    while time.monotonic() < deadline:
+        rows = client.show_deployment(deployment)["traffic"]
+        row = next((r for r in rows if r["version"] == version and r["role"] == role), None)
+        if row is not None and done(row):
+            return row
+        time.sleep(0.2)
+    pytest.fail(f"no {role} row for version {version} satisfying the check; last: {row}")
+
+
+# -- traffic shares and sticky keys ---------------------------------------------------------
+
+
+def test_a_challenger_gets_its_share_of_real_requests(
+    client: Client, http: httpx.Client, register: Callable[..., int]
+) -> None:
+    constants(register, "split", 2)
+    client.create_deployment("split-prod", model="split", version=1)
+    applied = client.route("split-prod", challengers={2: 20})
+    assert applied["revision"] == 2
+    assert applied["acknowledged"] is True
+    requests = 2_000
+    seen: Counter[tuple[int, str]] = Counter()
+    for _ in range(requests):
+        response = predict(http, "split-prod")
+        assert response.headers["x-turnout-revision"] == "2"
+        seen[answered_by(response), response.headers["x-turnout-role"]] += 1
+    assert set(seen) == {(1, "champion"), (2, "challenger")}
+    assert seen[2, "challenger"] / requests == pytest.approx(0.20, abs=0.03)
+    champion = traffic_row(
+        client, "split-prod", 1, "champion", lambda r: r["requests"] == seen[1, "champion"]
+    )
+    challenger = traffic_row(
+        client, "split-prod", 2, "challenger", lambda r: r["requests"] == seen[2, "challenger"]
+    )
+    assert challenger["errors"] == 0
+    assert challenger["latency_p50_ms"] is not None
+
+
+def test_a_sticky_header_keeps_each_customer_on_one_version(
+    client: Client, http: httpx.Client, register: Callable[..., int]
+) -> None:
+    constants(register, "sticky", 2)
+    client.create_deployment("sticky-prod", model="sticky", version=1)
+    applied = client.route("sticky-prod", challengers={2: 50}, sticky_key="header:X-Customer-Id")
+    assert applied["config"]["sticky_key"] == "header:x-customer-id"
+    versions: dict[str, set[int]] = {}
+    for _ in range(4):
+        for n in range(50):
+            customer = f"customer-{n}"
+            response = predict(http, "sticky-prod", headers={"X-Customer-Id": customer})
+            versions.setdefault(customer, set()).add(answered_by(response))
+    assert all(len(seen) == 1 for seen in versions.values()), versions
+    assert {v for seen in versions.values() for v in seen} == {1, 2}
+    for customer, (version,) in versions.items():
+        assert version == (2 if bucket_of(customer) < BUCKETS // 2 else 1)
+
+
+def test_a_sticky_field_keeps_each_customer_on_one_version(
+    client: Client, http: httpx.Client, register: Callable[..., int]
+) -> None:
+    constants(register, "field", 2)
+    client.create_deployment("field-prod", model="field", version=1)
+    client.route("field-prod", challengers={2: 50})
+    applied = client.route("field-prod", sticky_key="field:customer_id")
+    assert applied["config"]["challengers"] == {"2": 50.0}
+    versions: dict[str, set[int]] = {}
+    for _ in range(4):
+        for n in range(50):
+            response = predict(http, "field-prod", customer_id=f"c{n}")
+            versions.setdefault(f"c{n}", set()).add(answered_by(response))
+    assert all(len(seen) == 1 for seen in versions.values()), versions
+    assert {v for seen in versions.values() for v in seen} == {1, 2}
+
+
+# -- shadows --------------------------------------------------------------------------------
+
+
+def test_a_shadow_gets_copies_but_never_answers(
+    client: Client, http: httpx.Client, register: Callable[..., int]
+) -> None:
+    constants(register, "mirror", 2)
+    register("mirror", lambda f: constant_model(f, 1.0, tag="mirror 3 agrees with 1"))
+    client.create_deployment("mirror-prod", model="mirror", version=1)
+    applied = client.route("mirror-prod", shadows={3: 100})
+    assert applied["acknowledged"] is True
+    for _ in range(40):
+        response = predict(http, "mirror-prod")
+        assert response.headers["x-turnout-model-version"] == "1"
+        assert response.headers["x-turnout-role"] == "champion"
+        assert response.json()["model_version"] == 1
+    shadow = traffic_row(client, "mirror-prod", 3, "shadow", lambda r: r["requests"] >= 40)
+    assert shadow["requests"] == 40
+    assert shadow["errors"] == 0
+    assert shadow["compared"] == 40
+    assert shadow["agreement_rate"] == 1.0
+    assert shadow["latency_p50_ms"] is not None
+    roles = {(r["version"], r["role"]) for r in client.show_deployment("mirror-prod")["traffic"]}
+    assert roles == {(1, "champion"), (3, "shadow")}
+
+
+def test_a_disagreeing_shadow_has_a_low_agreement_rate(
+    client: Client, http: httpx.Client, register: Callable[..., int]
+) -> None:
+    constants(register, "differ", 2)
+    client.create_deployment("differ-prod", model="differ", version=1)
+    client.route("differ-prod", shadows={2: 100})
+    for _ in range(10):
+        assert answered_by(predict(http, "differ-prod")) == 1
+    shadow = traffic_row(client, "differ-prod", 2, "shadow", lambda r: r["compared"] >= 10)
+    assert shadow["agreement_rate"] == 0.0
+
+
+def test_a_failing_shadow_never_fails_callers(
+    client: Client, http: httpx.Client, register: Callable[..., int]
+) -> None:
+    constants(register, "flaky", 1)
+    register("flaky", raising_model)
+    client.create_deployment("flaky-prod", model="flaky", version=1)
+    client.route("flaky-prod", shadows={2: 100})
+    for _ in range(20):
+        response = predict(http, "flaky-prod")
+        assert answered_by(response) == 1
+        assert response.headers["x-turnout-role"] == "champion"
+    shadow = traffic_row(client, "flaky-prod", 2, "shadow", lambda r: r["requests"] >= 20)
+    assert shadow["errors"] == shadow["requests"] == 20
+    assert shadow["error_rate"] == 1.0
+    assert shadow["compared"] == 0
+    champion = traffic_row(client, "flaky-prod", 1, "champion", lambda r: r["requests"] >= 20)
+    assert champion["errors"] == 0
+
+
+def test_a_slow_shadow_never_slows_callers(
+    client: Client, http: httpx.Client, register: Callable[..., int]
+) -> None:
+    constants(register, "slow", 1)
+    register("slow", lambda f: slow_model(f, 1.0))
+    client.create_deployment("slow-prod", model="slow", version=1)
+    client.route("slow-prod", shadows={2: 100})
+    latencies = []
+    for _ in range(30):
+        started = time.perf_counter()
+        assert answered_by(predict(http, "slow-prod")) == 1
+        latencies.append(time.perf_counter() - started)
+    assert max(latencies) < 0.5, latencies
+    shadow = traffic_row(
+        client, "slow-prod", 2, "shadow", lambda r: r["dropped"] + r["timeouts"] > 0
+    )
+    assert shadow["dropped"] + shadow["timeouts"] + shadow["requests"] <= 30
+    client.route("slow-prod", clear=True)
+
+
+# -- promote and rollback -------------------------------------------------------------------
+
+
+def test_promote_and_rollback_append_revisions(
+    client: Client, http: httpx.Client, register: Callable[..., int]
+) -> None:
+    constants(register, "blue", 2)
+    client.create_deployment("blue-prod", model="blue", version=1)
+    client.route("blue-prod", challengers={2: 10})
+
+    promoted = client.promote("blue-prod", version=2)
+    assert promoted["revision"] == 3
+    assert promoted["acknowledged"] is True
+    assert promoted["workers"] and all(w["revision"] == 3 for w in promoted["workers"])
+    for _ in range(30):
+        response = predict(http, "blue-prod")
+        assert answered_by(response) == 2
+        assert response.headers["x-turnout-role"] == "champion"
+        assert response.headers["x-turnout-revision"] == "3"
+    shown = client.show_deployment("blue-prod")
+    assert shown["champion"] == 2
+    assert shown["config"]["standby"] == 1
+    assert shown["challengers"] == {}
+    assert [w["revision"] for w in shown["workers"]] == [3] * len(shown["workers"])
+    before_rollbacks = client.history("blue-prod")
+
+    back = client.rollback("blue-prod")
+    assert back["revision"] == 4
+    assert back["acknowledged"] is True
+    assert back["config"] == before_rollbacks[1]["config"]
+    response = predict(http, "blue-prod")
+    assert response.headers["x-turnout-revision"] == "4"
+    first = client.rollback("blue-prod", to_revision=1)
+    assert first["revision"] == 5
+    assert first["config"] == before_rollbacks[0]["config"]
+    for _ in range(10):
+        response = predict(http, "blue-prod")
+        assert answered_by(response) == 1
+        assert response.headers["x-turnout-role"] == "champion"
+
+    history = client.history("blue-prod")
+    assert [r["revision"] for r in history] == [1, 2, 3, 4, 5]
+    assert [r["reason"] for r in history] == [
+        "create with blue:1",
+        "route: challengers 2 at 10%",
+        "promote 2 (champion was 1, kept as standby)",
+        "rollback to revision 2",
+        "rollback to revision 1",
+    ]
+    assert history[:3] == before_rollbacks
+    assert history[3]["config"] == history[1]["config"]
+    assert history[4]["config"] == history[0]["config"]
+    assert all(r["created_by"] == "admin" for r in history)
+
+
+# -- refused changes ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def guarded(server: LiveServer, client: Client, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Deployment `guard-prod` at revision 1: versions 1-3 healthy, 4 corrupted on disk,
+    5 unable to warm up."""
+    folder = tmp_path_factory.mktemp("guard")
+    for value in (1, 2, 3):
+        path = constant_model(folder / str(value), value, tag=f"guard {value}")
+        client.register("guard", path, flavor="python")
+    corrupt = client.register(
+        "guard", constant_model(folder / "4", 4, tag="guard 4, corrupted"), flavor="python"
+    )
+    client.register("guard", warm_up_failing_model(folder / "5"), flavor="python")
+    client.create_deployment("guard-prod", model="guard", version=1)
+    sha = corrupt["files"][0]["sha256"]
+    blob = server.home / "artifacts" / "sha256" / sha[:2] / sha
+    os.chmod(blob, 0o644)
+    blob.write_bytes(blob.read_bytes()[:-10] + b"0123456789")
+    return "guard-prod"
+
+
+def _route(**change: Any) -> Callable[[Client, str], Any]:
+    return lambda client, name: client.route(name, **change)
+
+
+def _promote(version: int) -> Callable[[Client, str], Any]:
+    return lambda client, name: client.promote(name, version=version)
+
+
+def _rollback(to_revision: int | None) -> Callable[[Client, str], Any]:
+    return lambda client, name: client.rollback(name, to_revision=to_revision)
+
+
+REFUSED = {
+    "shares sum to 100": (_route(challengers={2: 60, 3: 40}), 400, "sum to 100%"),
+    "shares sum past 100": (_route(challengers={2: 70, 3: 45}), 400, "sum to 115%"),
+    "zero share": (_route(challengers={2: 0}), 400, r"must be in \(0, 100\)"),
+    "negative share": (_route(challengers={2: -5}), 400, r"must be in \(0, 100\)"),
+    "whole share": (_route(challengers={2: 100}), 400, r"must be in \(0, 100\)"),
+    "zero shadow share": (_route(shadows={2: 0}), 400, r"must be in \(0, 100\]"),
+    "shadow share past 100": (_route(shadows={2: 150}), 400, r"must be in \(0, 100\]"),
+    "unknown challenger": (_route(challengers={9: 10}), 404, "9"),
+    "unknown shadow": (_route(shadows={9: 100}), 404, "9"),
+    "unknown promote": (_promote(9), 404, "9"),
+    "corrupted challenger": (_route(challengers={4: 10}), 422, "corrupted"),
+    "corrupted shadow": (_route(shadows={4: 100}), 422, "corrupted"),
+    "corrupted promote": (_promote(4), 422, "corrupted"),
+    "challenger fails warm-up": (_route(challengers={5: 10}), 422, "warm up.*MemoryError"),
+    "promote fails warm-up": (_promote(5), 422, "warm up.*MemoryError"),
+    "promote the champion": (_promote(1), 409, "already the champion"),
+    "roll back the first revision": (_rollback(None), 409, "first revision"),
+    "roll back to the current revision": (_rollback(1), 400, "1..0"),
+    "roll back to a future revision": (_rollback(7), 400, "revision 7"),
+    "roll back to revision 0": (_rollback(0), 422, "to_revision"),
+    "champion as challenger": (_route(challengers={1: 10}), 400, "is the champion"),
+    "champion as shadow": (_route(shadows={1: 100}), 400, "is the champion"),
+    "challenger and shadow": (
+        _route(challengers={2: 10}, shadows={2: 100}),
+        400,
+        "both challenger and shadow",
+    ),
+    "sticky key without source": (_route(sticky_key="customer"), 400, "header:NAME or field:NAME"),
+    "sticky key unknown source": (_route(sticky_key="cookie:id"), 400, "header:NAME"),
+    "sticky key without name": (_route(sticky_key="header:"), 400, "header:NAME"),
+    "nothing to change": (_route(), 400, "nothing to change"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
+def test_a_refused_change_leaves_the_active_revision_alone(
+    client: Client, http: httpx.Client, guarded: str, case: str
+) -> None:
+    change, status, message = REFUSED[case]
+    before = client.show_deployment(guarded)
+    with pytest.raises(ApiError, match=message) as err:
+        change(client, guarded)
+    assert err.value.status == status
+    after = client.show_deployment(guarded)
+    assert after["revision"] == before["revision"] == 1
+    assert after["config"] == before["config"]
+    assert [r["revision"] for r in client.history(guarded)] == [1]
+    assert answered_by(predict(http, guarded)) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"challengers": {"two": 10}},
+        {"challengers": {"2": "lots"}},
+        {"challengers": {"2": 10}, "weights": {"2": 10}},
+        {"sticky_key": 5},
+    ],
+)
+def test_malformed_route_bodies_are_422(
+    server: LiveServer, client: Client, guarded: str, body: dict[str, Any]
+) -> None:
+    response = httpx.post(
+        f"{server.url}/api/v1/deployments/{guarded}/route",
+        json=body,
+        headers={"authorization": f"Bearer {server.token}"},
+    )
+    assert response.status_code == 422, response.text
+    assert "error" in response.json()
+    assert revision_of(client, guarded) == 1
+
+
+def test_changes_to_an_unknown_deployment_are_404(client: Client) -> None:
+    for change in (_route(challengers={2: 10}), _promote(2), _rollback(None)):
+        with pytest.raises(ApiError, match="nowhere") as err:
+            change(client, "nowhere")
+        assert err.value.status == 404
+
+
+# -- several workers ------------------------------------------------------------------------
+
+
+def test_every_worker_acknowledges_a_promote(tmp_path: Path) -> None:
+    live = LiveServer(tmp_path / "home", workers=2).start()
+    try:
+        with live.client() as client, httpx.Client(base_url=live.url) as http:
+            for value in (1, 2):
+                client.register(
+                    "duo", constant_model(tmp_path / str(value), value), flavor="python"
+                )
+            client.create_deployment("duo-prod", model="duo", version=1)
+            deadline = time.monotonic() + 10
+            while len(client.show_deployment("duo-prod")["workers"]) < 2:
+                assert time.monotonic() < deadline, "the second worker never reported"
+                time.sleep(0.1)
+            promoted = client.promote("duo-prod", version=2)
+            assert promoted["acknowledged"] is True
+            assert len(promoted["workers"]) == 2
+            assert len({w["pid"] for w in promoted["workers"]}) == 2
+            assert all(w["revision"] == 2 for w in promoted["workers"])
+            for _ in range(40):
+                response = http.post(
+                    "/v1/deployments/duo-prod/predict",
+                    json={"instances": [ROW]},
+                    headers={"connection": "close"},
+                )
+                assert answered_by(response) == 2
+                assert response.headers["x-turnout-revision"] == "2"
+            shown = client.show_deployment("duo-prod")
+            assert [w["revision"] for w in shown["workers"]] == [2, 2]
+            champion = traffic_row(client, "duo-prod", 2, "champion", lambda r: r["requests"] >= 40)
+            assert champion["requests"] == 40
+    finally:
+        live.stop()
