@@ -2,27 +2,43 @@
 
 from __future__ import annotations
 
-import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from turnout.errors import ModelUnavailable
+from turnout.gateway.batcher import Batcher
 from turnout.registry.flavors import Prediction
 from turnout.registry.servable import Servable
 from turnout.types import Array
 
 
 class InProcessRunner:
-    """Calls `predict` in a small thread pool of this worker (trusted models)."""
+    """Calls `predict` in a small thread pool of this worker (trusted models), batching
+    concurrent requests per version."""
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, *, max_batch_rows: int = 64) -> None:
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="predict")
+        self._batchers: dict[tuple[str, int], Batcher] = {}
+        self.max_batch_rows = max_batch_rows
+
+    def _batcher(self, servable: Servable) -> Batcher:
+        key = (servable.record.model, servable.version)
+        batcher = self._batchers.get(key)
+        if batcher is None:
+            batcher = Batcher(servable.predict, self._executor, max_rows=self.max_batch_rows)
+            self._batchers[key] = batcher
+        return batcher
+
+    def keep_only(self, keys: set[tuple[str, int]]) -> None:
+        """Forget batchers of unloaded versions (queued requests still finish)."""
+        for key in list(self._batchers):
+            if key not in keys:
+                del self._batchers[key]
 
     async def predict(self, servable: Servable, rows: Array) -> Prediction:
-        loop = asyncio.get_running_loop()
         try:
-            prediction = await loop.run_in_executor(self._executor, servable.predict, rows)
+            prediction = await self._batcher(servable).predict(rows)
         except Exception as exc:  # a model may raise anything
             raise ModelUnavailable(
                 f"model {servable.record.ref} failed: {type(exc).__name__}: {exc}"

@@ -53,18 +53,17 @@ class ShadowMirror:
         self._load = load
         self._queue: asyncio.Queue[ShadowJob] = asyncio.Queue(maxsize=queue_size)
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="shadow")
-        self._threads = threads
-        self._busy = 0
+        self._slots = asyncio.Semaphore(threads)
         self._timeout_s = timeout_s
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
 
     def submit(self, job: ShadowJob) -> None:
         """Never blocks and never raises: a full queue drops the copy and counts it."""
-        try:
-            self._queue.put_nowait(job)
-        except asyncio.QueueFull:
+        if self._queue.full():
             self._drop(job)
+        else:
+            self._queue.put_nowait(job)
 
     def _drop(self, job: ShadowJob) -> None:
         self.dropped += 1
@@ -81,17 +80,13 @@ class ShadowMirror:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _run(self) -> None:
+        """Take a job only when a shadow thread is free; while all are busy (a slow shadow)
+        the queue fills and further copies are dropped at `submit`, costing callers nothing."""
         while True:
+            await self._slots.acquire()
             job = await self._queue.get()
-            if self._busy >= self._threads:  # every shadow thread is stuck on a slow model
-                self._drop(job)
-                continue
-            self._busy += 1
             task = asyncio.create_task(self._shadow(job))
-            task.add_done_callback(self._finished)
-
-    def _finished(self, _: asyncio.Task[None]) -> None:
-        self._busy -= 1
+            task.add_done_callback(lambda _: self._slots.release())
 
     async def _shadow(self, job: ShadowJob) -> None:
         counter = self.stats.counter(job.deployment, job.version, Role.SHADOW.value)
