@@ -7,12 +7,15 @@ each other.
 
 from __future__ import annotations
 
+import inspect
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -20,18 +23,27 @@ import pytest
 from tests.fixtures.routing_models import (
     ROW,
     constant_model,
+    gateway_failing_model,
     raising_model,
+    slow_loading_model,
     slow_model,
     warm_up_failing_model,
 )
 from tests.fixtures.server import LiveServer
 from turnout.client import ApiError, Client
 from turnout.gateway.router import BUCKETS, bucket_of
+from turnout.gateway.shadow import ShadowMirror
+from turnout.lifecycle.routing import Routing
+from turnout.registry.service import Registry
+from turnout.store.db import Database
+from turnout.store.records import WorkerRecord
 
 pytestmark = pytest.mark.server
 
 REPORT_WAIT_S = 4.0
 """Workers report their counters every second; allow a few reports."""
+MIRROR_QUEUE = inspect.signature(ShadowMirror).parameters["queue_size"].default
+"""Copies the shadow mirror holds before it drops them."""
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +145,7 @@ def test_a_challenger_gets_its_share_of_real_requests(
     champion = traffic_row(
         client, "split-prod", 1, "champion", lambda r: r["requests"] == seen[1, "champion"]
     )
+    assert champion["errors"] == 0
     challenger = traffic_row(
         client, "split-prod", 2, "challenger", lambda r: r["requests"] == seen[2, "challenger"]
     )
@@ -234,22 +247,37 @@ def test_a_failing_shadow_never_fails_callers(
 
 
 def test_a_slow_shadow_never_slows_callers(
-    client: Client, http: httpx.Client, register: Callable[..., int]
+    client: Client, http: httpx.Client, register: Callable[..., int], tmp_path: Path
 ) -> None:
+    """A 1 s shadow behind a stream of requests: answers stay fast, the mirror's bounded
+    queue overflows, and every copy is either shadowed or counted as dropped."""
+    gate = tmp_path / "slow"
+    gate.touch()
     constants(register, "slow", 1)
-    register("slow", lambda f: slow_model(f, 1.0))
+    register("slow", lambda f: slow_model(f, 1.0, gate=gate))
     client.create_deployment("slow-prod", model="slow", version=1)
     client.route("slow-prod", shadows={2: 100})
+    copies = MIRROR_QUEUE + 100
     latencies = []
-    for _ in range(30):
-        started = time.perf_counter()
-        assert answered_by(predict(http, "slow-prod")) == 1
-        latencies.append(time.perf_counter() - started)
-    assert max(latencies) < 0.5, latencies
+    try:
+        for _ in range(copies):
+            started = time.perf_counter()
+            assert answered_by(predict(http, "slow-prod")) == 1
+            latencies.append(time.perf_counter() - started)
+        assert max(latencies) < 0.5, sorted(latencies)[-5:]
+        shadow = traffic_row(client, "slow-prod", 2, "shadow", lambda r: r["dropped"] > 0)
+        assert shadow["requests"] < 10
+    finally:
+        gate.unlink()
     shadow = traffic_row(
-        client, "slow-prod", 2, "shadow", lambda r: r["dropped"] + r["timeouts"] > 0
+        client,
+        "slow-prod",
+        2,
+        "shadow",
+        lambda r: r["requests"] + r["dropped"] + r["timeouts"] >= copies,
     )
-    assert shadow["dropped"] + shadow["timeouts"] + shadow["requests"] <= 30
+    assert shadow["requests"] + shadow["dropped"] + shadow["timeouts"] == copies
+    assert 0 < shadow["dropped"] <= copies - MIRROR_QUEUE
     client.route("slow-prod", clear=True)
 
 
@@ -266,7 +294,8 @@ def test_promote_and_rollback_append_revisions(
     promoted = client.promote("blue-prod", version=2)
     assert promoted["revision"] == 3
     assert promoted["acknowledged"] is True
-    assert promoted["workers"] and all(w["revision"] == 3 for w in promoted["workers"])
+    assert promoted["workers"]
+    assert all(w["revision"] == 3 for w in promoted["workers"])
     for _ in range(30):
         response = predict(http, "blue-prod")
         assert answered_by(response) == 2
@@ -349,6 +378,13 @@ REFUSED = {
     "zero share": (_route(challengers={2: 0}), 400, r"must be in \(0, 100\)"),
     "negative share": (_route(challengers={2: -5}), 400, r"must be in \(0, 100\)"),
     "whole share": (_route(challengers={2: 100}), 400, r"must be in \(0, 100\)"),
+    "share finer than a bucket": (_route(challengers={2: 0.004}), 400, "steps of 0.01%"),
+    "shares that round to everything": (
+        _route(challengers={2: 50, 3: 49.996}),
+        400,
+        "steps of 0.01%",
+    ),
+    "shadow share finer than a bucket": (_route(shadows={2: 12.345}), 400, "steps of 0.01%"),
     "zero shadow share": (_route(shadows={2: 0}), 400, r"must be in \(0, 100\]"),
     "shadow share past 100": (_route(shadows={2: 150}), 400, r"must be in \(0, 100\]"),
     "unknown challenger": (_route(challengers={9: 10}), 404, "9"),
@@ -361,8 +397,8 @@ REFUSED = {
     "promote fails warm-up": (_promote(5), 422, "warm up.*MemoryError"),
     "promote the champion": (_promote(1), 409, "already the champion"),
     "roll back the first revision": (_rollback(None), 409, "first revision"),
-    "roll back to the current revision": (_rollback(1), 400, "1..0"),
-    "roll back to a future revision": (_rollback(7), 400, "revision 7"),
+    "roll back the first revision to itself": (_rollback(1), 409, "first revision"),
+    "roll back the first revision to a later one": (_rollback(7), 409, "first revision"),
     "roll back to revision 0": (_rollback(0), 422, "to_revision"),
     "champion as challenger": (_route(challengers={1: 10}), 400, "is the champion"),
     "champion as shadow": (_route(shadows={1: 100}), 400, "is the champion"),
@@ -394,6 +430,33 @@ def test_a_refused_change_leaves_the_active_revision_alone(
     assert answered_by(predict(http, guarded)) == 1
 
 
+def test_shares_in_hundredths_of_a_percent_are_accepted(
+    client: Client, register: Callable[..., int]
+) -> None:
+    constants(register, "fine", 4)
+    client.create_deployment("fine-prod", model="fine", version=1)
+    applied = client.route("fine-prod", challengers={2: 33.33, 3: 0.01}, shadows={4: 0.5})
+    assert applied["acknowledged"] is True
+    assert applied["config"]["challengers"] == {"2": 33.33, "3": 0.01}
+    assert applied["config"]["shadows"] == {"4": 0.5}
+    assert applied["reason"] == "route: challengers 2 at 33.33%, 3 at 0.01%; shadows 4 (0.5%)"
+
+
+def test_rollback_targets_only_earlier_revisions(
+    client: Client, http: httpx.Client, register: Callable[..., int]
+) -> None:
+    constants(register, "back", 3)
+    client.create_deployment("back-prod", model="back", version=1)
+    client.promote("back-prod", version=2)
+    client.promote("back-prod", version=3)
+    for target in (3, 4, 99):
+        with pytest.raises(ApiError, match=f"revision {target}: choose one of 1..2") as err:
+            client.rollback("back-prod", to_revision=target)
+        assert err.value.status == 400
+    assert [r["revision"] for r in client.history("back-prod")] == [1, 2, 3]
+    assert answered_by(predict(http, "back-prod")) == 3
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -421,6 +484,120 @@ def test_changes_to_an_unknown_deployment_are_404(client: Client) -> None:
         with pytest.raises(ApiError, match="nowhere") as err:
             change(client, "nowhere")
         assert err.value.status == 404
+
+
+def test_rolling_back_a_change_the_gateway_could_not_serve(
+    client: Client, http: httpx.Client, register: Callable[..., int], tmp_path: Path
+) -> None:
+    """Version 2 passes the control plane's check but no gateway worker can load it: the
+    change is not acknowledged, callers keep revision 1, and the rollback that undoes it
+    is acknowledged although workers still report the old failure when it starts."""
+    constants(register, "fragile", 1)
+    register("fragile", lambda f: gateway_failing_model(f, tmp_path / "loads"))
+    client.create_deployment("fragile-prod", model="fragile", version=1)
+    assert predict(http, "fragile-prod").headers["x-turnout-revision"] == "1"
+
+    routed = client.route("fragile-prod", challengers={2: 50})
+    assert routed["revision"] == 2
+    assert routed["acknowledged"] is False
+    assert "revision 2 not served" in routed["workers"][0]["error"]
+    assert "the feature store went away" in routed["workers"][0]["error"]
+    for _ in range(20):
+        response = predict(http, "fragile-prod")
+        assert answered_by(response) == 1
+        assert response.headers["x-turnout-revision"] == "1"
+
+    back = client.rollback("fragile-prod")
+    assert back["revision"] == 3
+    assert back["acknowledged"] is True
+    assert [(w["revision"], w["error"]) for w in back["workers"]] == [(3, None)]
+    assert predict(http, "fragile-prod").headers["x-turnout-revision"] == "3"
+
+
+def test_concurrent_changes_never_silently_undo_each_other(
+    client: Client, server: LiveServer, register: Callable[..., int]
+) -> None:
+    """A change computed from revision N may only become N+1: one checked while another
+    was written is refused with 409, never written on top of the stale base."""
+    constants(register, "race", 2)
+    register("race", lambda f: slow_loading_model(f, 3, 0.6, tag="race 3"))
+    client.create_deployment("race-prod", model="race", version=1)
+    outcomes: dict[str, Any] = {}
+
+    def shadow() -> None:
+        with server.client() as other:
+            try:
+                outcomes["shadow"] = other.route("race-prod", shadows={3: 100})
+            except ApiError as exc:
+                outcomes["shadow"] = exc
+
+    slow = threading.Thread(target=shadow)
+    slow.start()
+    time.sleep(0.2)  # the shadow's check (a 0.6 s load) is under way
+    outcomes["challenger"] = client.route("race-prod", challengers={2: 10})
+    slow.join()
+
+    assert outcomes["challenger"]["revision"] == 2
+    final = client.show_deployment("race-prod")["config"]
+    if isinstance(outcomes["shadow"], ApiError):
+        assert outcomes["shadow"].status == 409
+        assert "moved from revision 1 to 2" in str(outcomes["shadow"])
+        assert [r["revision"] for r in client.history("race-prod")] == [1, 2]
+        assert final["challengers"] == {"2": 10.0}
+        assert final["shadows"] == {}
+    else:
+        assert final["challengers"] == {"2": 10.0}
+        assert final["shadows"] == {"3": 100.0}
+
+
+class ScriptedWorkers(Routing):
+    """Routing whose live workers report from a script, one report per poll."""
+
+    def __init__(self, *reports: WorkerRecord) -> None:
+        super().__init__(cast(Database, None), cast(Registry, None), ack_timeout_s=1.0)
+        self.reports = list(reports)
+
+    def live_workers(self) -> list[WorkerRecord]:
+        return [self.reports.pop(0) if len(self.reports) > 1 else self.reports[0]]
+
+
+def worker(revision: int, failed: int | None = None) -> WorkerRecord:
+    """A worker serving `revision` that reports it could not serve revision `failed`."""
+    now = datetime.now(UTC)
+    message = f"revision {failed} not served: d:{failed}: failed to load"
+    errors = {"d": {"revision": failed, "message": message}} if failed else {}
+    return WorkerRecord(
+        id="w",
+        host="host",
+        pid=1,
+        started_at=now,
+        heartbeat_at=now,
+        revisions={"d": revision},
+        stats=[],
+        errors=errors,
+    )
+
+
+def test_a_worker_serving_a_revision_it_reports_failing_has_not_acknowledged_it() -> None:
+    """A worker that had no earlier route keeps the failing one; its error still counts."""
+    failing = worker(2, failed=2)
+    acknowledged, _ = ScriptedWorkers(failing).wait_for_workers("d", 2)
+    assert acknowledged is False
+
+
+def test_a_stale_failure_does_not_refuse_the_next_revision() -> None:
+    stale = worker(1, failed=2)
+    acknowledged, workers = ScriptedWorkers(stale, stale, worker(3)).wait_for_workers("d", 3)
+    assert acknowledged is True
+    assert workers[0].revisions == {"d": 3}
+
+
+def test_a_failure_about_the_new_revision_refuses_it_at_once() -> None:
+    started = time.monotonic()
+    failing = worker(1, failed=3)
+    acknowledged, _ = ScriptedWorkers(failing).wait_for_workers("d", 3)
+    assert acknowledged is False
+    assert time.monotonic() - started < 0.5
 
 
 # -- several workers ------------------------------------------------------------------------

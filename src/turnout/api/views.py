@@ -98,7 +98,7 @@ def worker_json(worker: WorkerRecord, deployment: str) -> dict[str, JSON]:
         "pid": worker.pid,
         "revision": worker.revisions.get(deployment),
         "heartbeat_age_s": round(age, 3),
-        "error": worker.errors.get(deployment),
+        "error": (worker.errors.get(deployment) or {}).get("message"),
     }
 
 

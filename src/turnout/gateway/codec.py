@@ -72,6 +72,9 @@ def check_rows(rows: Array, signature: Signature) -> Array:
         raise BadRequest(f"expected {signature.n_features} features per row, got {got}")
     if rows.shape[0] == 0:
         raise BadRequest("the request holds no rows")
+    if rows.dtype == np.float64 and np.isinf(rows).any():
+        row, col = np.argwhere(np.isinf(rows))[0]
+        raise BadRequest(f"infinite value at row {row}, column {signature.names[col]!r}")
     if not signature.allow_missing:
         missing = _missing_cell(rows)
         if missing is not None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from turnout.gateway.pool import ModelPool
 from turnout.gateway.router import Router
 from turnout.store.records import DeploymentRecord, RevisionRecord, RoutingConfig
+from turnout.types import JSON
 
 log = logging.getLogger("turnout.gateway")
 
@@ -43,8 +44,8 @@ class RoutingTable:
         self._snapshot = snapshot
         self._interval_s = interval_s
         self.routes: dict[str, Route] = {}
-        self.errors: dict[str, str] = {}
-        """Deployments whose newest revision could not be loaded here, with the reason."""
+        self.errors: dict[str, dict[str, JSON]] = {}
+        """Deployments whose newest revision could not be served here: revision and reason."""
         self.changed = asyncio.Event()
         self._seen: object = None
         self._refreshing: asyncio.Future[None] | None = None
@@ -110,11 +111,10 @@ class RoutingTable:
             if not problems:
                 self.errors.pop(name, None)
                 continue
-            self.errors[name] = f"revision {route.revision} not served: " + "; ".join(problems)
-            log.error("%s: %s", name, self.errors[name])
-            previous = self.routes.get(name)
-            if previous is not None:
-                routes[name] = previous
+            message = f"revision {route.revision} not served: " + "; ".join(problems)
+            self.errors[name] = {"revision": route.revision, "message": message}
+            log.error("%s: %s", name, message)
+            routes[name] = self.routes.get(name) or _without(route, failures)
         for name in list(self.errors):
             if name not in fresh:
                 del self.errors[name]
@@ -130,3 +130,15 @@ class RoutingTable:
             except Exception:  # keep serving the last good table whatever the DB does
                 log.exception("routing refresh failed; serving the previous table")
             await asyncio.sleep(self._interval_s)
+
+
+def _without(route: Route, failures: dict[tuple[str, int], str]) -> Route:
+    """A first-seen route minus the challengers and shadows that failed to load here, so
+    only the champion's share can fail (it has no previous route to fall back on)."""
+    failed = {v for m, v in failures if m == route.model}
+    config = replace(
+        route.config,
+        challengers={v: p for v, p in route.config.challengers.items() if v not in failed},
+        shadows={v: p for v, p in route.config.shadows.items() if v not in failed},
+    )
+    return replace(route, config=config, router=Router.of(config))

@@ -19,6 +19,8 @@ from turnout.store.records import RevisionRecord, RoutingConfig, WorkerRecord
 
 WORKER_ALIVE_S = 5.0
 STICKY_SOURCES = ("header", "field")
+SHARE_STEP = 0.01
+"""Shares are split in 10,000 buckets (gateway/router.py): finer ones cannot be honoured."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,7 +72,7 @@ class Routing:
         reason = "route: " + ("challengers " + ", ".join(parts) if parts else "champion only")
         if shadows:
             reason += "; shadows " + ", ".join(shadows)
-        return self._apply(change.deployment, config, reason=reason, actor=change.actor)
+        return self._apply(current, config, reason=reason, actor=change.actor)
 
     def promote(self, deployment: str, version: int, *, actor: str) -> Applied:
         current = self._active(deployment)
@@ -88,12 +90,12 @@ class Routing:
             failover=None if config.failover == version else config.failover,
         )
         reason = f"promote {version} (champion was {config.champion}, kept as standby)"
-        return self._apply(deployment, promoted, reason=reason, actor=actor)
+        return self._apply(current, promoted, reason=reason, actor=actor)
 
     def rollback(self, deployment: str, *, to_revision: int | None, actor: str) -> Applied:
         current = self._active(deployment)
         target = current.revision - 1 if to_revision is None else to_revision
-        if current.revision == 1 and to_revision is None:
+        if current.revision == 1:
             raise Conflict(
                 f"{deployment!r} is at its first revision; there is nothing to roll back to"
             )
@@ -108,7 +110,7 @@ class Routing:
         for version in earlier.config.versions():
             self.registry.verify(self.registry.get_version(model, version))
         reason = f"rollback to revision {target}"
-        return self._apply(deployment, earlier.config, reason=reason, actor=actor)
+        return self._apply(current, earlier.config, reason=reason, actor=actor)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -129,6 +131,7 @@ class Routing:
                 )
             if not 0 < percent < 100:
                 raise BadRequest(f"challenger share for version {version} must be in (0, 100)")
+            _check_step(version, percent)
         total = sum(config.challengers.values())
         if total >= 100:
             raise BadRequest(
@@ -141,6 +144,7 @@ class Routing:
                 raise BadRequest(f"version {version} cannot be both challenger and shadow")
             if not 0 < percent <= 100:
                 raise BadRequest(f"shadow share for version {version} must be in (0, 100]")
+            _check_step(version, percent)
 
     def _check_servable(self, model: str, version: int) -> None:
         """Load and warm the version here; refuse the change if it cannot serve."""
@@ -155,9 +159,20 @@ class Routing:
                 f"version {record.ref} failed to warm up: {type(exc).__name__}: {exc}"
             ) from exc
 
-    def _apply(self, deployment: str, config: RoutingConfig, *, reason: str, actor: str) -> Applied:
+    def _apply(
+        self, base: RevisionRecord, config: RoutingConfig, *, reason: str, actor: str
+    ) -> Applied:
+        """Write `config` as the revision after `base`, unless another change got there first
+        (it was checked against `base`; written on top of a newer one it would undo that)."""
+        deployment = base.deployment
         with self.db.write() as conn:
             record = md.get_deployment(conn, deployment)
+            if record.active_revision != base.revision:
+                raise Conflict(
+                    f"{deployment!r} moved from revision {base.revision} to "
+                    f"{record.active_revision} while this change was checked; "
+                    "look at the new revision and retry"
+                )
             revision = md.add_revision(conn, record, config, reason=reason, actor=actor)
             md.audit(
                 conn,
@@ -182,12 +197,31 @@ class Routing:
         deadline = time.monotonic() + self.ack_timeout_s
         while True:
             workers = self.live_workers()
-            if all(w.revisions.get(deployment, 0) >= revision for w in workers):
+            refused = [w for w in workers if _refused(w, deployment, revision)]
+            if not refused and all(w.revisions.get(deployment, 0) >= revision for w in workers):
                 return True, workers
-            failed = [w for w in workers if deployment in w.errors]
-            if failed or time.monotonic() > deadline:
+            if refused or time.monotonic() > deadline:
                 return False, workers
             time.sleep(0.05)
+
+
+def _check_step(version: int, percent: float) -> None:
+    steps = percent / SHARE_STEP
+    if abs(steps - round(steps)) > 1e-6:
+        raise BadRequest(
+            f"share for version {version} is {percent:g}%; shares go in steps of {SHARE_STEP:g}%"
+        )
+
+
+def _refused(worker: WorkerRecord, deployment: str, revision: int) -> bool:
+    """Whether the worker reports it cannot serve `revision` (or a newer one).
+
+    A worker keeps reporting its last failure until its next refresh, so an error about an
+    older revision is stale news (say, the failed change a rollback is undoing), not a
+    refusal of this one.
+    """
+    error = worker.errors.get(deployment)
+    return error is not None and int(error.get("revision", 0)) >= revision
 
 
 def _sticky(key: str) -> str:

@@ -386,7 +386,7 @@ def report_worker(
     started_at: datetime,
     revisions: dict[str, int],
     stats: list[dict[str, JSON]],
-    errors: dict[str, str],
+    errors: dict[str, dict[str, JSON]],
 ) -> None:
     """Upsert this worker's heartbeat: what it serves, its counters, its load errors."""
     values = {

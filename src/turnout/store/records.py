@@ -186,4 +186,5 @@ class WorkerRecord:
     heartbeat_at: datetime
     revisions: dict[str, int]
     stats: list[dict[str, JSON]]
-    errors: dict[str, str]
+    errors: dict[str, dict[str, JSON]]
+    """Per deployment: the revision this worker could not serve and why."""
