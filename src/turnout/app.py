@@ -158,7 +158,9 @@ def create_app(settings: Settings) -> TurnoutApp:
     services = Services(
         registry=registry,
         deployments=Deployments(db, registry),
-        routing=Routing(db, registry),
+        routing=Routing(
+            db, registry, is_serving=lambda model, version: pool.peek(model, version) is not None
+        ),
         tokens=tokens,
         upload_dir=settings.home / "tmp",
         max_upload_bytes=MAX_UPLOAD_BYTES,

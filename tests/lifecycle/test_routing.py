@@ -337,6 +337,20 @@ def test_promote_and_rollback_append_revisions(
     assert all(r["created_by"] == "admin" for r in history)
 
 
+def test_rollback_keeps_the_champion_it_leaves_as_standby(
+    client: Client, register: Callable[..., int]
+) -> None:
+    constants(register, "undo", 2)
+    client.create_deployment("undo-prod", model="undo", version=1)
+    client.promote("undo-prod", version=2)
+    back = client.rollback("undo-prod")
+    assert back["config"]["champion"] == 1
+    assert back["config"]["standby"] == 2
+    again = client.promote("undo-prod", version=2)
+    assert again["config"]["champion"] == 2
+    assert again["config"]["standby"] == 1
+
+
 # -- refused changes ------------------------------------------------------------------------
 
 

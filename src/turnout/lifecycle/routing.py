@@ -8,6 +8,7 @@ up here is refused before any revision is written.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
@@ -43,10 +44,19 @@ class Applied:
 
 
 class Routing:
-    def __init__(self, db: Database, registry: Registry, *, ack_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        registry: Registry,
+        *,
+        ack_timeout_s: float = 30.0,
+        is_serving: Callable[[str, int], bool] = lambda model, version: False,
+    ) -> None:
         self.db = db
         self.registry = registry
         self.ack_timeout_s = ack_timeout_s
+        self._is_serving = is_serving
+        """Whether this process already serves (has loaded and warmed) a version."""
 
     # -- changes ----------------------------------------------------------------------------
 
@@ -109,8 +119,12 @@ class Routing:
         model = self._model_of(deployment)
         for version in earlier.config.versions():
             self.registry.verify(self.registry.get_version(model, version))
+        config = earlier.config
+        if current.config.champion not in config.versions():
+            # the champion rolled back from stays loaded, so undoing the rollback is instant too
+            config = replace(config, standby=current.config.champion)
         reason = f"rollback to revision {target}"
-        return self._apply(current, earlier.config, reason=reason, actor=actor)
+        return self._apply(current, config, reason=reason, actor=actor)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -148,6 +162,8 @@ class Routing:
 
     def _check_servable(self, model: str, version: int) -> None:
         """Load and warm the version here; refuse the change if it cannot serve."""
+        if self._is_serving(model, version):
+            return
         record = self.registry.get_version(model, version)
         try:
             servable = self.registry.load(record)
