@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 from typing import Any
@@ -82,6 +83,10 @@ class TurnoutApp:
             await self.table.refresh(force=True)
         except Exception:  # serve health and the API even if a model cannot load yet
             log.exception("initial routing load failed")
+        # Everything loaded so far (libraries, models) lives as long as the process: moving it
+        # out of the collector's sight keeps full collections short under load.
+        gc.collect()
+        gc.freeze()
         self._refresher = asyncio.create_task(self.table.run())
         self.gateway.shadow.start()
         self.heartbeat.start()

@@ -11,28 +11,26 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
-from collections.abc import Callable
-from concurrent.futures import Executor
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 
 from turnout.registry.flavors import Prediction
 from turnout.types import Array
 
-Predict = Callable[[Array], Prediction]
+Call = Callable[[Array], Awaitable[Prediction]]
+"""Runs one `predict` somewhere (a thread, inline, another process) and awaits it."""
 
 
 class Batcher:
     def __init__(
         self,
-        predict: Predict,
-        executor: Executor,
+        call: Call,
         *,
         max_rows: int = 64,
         max_wait_ms: float = 0.0,
     ) -> None:
-        self._predict = predict
-        self._executor = executor
+        self._call = call
         self.max_rows = max_rows
         self.max_wait_s = max_wait_ms / 1000
         self._queue: deque[tuple[Array, asyncio.Future[Prediction]]] = deque()
@@ -71,20 +69,17 @@ class Batcher:
     async def _run(self, batch: list[tuple[Array, asyncio.Future[Prediction]]]) -> None:
         if not batch:
             return
-        loop = asyncio.get_running_loop()
         if len(batch) == 1:
             rows, future = batch[0]
-            await self._settle(future, loop.run_in_executor(self._executor, self._predict, rows))
+            await self._settle(future, self._call(rows))
             return
         merged = np.concatenate([rows for rows, _ in batch])
         try:
-            prediction = await loop.run_in_executor(self._executor, self._predict, merged)
+            prediction = await self._call(merged)
             parts = split(prediction, [len(rows) for rows, _ in batch])
         except Exception:
             for rows, future in batch:  # so each request gets its own answer or error
-                await self._settle(
-                    future, loop.run_in_executor(self._executor, self._predict, rows)
-                )
+                await self._settle(future, self._call(rows))
             return
         self.batches += 1
         self.rows += len(merged)
@@ -93,7 +88,7 @@ class Batcher:
                 future.set_result(part)
 
     @staticmethod
-    async def _settle(future: asyncio.Future[Prediction], call: asyncio.Future[Prediction]) -> None:
+    async def _settle(future: asyncio.Future[Prediction], call: Awaitable[Prediction]) -> None:
         try:
             result = await call
         except Exception as exc:  # the caller sees the model's own error

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from turnout.errors import ModelUnavailable
-from turnout.gateway.batcher import Batcher
+from turnout.gateway.batcher import Batcher, Call
 from turnout.registry.flavors import Prediction
 from turnout.registry.servable import Servable
 from turnout.types import Array
@@ -17,18 +18,33 @@ class InProcessRunner:
     """Calls `predict` in a small thread pool of this worker (trusted models), batching
     concurrent requests per version."""
 
-    def __init__(self, threads: int, *, max_batch_rows: int = 64) -> None:
+    def __init__(self, threads: int, *, max_batch_rows: int = 64, inline: bool = False) -> None:
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="predict")
         self._batchers: dict[tuple[str, int], Batcher] = {}
         self.max_batch_rows = max_batch_rows
+        self.inline = inline
 
     def _batcher(self, servable: Servable) -> Batcher:
         key = (servable.record.model, servable.version)
         batcher = self._batchers.get(key)
         if batcher is None:
-            batcher = Batcher(servable.predict, self._executor, max_rows=self.max_batch_rows)
+            batcher = Batcher(self._caller(servable), max_rows=self.max_batch_rows)
             self._batchers[key] = batcher
         return batcher
+
+    def _caller(self, servable: Servable) -> Call:
+        if self.inline:
+
+            async def inline(rows: Array) -> Prediction:
+                return servable.predict(rows)
+
+            return inline
+
+        async def threaded(rows: Array) -> Prediction:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, servable.predict, rows)
+
+        return threaded
 
     def keep_only(self, keys: set[tuple[str, int]]) -> None:
         """Forget batchers of unloaded versions (queued requests still finish)."""
