@@ -16,6 +16,7 @@ import pytest
 import skops.io as sio
 import xgboost as xgb
 from skl2onnx import to_onnx
+from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_diabetes, load_iris
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression, Ridge
@@ -479,3 +480,28 @@ def test_unknown_flavor(registry: Registry, tmp_path: Path) -> None:
     path = save_python(tmp_path)
     with pytest.raises(BadRequest, match=r"unknown flavor 'tensorflow'.*sklearn"):
         registry.register(NewVersion(model="m", source=path, flavor="tensorflow"))
+
+
+def test_named_pipelines_serve_from_arrays_when_answers_match(tmp_path: Path) -> None:
+    """A pipeline fitted on a DataFrame is served from plain arrays (no DataFrame per call)
+    only when that gives identical answers; one that selects columns by name keeps frames."""
+    features, target = breast_cancer()
+    simple = sklearn_pipeline()
+    by_name = make_pipeline(
+        ColumnTransformer([("scale", StandardScaler(), ["mean radius", "mean texture"])]),
+        LogisticRegression(),
+    ).fit(features, target)
+    rows = features.to_numpy()[:40]
+    with open_registry(tmp_path) as registry:
+        for name, model, takes_arrays in (("simple", simple, True), ("by-name", by_name, False)):
+            record = registry.register(
+                NewVersion(model=name, source=save_joblib(model, tmp_path, f"{name}.joblib"),
+                           flavor="sklearn")
+            )  # fmt: skip
+            servable = registry.load(record)
+            assert servable.model.wants_frame is not takes_arrays
+            prediction = servable.predict(rows)
+            np.testing.assert_array_equal(prediction.values, model.predict(features.iloc[:40]))
+            np.testing.assert_allclose(  # same to the last bits (BLAS order may differ)
+                prediction.probabilities, model.predict_proba(features.iloc[:40]), rtol=1e-12
+            )

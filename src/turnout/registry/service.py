@@ -11,12 +11,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from turnout.errors import BadRequest, PolicyRefused
 from turnout.registry.baseline import baseline, read_table
 from turnout.registry.flavors import get_flavor
 from turnout.registry.inference import feature_frame, infer_signature
 from turnout.registry.names import check_name
-from turnout.registry.servable import Servable
+from turnout.registry.servable import Servable, frame
 from turnout.registry.signature import Signature
 from turnout.store import metadata as md
 from turnout.store.artifacts import ArtifactStore, safe_relative_path
@@ -192,7 +194,11 @@ class Registry:
             if not self.allow_pickle and flavor.uses_pickle(path):
                 raise PolicyRefused(f"{record.ref} is pickle-based and pickle is disallowed")
             model = flavor.load(path)
-        return Servable(record, Signature.from_dict(record.signature), model)
+        signature = Signature.from_dict(record.signature)
+        if signature.named and signature.example:
+            rows = np.array(signature.example, dtype=np.float64 if signature.numeric else object)
+            model.prefer_arrays(frame(rows, signature))
+        return Servable(record, signature, model)
 
 
 def scratch_dir(base: Path) -> Path:

@@ -47,6 +47,14 @@ class LoadedModel(ABC):
     def facts(self) -> ModelFacts:
         return ModelFacts()
 
+    def prefer_arrays(self, example: pd.DataFrame) -> None:
+        """Switch to taking plain arrays if that gives the same answers on `example`.
+
+        Building a DataFrame per call costs more than many models' own `predict`; a
+        flavor that can drop it without changing results overrides this.
+        """
+        return None
+
 
 class Flavor(ABC):
     """How one kind of artifact is recognised and loaded."""

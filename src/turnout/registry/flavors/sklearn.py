@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import warnings
+from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
 import joblib
 import numpy as np
+import pandas as pd
 import sklearn
 import skops.io as sio
 from sklearn.ensemble import (
@@ -19,7 +22,7 @@ from sklearn.ensemble import (
 from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import GaussianNB
 from sklearn.neural_network import MLPClassifier
-from sklearn.pipeline import Pipeline
+from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.tree import DecisionTreeClassifier
 
 from turnout.errors import InvalidArtifact, PolicyRefused
@@ -73,6 +76,22 @@ class SklearnModel(LoadedModel):
             proba = np.asarray(self.estimator.predict_proba(features), dtype=np.float64)
         return Prediction(values, proba)
 
+    def prefer_arrays(self, example: pd.DataFrame) -> None:
+        if not self.wants_frame:
+            return
+        plain = _without_feature_names(self.estimator)
+        if plain is None:
+            return
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                same = _same(self.predict(example), SklearnModel(plain).predict(example.to_numpy()))
+        except Exception:  # any doubt keeps the DataFrame path
+            return
+        if same:
+            self.estimator = plain
+            self.wants_frame = False
+
     def facts(self) -> ModelFacts:
         est = self.estimator
         names = getattr(est, "feature_names_in_", None)
@@ -86,6 +105,33 @@ class SklearnModel(LoadedModel):
             else None,
             handles_missing=_handles_missing(est),
         )
+
+
+def _without_feature_names(estimator: Any) -> Any | None:
+    """A copy that takes arrays: feature names dropped from the estimator (and each step
+    of a pipeline). None when a step selects columns by name (it needs a DataFrame)."""
+    steps = [s for _, s in estimator.steps] if isinstance(estimator, Pipeline) else [estimator]
+    if any(not _plain_estimator(s) for s in steps):
+        return None
+    copy = deepcopy(estimator)
+    for step in [s for _, s in copy.steps] if isinstance(copy, Pipeline) else [copy]:
+        if step != "passthrough" and hasattr(step, "feature_names_in_"):
+            del step.feature_names_in_
+    return copy
+
+
+def _plain_estimator(step: Any) -> bool:
+    return step == "passthrough" or (
+        not hasattr(step, "transformers_") and not isinstance(step, Pipeline | FeatureUnion)
+    )
+
+
+def _same(a: Prediction, b: Prediction) -> bool:
+    if not np.array_equal(a.values, b.values):
+        return False
+    if a.probabilities is None or b.probabilities is None:
+        return a.probabilities is b.probabilities
+    return bool(np.allclose(a.probabilities, b.probabilities, rtol=1e-12, atol=0))
 
 
 def _handles_missing(estimator: Any) -> bool:
