@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from turnout.gateway.batcher import split
 from turnout.monitoring.stats import TrafficStats
 from turnout.registry.flavors import Prediction
 from turnout.registry.servable import Servable
@@ -48,6 +49,7 @@ class ShadowMirror:
         queue_size: int = 1000,
         threads: int = 2,
         timeout_s: float = 10.0,
+        max_batch_rows: int = 64,
     ) -> None:
         self.stats = stats
         self._load = load
@@ -55,6 +57,7 @@ class ShadowMirror:
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="shadow")
         self._slots = asyncio.Semaphore(threads)
         self._timeout_s = timeout_s
+        self.max_batch_rows = max_batch_rows
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
 
@@ -80,35 +83,60 @@ class ShadowMirror:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _run(self) -> None:
-        """Take a job only when a shadow thread is free; while all are busy (a slow shadow)
-        the queue fills and further copies are dropped at `submit`, costing callers nothing."""
+        """Take work only when a shadow thread is free; while all are busy (a slow shadow)
+        the queue fills and further copies are dropped at `submit`, costing callers nothing.
+        Copies waiting for the same version are merged into one `predict`, as live ones are."""
         while True:
             await self._slots.acquire()
-            job = await self._queue.get()
-            task = asyncio.create_task(self._shadow(job))
+            batch = [await self._queue.get()]
+            key = (batch[0].deployment, batch[0].version)
+            rows = len(batch[0].rows)
+            for _ in range(self._queue.qsize()):
+                if rows >= self.max_batch_rows:
+                    break
+                job = self._queue.get_nowait()
+                if (job.deployment, job.version) == key:
+                    batch.append(job)
+                    rows += len(job.rows)
+                else:  # another shadow's copy: back in line, there is room since we took one
+                    self._queue.put_nowait(job)
+            task = asyncio.create_task(self._shadow(batch))
             task.add_done_callback(lambda _: self._slots.release())
 
-    async def _shadow(self, job: ShadowJob) -> None:
-        counter = self.stats.counter(job.deployment, job.version, Role.SHADOW.value)
+    async def _shadow(self, batch: list[ShadowJob]) -> None:
+        first = batch[0]
+        counter = self.stats.counter(first.deployment, first.version, Role.SHADOW.value)
         started = time.perf_counter()
         try:
-            servable = await self._load(job.model, job.version)
-            rows = job.rows if servable.signature == job.signature else job.decode(servable)
+            servable = await self._load(first.model, first.version)
+            parts = [
+                job.rows if servable.signature == job.signature else job.decode(servable)
+                for job in batch
+            ]
             loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(self._executor, servable.predict, rows)
-            prediction = await asyncio.wait_for(future, self._timeout_s)
+            merged = np.concatenate(parts) if len(parts) > 1 else parts[0]
+            future = loop.run_in_executor(self._executor, servable.predict, merged)
+            predictions = split(
+                await asyncio.wait_for(future, self._timeout_s), [len(p) for p in parts]
+            )
         except TimeoutError:
-            counter.timeouts += 1
-            counter.observe((time.perf_counter() - started) * 1000, ok=False)
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            for _ in batch:
+                counter.timeouts += 1
+                counter.observe(elapsed_ms, ok=False)
             return
         except Exception as exc:  # a shadow may fail in any way; it never matters to callers
-            log.debug("shadow %s:%s failed: %s", job.model, job.version, exc)
-            counter.observe((time.perf_counter() - started) * 1000, ok=False)
+            log.debug("shadow %s:%s failed: %s", first.model, first.version, exc)
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            for _ in batch:
+                counter.observe(elapsed_ms, ok=False)
             return
-        counter.observe((time.perf_counter() - started) * 1000)
-        agreed, compared = agreement(job.champion, prediction)
-        counter.agreed += agreed
-        counter.compared += compared
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        for job, prediction in zip(batch, predictions, strict=True):
+            counter.observe(elapsed_ms)
+            agreed, compared = agreement(job.champion, prediction)
+            counter.agreed += agreed
+            counter.compared += compared
 
 
 def agreement(champion: Prediction, shadow: Prediction) -> tuple[int, int]:
