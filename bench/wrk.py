@@ -24,6 +24,7 @@ class Load:
     p99_ms: float
     errors: int
     raw: str
+    command: tuple[str, ...] = ()
 
 
 def _ms(text: str) -> float:
@@ -33,21 +34,38 @@ def _ms(text: str) -> float:
     return float(match.group(1)) * UNITS_MS[match.group(2)]
 
 
-def run(url: str, body: object, *, connections: int, duration_s: int, threads: int = 2) -> Load:
+def write_script(body: object, path: Path) -> Path:
+    """A wrk Lua script that POSTs `body` as JSON on every request."""
+    payload = orjson.dumps(body).decode().replace("\\", "\\\\").replace("'", "\\'")
+    path.write_text(
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = '{payload}'\n"
+    )
+    return path
+
+
+def run(
+    url: str,
+    body: object,
+    *,
+    connections: int,
+    duration_s: int,
+    threads: int = 2,
+    script: Path | None = None,
+) -> Load:
+    """One wrk run; `script` keeps the Lua file (written from `body` if missing) for the record."""
     wrk = shutil.which("wrk")
     if wrk is None:
         raise SystemExit("wrk is not installed: apt-get install wrk (make bench does, as root)")
     with tempfile.TemporaryDirectory() as tmp:
-        script = Path(tmp) / "post.lua"
-        payload = orjson.dumps(body).decode().replace("\\", "\\\\").replace("'", "\\'")
-        script.write_text(
-            'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-            f"wrk.body = '{payload}'\n"
-        )
-        command = [
+        if script is None:
+            script = write_script(body, Path(tmp) / "post.lua")
+        elif not script.exists():
+            write_script(body, script)
+        command = (
             wrk, f"-t{min(threads, connections)}", f"-c{connections}", f"-d{duration_s}s",
             "--latency", "--timeout", "5s", "-s", str(script), url,
-        ]  # fmt: skip
+        )  # fmt: skip
         out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     latency = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)$", out, re.MULTILINE))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -62,4 +80,5 @@ def run(url: str, body: object, *, connections: int, duration_s: int, threads: i
         errors=(int(non_2xx.group(1)) if non_2xx else 0)
         + (sum(int(g) for g in socket.groups()) if socket else 0),
         raw=out,
+        command=command,
     )

@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
@@ -14,27 +15,41 @@ from fastapi import FastAPI
 from turnout.api.app import create_api
 from turnout.api.auth import Tokens
 from turnout.api.deps import Services
+from turnout.errors import BadRequest
 from turnout.gateway.app import Gateway
 from turnout.gateway.heartbeat import Heartbeat
 from turnout.gateway.pool import ModelPool
-from turnout.gateway.runner import InProcessRunner
+from turnout.gateway.process_runner import ProcessRunner
+from turnout.gateway.runner import InProcessRunner, Runner
 from turnout.gateway.shadow import ShadowMirror
 from turnout.gateway.table import RoutingTable
 from turnout.lifecycle.deployments import Deployments
 from turnout.lifecycle.routing import Routing
 from turnout.monitoring.stats import TrafficStats
+from turnout.registry.flavors.remote import RemoteModel
 from turnout.registry.servable import Servable
 from turnout.registry.service import Registry
+from turnout.registry.signature import Signature
 from turnout.settings import Settings
 from turnout.store import metadata as md
 from turnout.store.artifacts import open_artifact_store
 from turnout.store.db import Database
+from turnout.store.records import VersionRecord
 from turnout.types import Receive, Scope, Send
 
 log = logging.getLogger("turnout")
 
 MAX_BODY_BYTES = 64 << 20
 MAX_UPLOAD_BYTES = 4 << 30
+RESERVE_S = 60.0
+"""How long a runner started for a pending change is kept before any revision names it."""
+
+
+@dataclass
+class LoopHolder:
+    """The worker's event loop once it runs, for API threads that must hand it work."""
+
+    running: asyncio.AbstractEventLoop | None = None
 
 
 class TurnoutApp:
@@ -48,12 +63,14 @@ class TurnoutApp:
         table: RoutingTable,
         heartbeat: Heartbeat,
         db: Database,
+        loop: LoopHolder,
     ) -> None:
         self.gateway = gateway
         self.api = api
         self.table = table
         self.heartbeat = heartbeat
         self.db = db
+        self.loop = loop
         self._refresher: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -79,6 +96,7 @@ class TurnoutApp:
                 return
 
     async def start(self) -> None:
+        self.loop.running = asyncio.get_running_loop()
         try:
             await self.table.refresh(force=True)
         except Exception:  # serve health and the API even if a model cannot load yet
@@ -99,7 +117,7 @@ class TurnoutApp:
                 await self._refresher
         await self.heartbeat.stop()
         await self.gateway.shadow.stop()
-        self.gateway.runner.close()
+        await self.gateway.runner.close()
         self.db.dispose()
 
 
@@ -117,10 +135,40 @@ def create_app(settings: Settings) -> TurnoutApp:
     tokens = Tokens(db)
     tokens.ensure_admin(settings.admin_token_file)
 
-    def load(model: str, version: int) -> Servable:
+    live, shadows = _runners(settings)
+    loop = LoopHolder()
+
+    def load_here(model: str, version: int) -> Servable:
         servable = registry.load(registry.get_version(model, version))
         servable.warm()
         return servable
+
+    async def load(model: str, version: int) -> Servable:
+        if settings.runner == "thread":
+            return await asyncio.to_thread(load_here, model, version)
+        # the model itself loads in its runner process; the gateway keeps the signature
+        record = await asyncio.to_thread(registry.get_version, model, version)
+        assert isinstance(live, ProcessRunner)
+        await live.start(model, version)
+        return Servable(record, Signature.from_dict(record.signature), RemoteModel(record.ref))
+
+    def warm_up(record: VersionRecord) -> None:
+        """Called from API threads before a change: load where models run and keep it."""
+        if pool.peek(record.model, record.version) is not None:
+            return
+        if settings.runner == "thread":
+            load_here(record.model, record.version)
+            return
+        assert isinstance(live, ProcessRunner)
+        assert loop.running is not None
+        started = asyncio.run_coroutine_threadsafe(
+            live.start(record.model, record.version, reserve_s=RESERVE_S), loop.running
+        )
+        started.result()
+
+    async def unload(keep: set[tuple[str, int]]) -> None:
+        await live.keep_only(keep)
+        await shadows.keep_only(keep)
 
     def fingerprint() -> Any:
         with db.read() as conn:
@@ -139,6 +187,7 @@ def create_app(settings: Settings) -> TurnoutApp:
         fingerprint=fingerprint,
         snapshot=snapshot,
         interval_s=settings.refresh_interval_ms / 1000,
+        on_unload=unload,
     )
 
     def report(**payload: Any) -> None:
@@ -153,9 +202,9 @@ def create_app(settings: Settings) -> TurnoutApp:
     gateway = Gateway(
         table,
         pool,
-        InProcessRunner(settings.predict_threads),
+        live,
         stats=stats,
-        shadow=ShadowMirror(stats, pool.get),
+        shadow=ShadowMirror(stats, pool.get, shadows),
         max_body_bytes=MAX_BODY_BYTES,
         versions_of=versions_of,
     )
@@ -163,15 +212,31 @@ def create_app(settings: Settings) -> TurnoutApp:
     services = Services(
         registry=registry,
         deployments=Deployments(db, registry),
-        routing=Routing(
-            db, registry, is_serving=lambda model, version: pool.peek(model, version) is not None
-        ),
+        routing=Routing(db, registry, warm_up=warm_up),
         tokens=tokens,
         upload_dir=settings.home / "tmp",
         max_upload_bytes=MAX_UPLOAD_BYTES,
     )
     return TurnoutApp(
-        gateway=gateway, api=create_api(services), table=table, heartbeat=heartbeat, db=db
+        gateway=gateway,
+        api=create_api(services),
+        table=table,
+        heartbeat=heartbeat,
+        db=db,
+        loop=loop,
+    )
+
+
+def _runners(settings: Settings) -> tuple[Runner, Runner]:
+    """Runners for live traffic and for shadows (threads, or lower-priority processes)."""
+    if settings.runner == "thread":
+        return InProcessRunner(settings.predict_threads), InProcessRunner(2)
+    if settings.runner != "process":
+        raise BadRequest(f"TURNOUT_RUNNER must be 'process' or 'thread', not {settings.runner!r}")
+    env = {**os.environ, "TURNOUT_HOME": str(settings.home)}
+    return (
+        ProcessRunner(env=env, hang_ms=settings.runner_hang_ms),
+        ProcessRunner(env=env, hang_ms=settings.runner_hang_ms, nice=10),
     )
 
 

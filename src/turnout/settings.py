@@ -48,6 +48,17 @@ class Settings(BaseSettings):
     predict_threads: int = 4
     """Threads per worker that run model code for in-process models."""
 
+    runner: str = "process"
+    """Where model code runs: `process` (a supervised process per version: a crash, hang or
+    leak never reaches the gateway) or `thread` (inside the gateway worker; trusted models)."""
+
+    runner_memory_mb: int = 4096
+    """How far a runner process may grow past its loaded size before allocations fail and
+    it is replaced (0: no limit)."""
+
+    runner_hang_ms: int = 5_000
+    """A runner call running this long is taken as hung: the process is killed and replaced."""
+
     sqlite_busy_timeout_ms: int = 30_000
     """How long a SQLite writer waits for the lock before giving up."""
 

@@ -67,6 +67,10 @@ def http(server: LiveServer) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def register(client: Client, tmp_path: Path) -> Callable[..., int]:
+    return registrar(client, tmp_path)
+
+
+def registrar(client: Client, tmp_path: Path) -> Callable[..., int]:
     """Registers a model version from a writer of `model.py`; returns the version number."""
 
     def register(model: str, write: Callable[[Path], Path]) -> int:
@@ -407,8 +411,8 @@ REFUSED = {
     "corrupted challenger": (_route(challengers={4: 10}), 422, "corrupted"),
     "corrupted shadow": (_route(shadows={4: 100}), 422, "corrupted"),
     "corrupted promote": (_promote(4), 422, "corrupted"),
-    "challenger fails warm-up": (_route(challengers={5: 10}), 422, "warm up.*MemoryError"),
-    "promote fails warm-up": (_promote(5), 422, "warm up.*MemoryError"),
+    "challenger fails warm-up": (_route(challengers={5: 10}), 422, "guard:5.*MemoryError"),
+    "promote fails warm-up": (_promote(5), 422, "guard:5.*MemoryError"),
     "promote the champion": (_promote(1), 409, "already the champion"),
     "roll back the first revision": (_rollback(None), 409, "first revision"),
     "roll back the first revision to itself": (_rollback(1), 409, "first revision"),
@@ -500,32 +504,39 @@ def test_changes_to_an_unknown_deployment_are_404(client: Client) -> None:
         assert err.value.status == 404
 
 
-def test_rolling_back_a_change_the_gateway_could_not_serve(
-    client: Client, http: httpx.Client, register: Callable[..., int], tmp_path: Path
-) -> None:
-    """Version 2 passes the control plane's check but no gateway worker can load it: the
+def test_rolling_back_a_change_the_gateway_could_not_serve(tmp_path: Path) -> None:
+    """Version 2 passes the control plane's check but the gateway cannot load it: the
     change is not acknowledged, callers keep revision 1, and the rollback that undoes it
-    is acknowledged although workers still report the old failure when it starts."""
-    constants(register, "fragile", 1)
-    register("fragile", lambda f: gateway_failing_model(f, tmp_path / "loads"))
-    client.create_deployment("fragile-prod", model="fragile", version=1)
-    assert predict(http, "fragile-prod").headers["x-turnout-revision"] == "1"
+    is acknowledged although workers still report the old failure when it starts.
 
-    routed = client.route("fragile-prod", challengers={2: 50})
-    assert routed["revision"] == 2
-    assert routed["acknowledged"] is False
-    assert "revision 2 not served" in routed["workers"][0]["error"]
-    assert "the feature store went away" in routed["workers"][0]["error"]
-    for _ in range(20):
-        response = predict(http, "fragile-prod")
-        assert answered_by(response) == 1
-        assert response.headers["x-turnout-revision"] == "1"
+    Thread runners: with runner processes the check's process is the one that serves, so
+    the control plane and the gateway cannot disagree this way."""
+    live = LiveServer(tmp_path / "home", env={"TURNOUT_RUNNER": "thread"}).start()
+    try:
+        with live.client() as client, httpx.Client(base_url=live.url) as http:
+            register = registrar(client, tmp_path)
+            constants(register, "fragile", 1)
+            register("fragile", lambda f: gateway_failing_model(f, tmp_path / "loads"))
+            client.create_deployment("fragile-prod", model="fragile", version=1)
+            assert predict(http, "fragile-prod").headers["x-turnout-revision"] == "1"
 
-    back = client.rollback("fragile-prod")
-    assert back["revision"] == 3
-    assert back["acknowledged"] is True
-    assert [(w["revision"], w["error"]) for w in back["workers"]] == [(3, None)]
-    assert predict(http, "fragile-prod").headers["x-turnout-revision"] == "3"
+            routed = client.route("fragile-prod", challengers={2: 50})
+            assert routed["revision"] == 2
+            assert routed["acknowledged"] is False
+            assert "revision 2 not served" in routed["workers"][0]["error"]
+            assert "the feature store went away" in routed["workers"][0]["error"]
+            for _ in range(20):
+                response = predict(http, "fragile-prod")
+                assert answered_by(response) == 1
+                assert response.headers["x-turnout-revision"] == "1"
+
+            back = client.rollback("fragile-prod")
+            assert back["revision"] == 3
+            assert back["acknowledged"] is True
+            assert [(w["revision"], w["error"]) for w in back["workers"]] == [(3, None)]
+            assert predict(http, "fragile-prod").headers["x-turnout-revision"] == "3"
+    finally:
+        live.stop()
 
 
 def test_concurrent_changes_never_silently_undo_each_other(

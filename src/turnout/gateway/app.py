@@ -18,7 +18,7 @@ from turnout import __version__
 from turnout.errors import BadRequest, ModelUnavailable, NotFound, PayloadTooLarge, TurnoutError
 from turnout.gateway import codec
 from turnout.gateway.pool import ModelPool
-from turnout.gateway.runner import InProcessRunner
+from turnout.gateway.runner import Runner
 from turnout.gateway.shadow import ShadowJob, ShadowMirror
 from turnout.gateway.table import Route, RoutingTable
 from turnout.monitoring.stats import TrafficStats
@@ -59,7 +59,7 @@ class Gateway:
         self,
         table: RoutingTable,
         pool: ModelPool,
-        runner: InProcessRunner,
+        runner: Runner,
         *,
         stats: TrafficStats,
         shadow: ShadowMirror,

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from turnout.registry.servable import Servable
 
 log = logging.getLogger("turnout.gateway")
 
 Key = tuple[str, int]
-Loader = Callable[[str, int], Servable]
+Loader = Callable[[str, int], Awaitable[Servable]]
 
 
 class ModelPool:
-    """Loads each (model, version) once, off the event loop; concurrent askers share the load."""
+    """Loads each (model, version) once; concurrent askers share the load."""
 
     def __init__(self, loader: Loader) -> None:
         self._loader = loader
@@ -32,7 +32,7 @@ class ModelPool:
             return servable
         pending = self._loading.get(key)
         if pending is None:
-            pending = asyncio.ensure_future(asyncio.to_thread(self._loader, model, version))
+            pending = asyncio.ensure_future(self._loader(model, version))
             self._loading[key] = pending
             pending.add_done_callback(lambda fut: self._settle(key, fut))
         return await asyncio.shield(pending)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 import numpy as np
 
@@ -12,6 +13,16 @@ from turnout.gateway.batcher import Batcher, Call
 from turnout.registry.flavors import Prediction
 from turnout.registry.servable import Servable
 from turnout.types import Array
+
+
+class Runner(Protocol):
+    """Where model code runs: threads of this worker, or supervised processes."""
+
+    async def predict(self, servable: Servable, rows: Array) -> Prediction: ...
+
+    async def keep_only(self, keys: set[tuple[str, int]]) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class InProcessRunner:
@@ -46,7 +57,7 @@ class InProcessRunner:
 
         return threaded
 
-    def keep_only(self, keys: set[tuple[str, int]]) -> None:
+    async def keep_only(self, keys: set[tuple[str, int]]) -> None:
         """Forget batchers of unloaded versions (queued requests still finish)."""
         for key in list(self._batchers):
             if key not in keys:
@@ -61,7 +72,7 @@ class InProcessRunner:
             ) from exc
         return checked(prediction, servable, len(rows))
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
 

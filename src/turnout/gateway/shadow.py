@@ -11,12 +11,12 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from turnout.gateway.batcher import split
+from turnout.gateway.runner import Runner
 from turnout.monitoring.stats import TrafficStats
 from turnout.registry.flavors import Prediction
 from turnout.registry.servable import Servable
@@ -45,17 +45,20 @@ class ShadowMirror:
         self,
         stats: TrafficStats,
         load: Callable[[str, int], Awaitable[Servable]],
+        runner: Runner,
         *,
         queue_size: int = 1000,
-        threads: int = 2,
+        concurrency: int = 2,
         timeout_s: float = 10.0,
         max_batch_rows: int = 64,
     ) -> None:
+        """`runner` is the shadows' own (a small thread pool, or low-priority processes),
+        never the one live traffic uses."""
         self.stats = stats
         self._load = load
+        self._runner = runner
         self._queue: asyncio.Queue[ShadowJob] = asyncio.Queue(maxsize=queue_size)
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="shadow")
-        self._slots = asyncio.Semaphore(threads)
+        self._slots = asyncio.Semaphore(concurrency)
         self._timeout_s = timeout_s
         self.max_batch_rows = max_batch_rows
         self._task: asyncio.Task[None] | None = None
@@ -80,7 +83,7 @@ class ShadowMirror:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        await self._runner.close()
 
     async def _run(self) -> None:
         """Take work only when a shadow thread is free; while all are busy (a slow shadow)
@@ -113,12 +116,11 @@ class ShadowMirror:
                 job.rows if servable.signature == job.signature else job.decode(servable)
                 for job in batch
             ]
-            loop = asyncio.get_running_loop()
             merged = np.concatenate(parts) if len(parts) > 1 else parts[0]
-            future = loop.run_in_executor(self._executor, servable.predict, merged)
-            predictions = split(
-                await asyncio.wait_for(future, self._timeout_s), [len(p) for p in parts]
+            prediction = await asyncio.wait_for(
+                self._runner.predict(servable, merged), self._timeout_s
             )
+            predictions = split(prediction, [len(p) for p in parts])
         except TimeoutError:
             elapsed_ms = (time.perf_counter() - started) * 1000
             for _ in batch:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from turnout.gateway.pool import ModelPool
@@ -38,11 +38,13 @@ class RoutingTable:
         fingerprint: Callable[[], object],
         snapshot: Callable[[], Snapshot],
         interval_s: float,
+        on_unload: Callable[[set[tuple[str, int]]], Awaitable[None]],
     ) -> None:
         self.pool = pool
         self._fingerprint = fingerprint
         self._snapshot = snapshot
         self._interval_s = interval_s
+        self._on_unload = on_unload
         self.routes: dict[str, Route] = {}
         self.errors: dict[str, dict[str, JSON]] = {}
         """Deployments whose newest revision could not be served here: revision and reason."""
@@ -82,7 +84,9 @@ class RoutingTable:
         self.routes = routes
         self._seen = None if self.errors else seen  # retry failed loads on the next poll
         self.ready = True
-        self.pool.keep_only({(r.model, v) for r in routes.values() for v in r.config.versions()})
+        needed = {(r.model, v) for r in routes.values() for v in r.config.versions()}
+        self.pool.keep_only(needed)
+        await self._on_unload(needed)
         self.changed.set()
 
     async def _preload(self, fresh: dict[str, Route]) -> dict[str, Route]:

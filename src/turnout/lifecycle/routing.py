@@ -16,7 +16,7 @@ from turnout.errors import BadRequest, Conflict, InvalidArtifact, TurnoutError
 from turnout.registry.service import Registry
 from turnout.store import metadata as md
 from turnout.store.db import Database
-from turnout.store.records import RevisionRecord, RoutingConfig, WorkerRecord
+from turnout.store.records import RevisionRecord, RoutingConfig, VersionRecord, WorkerRecord
 
 WORKER_ALIVE_S = 5.0
 STICKY_SOURCES = ("header", "field")
@@ -50,13 +50,13 @@ class Routing:
         registry: Registry,
         *,
         ack_timeout_s: float = 30.0,
-        is_serving: Callable[[str, int], bool] = lambda model, version: False,
+        warm_up: Callable[[VersionRecord], None] | None = None,
     ) -> None:
         self.db = db
         self.registry = registry
         self.ack_timeout_s = ack_timeout_s
-        self._is_serving = is_serving
-        """Whether this process already serves (has loaded and warmed) a version."""
+        self._warm_up = warm_up or self._warm_up_here
+        """Proves a version loads and answers its examples (where models run), or raises."""
 
     # -- changes ----------------------------------------------------------------------------
 
@@ -160,14 +160,14 @@ class Routing:
                 raise BadRequest(f"shadow share for version {version} must be in (0, 100]")
             _check_step(version, percent)
 
+    def _warm_up_here(self, record: VersionRecord) -> None:
+        self.registry.load(record).warm()
+
     def _check_servable(self, model: str, version: int) -> None:
-        """Load and warm the version here; refuse the change if it cannot serve."""
-        if self._is_serving(model, version):
-            return
+        """Load and warm the version before any revision names it; refuse it otherwise."""
         record = self.registry.get_version(model, version)
         try:
-            servable = self.registry.load(record)
-            servable.warm()
+            self._warm_up(record)
         except TurnoutError as exc:
             raise InvalidArtifact(f"version {record.ref} cannot serve: {exc.message}") from exc
         except Exception as exc:  # user model code may raise anything while warming up

@@ -1,0 +1,41 @@
+"""What one benchmarked configuration produced: a wrk load per connection count, or why not."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bench.wrk import Load
+
+
+@dataclass
+class Outcome:
+    """One server configuration measured at several connection counts."""
+
+    key: str
+    label: str
+    turnout: bool = False
+    loads: dict[int, Load] = field(default_factory=dict)
+    command: str = ""
+    failure: str | None = None
+    notes: list[str] = field(default_factory=list)
+    not_run: dict[int, str] = field(default_factory=dict)
+    """Connection counts deliberately left out, with the reason shown in the table."""
+
+    def at(self, connections: int) -> Load | None:
+        return self.loads.get(connections)
+
+
+@dataclass(frozen=True)
+class Pilot:
+    """A short probe that picks a peer's worker setting before its measured runs."""
+
+    peer: str
+    setting: str
+    load: Load | None
+    failure: str | None = None
+
+
+def best(outcomes: list[Outcome], connections: int) -> Outcome | None:
+    """The outcome with the highest throughput at `connections` (None if none ran there)."""
+    ran = [o for o in outcomes if o.at(connections) is not None]
+    return max(ran, key=lambda o: o.loads[connections].rps, default=None)

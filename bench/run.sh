@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# `make bench`: the benchmark suite (turnout vs MLServer, mlflow and a bare ASGI app).
+# Needs wrk; installs it with apt-get when missing and running as root. Arguments go to
+# bench/suite.py, e.g. `bash bench/run.sh --duration 5 --only turnout,bare`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v wrk >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+    else
+        echo "wrk is not installed: run 'sudo apt-get install wrk' (or make bench as root)" >&2
+        exit 1
+    fi
+fi
+
+exec .venv/bin/python -m bench.suite "$@"

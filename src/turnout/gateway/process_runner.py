@@ -1,0 +1,213 @@
+"""Isolated runners: each version runs in its own supervised process.
+
+A crashed process is replaced with backoff; a call that runs past the hang limit gets the
+process killed and replaced. Callers never wait on a dead or hung process past their own
+deadline: the gateway's deadline and failover chain sit above this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Mapping
+
+from turnout.errors import ModelUnavailable
+from turnout.gateway import wire
+from turnout.gateway.batcher import Batcher
+from turnout.gateway.runner import checked
+from turnout.registry.flavors import Prediction
+from turnout.registry.servable import Servable
+from turnout.types import Array
+
+log = logging.getLogger("turnout.gateway")
+
+START_TIMEOUT_S = 120.0
+BACKOFF_S = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class RunnerProcess:
+    """One child process serving one version, restarted whenever it dies or hangs."""
+
+    def __init__(
+        self, model: str, version: int, *, env: Mapping[str, str], hang_s: float, nice: int = 0
+    ) -> None:
+        self.model = model
+        self.version = version
+        self._env = dict(env)
+        self._hang_s = hang_s
+        self._nice = nice
+        self._process: asyncio.subprocess.Process | None = None
+        self._lock = asyncio.Lock()
+        self._next_id = 0
+        self._failures = 0
+        self._not_before = 0.0
+        self.restarts = 0
+        self.last_error: str | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.returncode is None
+
+    async def _start(self) -> asyncio.subprocess.Process:
+        wait = self._not_before - time.monotonic()
+        if wait > 0:
+            raise ModelUnavailable(
+                f"runner for {self.model}:{self.version} is restarting ({self.last_error})"
+            )
+        started = time.monotonic()
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "turnout.gateway.runner_process", self.model, str(self.version),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=self._env,
+            preexec_fn=(lambda: os.nice(self._nice)) if self._nice else None,
+        )  # fmt: skip
+        try:
+            header, _ = await asyncio.wait_for(self._receive(process), START_TIMEOUT_S)
+        except (TimeoutError, ModelUnavailable) as exc:
+            self._kill(process)
+            self._backoff(f"did not start: {exc}")
+            raise ModelUnavailable(f"runner for {self.model}:{self.version} did not start") from exc
+        if not header.get("ready"):
+            self._kill(process)
+            self._backoff(str(header.get("error")))
+            raise ModelUnavailable(
+                f"runner for {self.model}:{self.version} failed to load: {header.get('error')}"
+            )
+        log.info(
+            "runner %s:%s up in %.2fs (pid %s)", self.model, self.version,
+            time.monotonic() - started, process.pid,
+        )  # fmt: skip
+        self._process = process
+        return process
+
+    def _backoff(self, reason: str) -> None:
+        self.last_error = reason
+        delay = BACKOFF_S[min(self._failures, len(BACKOFF_S) - 1)]
+        self._failures += 1
+        self._not_before = time.monotonic() + delay
+
+    @staticmethod
+    async def _receive(
+        process: asyncio.subprocess.Process,
+    ) -> tuple[dict[str, object], list[Array | None]]:
+        assert process.stdout is not None
+        try:
+            head = await process.stdout.readexactly(wire.LENGTH.size)
+            (size,) = wire.LENGTH.unpack(head)
+            body = await process.stdout.readexactly(size)
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            raise ModelUnavailable("runner process exited") from exc
+        return wire.decode(body)
+
+    @staticmethod
+    def _kill(process: asyncio.subprocess.Process) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+
+    async def start(self) -> None:
+        """Start the process now (blue-green: load and warm before any traffic)."""
+        async with self._lock:
+            if not self.alive:
+                await self._start()
+
+    async def call(self, rows: Array) -> Prediction:
+        async with self._lock:
+            process = self._process if self.alive else await self._start()
+            assert process is not None
+            assert process.stdin is not None
+            self._next_id += 1
+            try:
+                process.stdin.write(wire.encode({"id": self._next_id}, [rows]))
+                await process.stdin.drain()
+                header, arrays = await asyncio.wait_for(self._receive(process), self._hang_s)
+            except TimeoutError:
+                self._kill(process)
+                self.restarts += 1
+                self._backoff(f"hung for over {self._hang_s:g}s")
+                raise ModelUnavailable(
+                    f"runner for {self.model}:{self.version} hung; it is being replaced"
+                ) from None
+            except (ModelUnavailable, ConnectionError) as exc:
+                self._kill(process)
+                self.restarts += 1
+                await process.wait()
+                self._backoff(f"exited with code {process.returncode}")
+                raise ModelUnavailable(
+                    f"runner for {self.model}:{self.version} died (exit code "
+                    f"{process.returncode}); it is being replaced"
+                ) from exc
+        if not header.get("ok"):
+            raise ModelUnavailable(
+                f"model {self.model}:{self.version} failed: {header.get('error')}"
+            )
+        self._failures = 0
+        values, probabilities = arrays
+        assert values is not None
+        return Prediction(values, probabilities)
+
+    async def stop(self) -> None:
+        process = self._process
+        if process is not None and process.returncode is None:
+            assert process.stdin is not None
+            process.stdin.close()
+            try:
+                await asyncio.wait_for(process.wait(), 5)
+            except TimeoutError:
+                self._kill(process)
+                await process.wait()
+
+
+class ProcessRunner:
+    """Runs every version in its own process, batching concurrent requests per version."""
+
+    def __init__(
+        self, *, env: Mapping[str, str], hang_ms: int, max_batch_rows: int = 64, nice: int = 0
+    ) -> None:
+        self._env = env
+        self._hang_s = hang_ms / 1000
+        self._nice = nice
+        self.max_batch_rows = max_batch_rows
+        self._processes: dict[tuple[str, int], RunnerProcess] = {}
+        self._batchers: dict[tuple[str, int], Batcher] = {}
+        self._reserved: dict[tuple[str, int], float] = {}
+
+    def process(self, model: str, version: int) -> RunnerProcess:
+        key = (model, version)
+        runner = self._processes.get(key)
+        if runner is None:
+            runner = RunnerProcess(
+                model, version, env=self._env, hang_s=self._hang_s, nice=self._nice
+            )
+            self._processes[key] = runner
+        return runner
+
+    async def start(self, model: str, version: int, *, reserve_s: float = 0.0) -> None:
+        """Start a version's process now (on the event loop: the table of processes is only
+        ever touched there). `reserve_s` keeps it from being stopped as unneeded for that
+        long: a change is about to route to it."""
+        if reserve_s:
+            self._reserved[(model, version)] = time.monotonic() + reserve_s
+        await self.process(model, version).start()
+
+    async def predict(self, servable: Servable, rows: Array) -> Prediction:
+        key = (servable.record.model, servable.version)
+        batcher = self._batchers.get(key)
+        if batcher is None:
+            batcher = Batcher(self.process(*key).call, max_rows=self.max_batch_rows)
+            self._batchers[key] = batcher
+        return checked(await batcher.predict(rows), servable, len(rows))
+
+    async def keep_only(self, keys: set[tuple[str, int]]) -> None:
+        now = time.monotonic()
+        self._reserved = {k: until for k, until in self._reserved.items() if until > now}
+        for key in list(self._processes):
+            if key not in keys and key not in self._reserved:
+                self._batchers.pop(key, None)
+                await self._processes.pop(key).stop()
+
+    async def close(self) -> None:
+        await asyncio.gather(*(p.stop() for p in self._processes.values()))
+        self._processes.clear()
