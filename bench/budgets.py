@@ -98,14 +98,14 @@ def _against_bare(outcomes: list[Outcome]) -> list[Verdict]:
 
 def _shadow(outcomes: list[Outcome]) -> Verdict:
     budget = "shadow on: champion p99 rises <= 10% (16 connections, 1 worker)"
-    off = next((o.at(16) for o in outcomes if o.key == "turnout-champion-1w"), None)
-    on = next((o.at(16) for o in outcomes if o.key == "turnout-shadow-1w"), None)
+    shadow = next((o for o in outcomes if o.key == "turnout-shadow-1w"), None)
+    off, on = (None, None) if shadow is None else (shadow.baseline, shadow.at(16))
     if off is None or on is None:
         return _missing(budget, "champion only", "champion + shadow")
     rise = on.p99_ms / off.p99_ms - 1
     return Verdict(
         budget,
-        f"p99 {off.p99_ms:.2f} ms off, {on.p99_ms:.2f} ms on: {rise:+.0%} "
+        f"median p99 {off.p99_ms:.2f} ms off, {on.p99_ms:.2f} ms on: {rise:+.0%} "
         f"(throughput {off.rps:.0f} -> {on.rps:.0f} req/s)",
         _met(rise <= 0.10),
     )

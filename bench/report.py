@@ -17,7 +17,7 @@ from bench.outcome import Outcome, Pilot, best
 ROOT = Path(__file__).resolve().parents[1]
 PEER_COLUMNS = (
     ("MLServer best", ("mlserver-plain", "mlserver-batch")),
-    ("mlflow", ("mlflow",)),
+    ("mlflow best", ("mlflow-1w", "mlflow-2w")),
     ("bare, 1 worker", ("bare-1w",)),
     ("bare, 2 workers", ("bare-2w",)),
 )
@@ -108,9 +108,13 @@ def _result_table(ctx: Context, connections: int) -> list[str]:
         else:
             reason = (outcome.failure or "not run").splitlines()[0].replace("|", "/")
             rows.append(f"| {outcome.label} | FAILED | — | — | — | {reason} |")
-    mlserver = best(ctx.group(("mlserver-plain", "mlserver-batch")), connections)
-    if mlserver is not None:
-        rows.append(f"\nMLServer best at {connections}: {mlserver.label}.")
+    picks = [
+        f"{name}: {winner.label}"
+        for name, keys in PEER_COLUMNS
+        if len(keys) > 1 and (winner := best(ctx.group(keys), connections)) is not None
+    ]
+    if picks:
+        rows += ["", "Best per peer at this connection count: " + "; ".join(picks) + "."]
     return rows
 
 
@@ -288,7 +292,8 @@ NOTES = [
     "isolation from a slow (1 s) shadow instead.",
     "- MLServer runs with `debug: false` (no access log), metrics endpoint on (its default). "
     "mlflow runs with its uvicorn access log off (`UVICORN_ACCESS_LOG=false`), as turnout "
-    "and the bare app do. Worker counts for MLServer and mlflow come from the probes above.",
+    "and the bare app do. MLServer's `parallel_workers` comes from the probes above; "
+    "mlflow and the bare app are measured with 1 and 2 uvicorn workers.",
     "- Multi-worker configurations are not run at 1 connection: one connection keeps "
     "one worker busy, so the row would repeat the 1-worker one.",
 ]

@@ -17,6 +17,8 @@ from turnout.api.auth import Tokens
 from turnout.api.deps import Services
 from turnout.errors import BadRequest
 from turnout.gateway.app import Gateway
+from turnout.gateway.breaker import BreakerPolicy
+from turnout.gateway.chain import Chain
 from turnout.gateway.heartbeat import Heartbeat
 from turnout.gateway.pool import ModelPool
 from turnout.gateway.process_runner import ProcessRunner
@@ -199,12 +201,20 @@ def create_app(settings: Settings) -> TurnoutApp:
             md.forget_worker(conn, worker_id)
 
     stats = TrafficStats()
+    chain = Chain(
+        live,
+        stats,
+        pool.get,
+        policy=BreakerPolicy(),
+        max_pending_rows=settings.max_pending_rows,
+    )
     gateway = Gateway(
         table,
         pool,
         live,
         stats=stats,
         shadow=ShadowMirror(stats, pool.get, shadows),
+        chain=chain,
         max_body_bytes=MAX_BODY_BYTES,
         versions_of=versions_of,
     )

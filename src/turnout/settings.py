@@ -59,6 +59,13 @@ class Settings(BaseSettings):
     runner_hang_ms: int = 5_000
     """A runner call running this long is taken as hung: the process is killed and replaced."""
 
+    max_pending_rows: int = 512
+    """Rows that may wait for one version in a worker; past that, requests skip straight to
+    the failover or fallback instead of queueing past their deadline."""
+
+    shutdown_grace_ms: int = 0
+    """On SIGTERM, report not-ready this long before draining, so load balancers move away."""
+
     sqlite_busy_timeout_ms: int = 30_000
     """How long a SQLite writer waits for the lock before giving up."""
 

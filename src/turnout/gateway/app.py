@@ -17,6 +17,7 @@ import orjson
 from turnout import __version__
 from turnout.errors import BadRequest, ModelUnavailable, NotFound, PayloadTooLarge, TurnoutError
 from turnout.gateway import codec
+from turnout.gateway.chain import Chain
 from turnout.gateway.pool import ModelPool
 from turnout.gateway.runner import Runner
 from turnout.gateway.shadow import ShadowJob, ShadowMirror
@@ -24,7 +25,7 @@ from turnout.gateway.table import Route, RoutingTable
 from turnout.monitoring.stats import TrafficStats
 from turnout.registry.flavors import Prediction
 from turnout.registry.servable import Servable
-from turnout.store.records import Role
+from turnout.store.records import Role, RoutingConfig
 from turnout.types import JSON, Array, Receive, Scope, Send
 
 JSON_HEADER = (b"content-type", b"application/json")
@@ -36,7 +37,7 @@ class Answer:
     """A prediction plus who gave it, ready to encode in either protocol."""
 
     prediction: Prediction
-    servable: Servable
+    version: int
     role: Role
     revision: int
     request_id: str
@@ -63,6 +64,7 @@ class Gateway:
         *,
         stats: TrafficStats,
         shadow: ShadowMirror,
+        chain: Chain,
         max_body_bytes: int,
         versions_of: Callable[[str], list[int]],
     ) -> None:
@@ -71,6 +73,7 @@ class Gateway:
         self.runner = runner
         self.stats = stats
         self.shadow = shadow
+        self.chain = chain
         self.max_body_bytes = max_body_bytes
         self.versions_of = versions_of
         self.accepting = True
@@ -166,6 +169,18 @@ class Gateway:
         role = Role.CHAMPION if version == route.config.champion else Role.CHALLENGER
         return await self._load(route.model, version), role
 
+    async def _try_load(self, model: str, version: int) -> tuple[Servable | None, str]:
+        try:
+            return await self._load(model, version), ""
+        except ModelUnavailable as exc:
+            return None, exc.message
+
+    async def _decoder(self, route: Route, failure: str) -> Servable:
+        """The failover's signature decodes the request when the chosen version cannot load."""
+        if route.config.failover is None:
+            raise ModelUnavailable(failure)
+        return await self._load(route.model, route.config.failover)
+
     async def _load(self, model: str, version: int) -> Servable:
         try:
             return await self.pool.get(model, version)
@@ -185,40 +200,34 @@ class Gateway:
     ) -> Answer:
         if request_id is not None and not _printable_id(request_id):
             raise BadRequest("'id' must be 1-128 printable ASCII characters")
-        shadows: tuple[int, ...] = ()
-        if version is None:
-            plan = route.router.plan(key)
-            servable, role, shadows = (
-                await self._load(route.model, plan.version),
-                plan.role,
-                plan.shadows,
-            )
-        else:
-            servable, role = await self._direct(route, version)
-        rows = decode(servable)
-        counter = self.stats.counter(route.deployment, servable.version, role.value)
         started = time.perf_counter()
-        try:
-            prediction = await self.runner.predict(servable, rows)
-        except ModelUnavailable:
-            counter.observe((time.perf_counter() - started) * 1000, ok=False)
-            raise
-        counter.observe((time.perf_counter() - started) * 1000)
-        for shadow in shadows:
-            self.shadow.submit(
-                ShadowJob(
-                    route.deployment,
-                    route.model,
-                    shadow,
-                    rows,
-                    servable.signature,
-                    decode,
-                    prediction,
-                )
-            )
+        if version is not None:
+            servable, role = await self._direct(route, version)
+            rows = decode(servable)
+            answered = await self.chain.answer(
+                deployment=route.deployment, config=_direct_config(version), model=route.model,
+                version=version, servable=servable, role=role, rows=rows, started=started,
+            )  # fmt: skip
+        else:
+            plan = route.router.plan(key)
+            chosen, failure = await self._try_load(route.model, plan.version)
+            rows = decode(chosen or await self._decoder(route, failure))
+            answered = await self.chain.answer(
+                deployment=route.deployment, config=route.config, model=route.model,
+                version=plan.version, servable=chosen, role=plan.role, rows=rows,
+                started=started, failure=failure,
+            )  # fmt: skip
+            if chosen is not None:
+                for shadow in plan.shadows:
+                    self.shadow.submit(
+                        ShadowJob(route.deployment, route.model, shadow, rows,
+                                  chosen.signature, decode, answered.prediction)
+                    )  # fmt: skip
         base = request_id or uuid.uuid4().hex
         ids = [base] if len(rows) == 1 else [f"{base}-{i}" for i in range(len(rows))]
-        return Answer(prediction, servable, role, route.revision, base, ids)
+        return Answer(
+            answered.prediction, answered.version, answered.role, route.revision, base, ids
+        )
 
     @staticmethod
     def _key(route: Route, scope: Scope, field: Callable[[str], str | None]) -> str | None:
@@ -254,7 +263,7 @@ class Gateway:
         answer = await self._answer(route, version, decode, request_id=request_id, key=key)
         body = {
             "model_name": name,
-            "model_version": str(answer.servable.version),
+            "model_version": str(answer.version),
             "id": answer.request_id,
             "parameters": {
                 "prediction_ids": answer.prediction_ids,
@@ -277,7 +286,7 @@ class Gateway:
         )
         body = codec.encode_native(answer.prediction)
         body["prediction_ids"] = answer.prediction_ids
-        body["model_version"] = answer.servable.version
+        body["model_version"] = answer.version
         body["revision"] = answer.revision
         body["role"] = answer.role.value
         return _response(200, body, _headers(answer))
@@ -348,6 +357,11 @@ def _version_number(text: str) -> int:
     return int(text)
 
 
+def _direct_config(version: int) -> RoutingConfig:
+    """A version asked for by number answers alone: no deadline chain, no fallback."""
+    return RoutingConfig(champion=version)
+
+
 def _printable_id(text: str) -> bool:
     return 0 < len(text) <= 128 and text.isascii() and text.isprintable()
 
@@ -355,7 +369,7 @@ def _printable_id(text: str) -> bool:
 def _headers(answer: Answer) -> list[tuple[bytes, bytes]]:
     return [
         (b"x-turnout-prediction-id", answer.request_id.encode()),
-        (b"x-turnout-model-version", str(answer.servable.version).encode()),
+        (b"x-turnout-model-version", str(answer.version).encode()),
         (b"x-turnout-role", answer.role.value.encode()),
         (b"x-turnout-revision", str(answer.revision).encode()),
     ]

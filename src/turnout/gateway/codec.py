@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 import numpy as np
+import orjson
 
 from turnout.errors import BadRequest
 from turnout.registry.flavors import Prediction
@@ -211,7 +212,8 @@ def datatype_of(values: Array) -> str:
 
 def _plain(values: Array) -> list[JSON]:
     if values.dtype.kind in "OUS":
-        return [v if isinstance(v, str | int | float | bool) or v is None else str(v)
+        return [v if isinstance(v, str | int | float | bool) or v is None
+                else orjson.dumps(v, default=str).decode()
                 for v in values.ravel().tolist()]  # fmt: skip
     plain: list[JSON] = values.ravel().tolist()
     return plain
@@ -320,6 +322,8 @@ def encode_native(prediction: Prediction) -> dict[str, JSON]:
 
 
 def _plain_rows(values: Array) -> list[JSON]:
+    if values.dtype == object:
+        return values.tolist()  # type: ignore[no-any-return]
     if values.ndim == 1:
         return _plain(values)
     return values.tolist()  # type: ignore[no-any-return]

@@ -23,6 +23,7 @@ class Counter:
     errors: int = 0
     timeouts: int = 0
     dropped: int = 0
+    rejected: int = 0
     compared: int = 0
     agreed: int = 0
     latency_sum_ms: float = 0.0
@@ -41,6 +42,7 @@ class Counter:
             "errors": self.errors,
             "timeouts": self.timeouts,
             "dropped": self.dropped,
+            "rejected": self.rejected,
             "compared": self.compared,
             "agreed": self.agreed,
             "latency_sum_ms": self.latency_sum_ms,
@@ -49,6 +51,7 @@ class Counter:
 
 
 Key = tuple[str, int, str]  # deployment, version, role
+COUNTS = ("requests", "errors", "timeouts", "dropped", "rejected", "compared", "agreed")
 
 
 class TrafficStats:
@@ -79,18 +82,10 @@ def merge(snapshots: list[dict[str, JSON]]) -> list[dict[str, JSON]]:
         into = merged.setdefault(
             key,
             {"deployment": key[0], "version": key[1], "role": key[2], "histogram": {}}
-            | dict.fromkeys(("requests", "errors", "timeouts", "dropped", "compared", "agreed"), 0)
+            | dict.fromkeys(COUNTS, 0)
             | {"latency_sum_ms": 0.0},
         )
-        for name in (
-            "requests",
-            "errors",
-            "timeouts",
-            "dropped",
-            "compared",
-            "agreed",
-            "latency_sum_ms",
-        ):
+        for name in (*COUNTS, "latency_sum_ms"):
             into[name] += item.get(name, 0)
         for bucket, n in item.get("histogram", {}).items():
             into["histogram"][bucket] = into["histogram"].get(bucket, 0) + n

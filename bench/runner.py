@@ -1,0 +1,130 @@
+"""Measuring machinery of the suite: wrk runs per connection count, warm-ups, probes of a
+peer's worker setting, raw outputs saved, and failures recorded instead of raised."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shlex
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from bench import wrk
+from bench.outcome import Outcome, Pilot
+from bench.peers import Running
+
+
+def reason(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text if len(text) < 1200 else text[:1200] + " ..."
+
+
+class Runner:
+    """Starts servers, warms them, runs wrk, keeps every raw output and every outcome."""
+
+    def __init__(self, args: argparse.Namespace, results: Path) -> None:
+        self.args = args
+        self.results = results
+        self.outcomes: dict[str, Outcome] = {}
+        self.pilots: list[Pilot] = []
+        self.installs: dict[str, str] = {}
+        self.versions: dict[str, dict[str, str]] = {}
+        self.scripts: dict[str, Path] = {}
+        self.sessions: list[int] = []
+        """Process-group ids of every server started, to prove none is left at the end."""
+
+    # -- measuring --------------------------------------------------------------------------
+
+    def outcome(self, key: str, label: str, *, turnout: bool = False) -> Outcome:
+        self.outcomes[key] = Outcome(key, label, turnout=turnout)
+        return self.outcomes[key]
+
+    @contextlib.contextmanager
+    def failing(self, *outcomes: Outcome) -> Iterator[None]:
+        """A peer that fails to install, start or answer is reported, and the suite goes on."""
+        try:
+            yield
+        except Exception as error:
+            print(f"  FAILED: {reason(error).splitlines()[0]}", flush=True)
+            for outcome in outcomes:
+                if outcome.failure is None and len(outcome.loads) < len(self.args.connections):
+                    outcome.failure = reason(error)
+
+    def script(self, running: Running) -> Path:
+        name = "mlflow.lua" if "invocations" in running.url else "oip.lua"
+        if name not in self.scripts:
+            self.scripts[name] = wrk.write_script(running.body, self.results / name)
+        return self.scripts[name]
+
+    def load(self, running: Running, connections: int, duration_s: int, name: str) -> wrk.Load:
+        load = wrk.run(
+            running.url,
+            running.body,
+            connections=connections,
+            duration_s=duration_s,
+            script=self.script(running),
+        )
+        (self.results / f"{name}.txt").write_text(f"$ {shlex.join(load.command)}\n\n{load.raw}")
+        print(
+            f"  {name:34} {load.rps:9.0f} req/s  p50 {load.p50_ms:7.2f} ms"
+            f"  p99 {load.p99_ms:8.2f} ms  errors {load.errors}",
+            flush=True,
+        )
+        return load
+
+    def warm(self, running: Running) -> None:
+        wrk.run(running.url, running.body, connections=16, duration_s=self.args.warmup)
+
+    def measure(self, outcome: Outcome, running: Running, *, single_worker: bool = True) -> None:
+        outcome.command = running.command
+        sample = running.check()
+        (self.results / f"{outcome.key}_response.json").write_text(sample)
+        self.warm(running)
+        for connections in self.args.connections:
+            if connections == 1 and not single_worker:
+                outcome.not_run[1] = "not run: one connection keeps one worker busy"
+                continue
+            name = f"{outcome.key}_c{connections}"
+            outcome.loads[connections] = self.load(running, connections, self.args.duration, name)
+
+    def started(self, running: Running) -> Running:
+        if running.server.process is not None:
+            self.sessions.append(running.server.process.pid)
+        return running
+
+    def serve(
+        self, outcome: Outcome, start: Callable[[], Running], *, single_worker: bool = True
+    ) -> None:
+        print(f"- {outcome.label}", flush=True)
+        running = self.started(start())
+        try:
+            self.measure(outcome, running, single_worker=single_worker)
+        finally:
+            running.stop()
+
+    def probe(self, peer: str, candidates: str, start: Callable[[int, bool, str], Running]) -> int:
+        """Short 16-connection runs of each worker setting; the best throughput is kept."""
+        settings = [int(c) for c in candidates.split(",")]
+        if len(settings) == 1:
+            return settings[0]
+        duration = min(5, self.args.duration)
+        scores: dict[int, float] = {}
+        for setting in settings:
+            key = f"pilot-{peer.split()[0].lower()}-{setting}"
+            print(f"- pilot {peer}={setting}", flush=True)
+            try:
+                running = self.started(start(setting, False, key))
+                try:
+                    running.check()
+                    wrk.run(running.url, running.body, connections=16, duration_s=2)
+                    load = self.load(running, 16, duration, f"{key}_c16")
+                finally:
+                    running.stop()
+            except Exception as error:
+                self.pilots.append(Pilot(peer, str(setting), None, reason(error)))
+                continue
+            self.pilots.append(Pilot(peer, str(setting), load))
+            scores[setting] = load.rps
+        if not scores:
+            raise RuntimeError(f"every {peer} setting failed to start; see the pilot rows")
+        return max(scores, key=lambda s: scores[s])

@@ -1,0 +1,153 @@
+"""The answer chain: champion (or challenger) -> failover version -> fallback value -> 503.
+
+Each step gets what is left of the deployment's deadline. A version whose breaker is open,
+or whose queue is full, is skipped at once rather than waited on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from turnout.errors import ModelUnavailable, TurnoutError
+from turnout.gateway.breaker import Breaker, BreakerPolicy
+from turnout.gateway.runner import Runner
+from turnout.monitoring.stats import TrafficStats
+from turnout.registry.flavors import Prediction
+from turnout.registry.servable import Servable
+from turnout.store.records import Role, RoutingConfig
+from turnout.types import Array
+
+Load = Callable[[str, int], Awaitable[Servable]]
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    prediction: Prediction
+    version: int
+    role: Role
+
+
+class Overloaded(ModelUnavailable):
+    """Too much work already waits for this version; skip it rather than queue."""
+
+
+class Chain:
+    def __init__(
+        self,
+        runner: Runner,
+        stats: TrafficStats,
+        load: Load,
+        *,
+        policy: BreakerPolicy,
+        max_pending_rows: int,
+    ) -> None:
+        self.runner = runner
+        self.stats = stats
+        self._load = load
+        self.policy = policy
+        self.max_pending_rows = max_pending_rows
+        self.breakers: dict[tuple[str, int], Breaker] = {}
+        self._pending: dict[tuple[str, int], int] = {}
+
+    def breaker(self, model: str, version: int) -> Breaker:
+        key = (model, version)
+        breaker = self.breakers.get(key)
+        if breaker is None:
+            breaker = self.breakers[key] = Breaker(self.policy)
+        return breaker
+
+    async def answer(
+        self,
+        *,
+        deployment: str,
+        config: RoutingConfig,
+        model: str,
+        version: int,
+        servable: Servable | None,
+        role: Role,
+        rows: Array,
+        started: float,
+        failure: str = "",
+    ) -> Answered:
+        """`servable` is None when the version could not even be loaded (`failure` says why)."""
+        deadline = started + config.timeout_ms / 1000 if config.timeout_ms else None
+        if servable is not None:
+            try:
+                prediction = await self._try(deployment, servable, role, rows, deadline)
+                return Answered(prediction, version, role)
+            except TurnoutError as first:
+                failure = first.message
+        failover = config.failover
+        if failover is not None and failover != version:
+            try:
+                backup = await self._load(model, failover)
+                prediction = await self._try(deployment, backup, Role.FAILOVER, rows, deadline)
+                return Answered(prediction, failover, Role.FAILOVER)
+            except TurnoutError as second:
+                failure += f"; failover {model}:{failover}: {second.message}"
+        if config.has_fallback:
+            counter = self.stats.counter(deployment, version, Role.FALLBACK.value)
+            counter.observe((time.perf_counter() - started) * 1000)
+            return Answered(
+                Prediction(fallback_values(config.fallback, len(rows))), version, Role.FALLBACK
+            )
+        raise ModelUnavailable(f"no model answered: {failure}; no fallback value is configured")
+
+    async def _try(
+        self,
+        deployment: str,
+        servable: Servable,
+        role: Role,
+        rows: Array,
+        deadline: float | None,
+    ) -> Prediction:
+        model, version = servable.record.model, servable.version
+        key = (model, version)
+        breaker = self.breaker(model, version)
+        counter = self.stats.counter(deployment, version, role.value)
+        if not breaker.allow():
+            counter.rejected += 1
+            raise ModelUnavailable(f"{model}:{version} is failing (circuit open)")
+        pending = self._pending.get(key, 0)
+        if pending + len(rows) > self.max_pending_rows:
+            counter.rejected += 1
+            raise Overloaded(f"{model}:{version} has {pending} rows waiting (limit reached)")
+        remaining = None if deadline is None else deadline - time.perf_counter()
+        if remaining is not None and remaining <= 0:
+            raise ModelUnavailable("the deadline passed before this step could start")
+        self._pending[key] = pending + len(rows)
+        began = time.perf_counter()
+        try:
+            prediction = await asyncio.wait_for(self.runner.predict(servable, rows), remaining)
+        except TimeoutError:
+            latency = (time.perf_counter() - began) * 1000
+            breaker.record(False, latency)
+            counter.timeouts += 1
+            counter.observe(latency, ok=False)
+            raise ModelUnavailable(f"{model}:{version} timed out after {latency:.0f} ms") from None
+        except TurnoutError:
+            latency = (time.perf_counter() - began) * 1000
+            breaker.record(False, latency)
+            counter.observe(latency, ok=False)
+            raise
+        finally:
+            self._pending[key] -= len(rows)
+        latency = (time.perf_counter() - began) * 1000
+        breaker.record(True, latency)
+        counter.observe(latency)
+        return prediction
+
+
+def fallback_values(value: object, n: int) -> Array:
+    """The fallback value once per row, typed like the value (numbers stay numbers)."""
+    if isinstance(value, bool | int | float | str):
+        return np.full(n, value)
+    values = np.empty(n, dtype=object)
+    for i in range(n):
+        values[i] = value
+    return values
