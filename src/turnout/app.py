@@ -7,7 +7,9 @@ import contextlib
 import gc
 import logging
 import os
+import signal
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
 from fastapi import FastAPI
@@ -66,6 +68,7 @@ class TurnoutApp:
         heartbeat: Heartbeat,
         db: Database,
         loop: LoopHolder,
+        shutdown_grace_s: float = 0.0,
     ) -> None:
         self.gateway = gateway
         self.api = api
@@ -73,6 +76,7 @@ class TurnoutApp:
         self.heartbeat = heartbeat
         self.db = db
         self.loop = loop
+        self.shutdown_grace_s = shutdown_grace_s
         self._refresher: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -99,6 +103,7 @@ class TurnoutApp:
 
     async def start(self) -> None:
         self.loop.running = asyncio.get_running_loop()
+        self._drain_on_sigterm()
         try:
             await self.table.refresh(force=True)
         except Exception:  # serve health and the API even if a model cannot load yet
@@ -110,6 +115,25 @@ class TurnoutApp:
         self._refresher = asyncio.create_task(self.table.run())
         self.gateway.shadow.start()
         self.heartbeat.start()
+
+    def _drain_on_sigterm(self) -> None:
+        """SIGTERM first turns readiness off (load balancers stop sending), waits the grace
+        period, then lets the server drain in-flight requests and shut down."""
+        previous = signal.getsignal(signal.SIGTERM)
+        if not callable(previous):
+            return
+        loop = asyncio.get_running_loop()
+
+        def on_sigterm(signum: int, frame: FrameType | None) -> None:
+            self.gateway.accepting = False
+            if self.shutdown_grace_s > 0:
+                loop.call_soon_threadsafe(
+                    loop.call_later, self.shutdown_grace_s, previous, signum, frame
+                )
+            else:
+                previous(signum, frame)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
 
     async def stop(self) -> None:
         self.gateway.accepting = False
@@ -218,7 +242,7 @@ def create_app(settings: Settings) -> TurnoutApp:
         max_body_bytes=MAX_BODY_BYTES,
         versions_of=versions_of,
     )
-    heartbeat = Heartbeat(table, stats, report=report, forget=forget)
+    heartbeat = Heartbeat(table, stats, report=report, forget=forget, breakers=chain.snapshot)
     services = Services(
         registry=registry,
         deployments=Deployments(db, registry),
@@ -234,6 +258,7 @@ def create_app(settings: Settings) -> TurnoutApp:
         heartbeat=heartbeat,
         db=db,
         loop=loop,
+        shutdown_grace_s=settings.shutdown_grace_ms / 1000,
     )
 
 

@@ -65,6 +65,10 @@ def show_deployment(
     workers = svc.routing.live_workers()
     body["workers"] = [worker_json(w, name) for w in workers]
     body["traffic"] = merge([s for w in workers for s in w.stats if s["deployment"] == name])
+    model = body["model"]
+    body["breakers"] = [
+        {"worker": w.id, **b} for w in workers for b in w.breakers if b.get("model") == model
+    ]
     return body
 
 

@@ -101,6 +101,14 @@ def show(name: str, json: bool = JsonOption) -> None:
     ]  # fmt: skip
     columns = ["version", "role", "requests", "errors", "dropped", "agreement", "p50 ms", "p99 ms"]
     table("traffic since the workers started", columns, traffic)
+    breakers = [
+        (b["worker"], f"{b['model']}:{b['version']}", b["state"], b["calls"], b["failures"],
+         b["opened_total"], b["rejected_total"])
+        for b in data.get("breakers", [])
+    ]  # fmt: skip
+    if breakers:
+        columns = ["worker", "version", "breaker", "calls", "failures", "opened", "rejected"]
+        table("circuit breakers", columns, breakers)
     workers = [(w["id"], w["revision"], w["heartbeat_age_s"], w["error"]) for w in data["workers"]]
     table("workers", ["worker", "serves revision", "heartbeat age s", "error"], workers)
 

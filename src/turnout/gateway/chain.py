@@ -61,6 +61,13 @@ class Chain:
             breaker = self.breakers[key] = Breaker(self.policy)
         return breaker
 
+    def snapshot(self) -> list[dict[str, object]]:
+        """Every breaker that has seen traffic, for `deployments show` and /metrics."""
+        return [
+            {"model": model, "version": version, **breaker.snapshot()}
+            for (model, version), breaker in sorted(self.breakers.items())
+        ]
+
     async def answer(
         self,
         *,

@@ -29,12 +29,14 @@ class Heartbeat:
         *,
         report: Report,
         forget: Callable[[str], None],
+        breakers: Callable[[], list[dict[str, Any]]] = list,
         interval_s: float = 1.0,
     ) -> None:
         self.table = table
         self.stats = stats
         self._report = report
         self._forget = forget
+        self._breakers = breakers
         self.interval_s = interval_s
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.started_at = datetime.now(UTC)
@@ -49,6 +51,7 @@ class Heartbeat:
             "revisions": {name: route.revision for name, route in self.table.routes.items()},
             "stats": self.stats.snapshot(),
             "errors": dict(self.table.errors),
+            "breakers": self._breakers(),
         }
 
     async def beat(self) -> None:

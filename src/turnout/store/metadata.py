@@ -387,6 +387,7 @@ def report_worker(
     revisions: dict[str, int],
     stats: list[dict[str, JSON]],
     errors: dict[str, dict[str, JSON]],
+    breakers: list[dict[str, JSON]] | None = None,
 ) -> None:
     """Upsert this worker's heartbeat: what it serves, its counters, its load errors."""
     values = {
@@ -394,6 +395,7 @@ def report_worker(
         "revisions": revisions,
         "stats": stats,
         "errors": errors,
+        "breakers": breakers or [],
     }
     updated = conn.execute(
         update(t.gateway_workers).where(t.gateway_workers.c.id == worker_id).values(**values)
@@ -416,6 +418,7 @@ def _worker(row: Row[Any]) -> WorkerRecord:
         revisions={str(k): int(v) for k, v in row.revisions.items()},
         stats=row.stats,
         errors=row.errors,
+        breakers=row.breakers or [],
     )
 
 

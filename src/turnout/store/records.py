@@ -188,3 +188,5 @@ class WorkerRecord:
     stats: list[dict[str, JSON]]
     errors: dict[str, dict[str, JSON]]
     """Per deployment: the revision this worker could not serve and why."""
+    breakers: list[dict[str, JSON]] = field(default_factory=list)
+    """Circuit breaker state per model version in this worker."""

@@ -104,4 +104,5 @@ gateway_workers = Table(
     Column("revisions", JSON, nullable=False),
     Column("stats", JSON, nullable=False),
     Column("errors", JSON, nullable=False),
+    Column("breakers", JSON, nullable=True),
 )
