@@ -204,6 +204,10 @@ def create_app(settings: Settings) -> TurnoutApp:
         with db.read() as conn:
             return md.active_revisions(conn)
 
+    async def signature_of(model: str, version: int) -> Signature:
+        record = await asyncio.to_thread(registry.get_version, model, version)
+        return Signature.from_dict(record.signature)
+
     def versions_of(model: str) -> list[int]:
         return [v.version for v in registry.list_versions(model)]
 
@@ -241,6 +245,7 @@ def create_app(settings: Settings) -> TurnoutApp:
         chain=chain,
         max_body_bytes=MAX_BODY_BYTES,
         versions_of=versions_of,
+        signature_of=signature_of,
     )
     heartbeat = Heartbeat(table, stats, report=report, forget=forget, breakers=chain.snapshot)
     services = Services(

@@ -54,7 +54,12 @@ def create_deployment(
             actor=who.name,
         )
     )
-    return deployment_json(view)
+    acknowledged, workers = svc.routing.wait_for_workers(view.deployment.name, 1)
+    return {
+        **deployment_json(view),
+        "acknowledged": acknowledged,
+        "workers": [worker_json(w, view.deployment.name) for w in workers],
+    }
 
 
 @router.get("/{name}")

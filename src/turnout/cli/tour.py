@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -114,7 +115,7 @@ def _train(data: pd.DataFrame, target: pd.Series, c: float) -> Pipeline:
 
 
 def _send_traffic(
-    client: Client, rows: pd.DataFrame, truth: pd.Series, label: str
+    client: Client, rows: pd.DataFrame, truth: pd.Series, label: str, deployment: str = DEPLOYMENT
 ) -> list[tuple[object, ...]]:
     """One request per row, alternating the native API and OIP, with a progress bar.
 
@@ -134,7 +135,7 @@ def _send_traffic(
         for i, (row, actual) in enumerate(zip(rows.itertuples(index=False), truth, strict=True)):
             started = time.perf_counter()
             if i % 2:
-                answer = client.predict(DEPLOYMENT, [dict(zip(columns, row, strict=True))])
+                answer = client.predict(deployment, [dict(zip(columns, row, strict=True))])
                 predicted, version, role = (
                     answer["predictions"][0],
                     int(answer["model_version"]),
@@ -143,7 +144,7 @@ def _send_traffic(
             else:
                 tensor = {"name": "input-0", "shape": [1, len(row)], "datatype": "FP64",
                           "data": list(row)}  # fmt: skip
-                answer = client.infer(DEPLOYMENT, {"id": f"quickstart-{i}", "inputs": [tensor]})
+                answer = client.infer(deployment, {"inputs": [tensor]})
                 predicted = answer["outputs"][0]["data"][0]
                 version, role = int(answer["model_version"]), answer["parameters"]["role"]
             latency = (time.perf_counter() - started) * 1000
@@ -192,8 +193,17 @@ def tour(client: Client, n_requests: int, *, temporary: bool) -> None:
                 f"registered [bold]{record['ref']}[/bold]: holdout accuracy "
                 f"{metrics['accuracy']:.3f}, ROC AUC {metrics['roc_auc']:.3f}"
             )
+        _lifecycle(client, registered, x_test, y_test, n_requests)
+        _resilience(client, workdir, training_csv, registered[1]["version"], x_test, y_test)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    _next_steps(client, temporary, registered[1]["version"])
+
+
+def _lifecycle(
+    client: Client, registered: list[Any], x_test: pd.DataFrame, y_test: pd.Series, n_requests: int
+) -> None:
+    """Champion alone, shadow warm-up, champion/challenger, blue-green promote, rollback."""
     champion = registered[0]["version"]
     try:
         client.create_deployment(DEPLOYMENT, model=MODEL, version=champion, timeout_ms=200)
@@ -252,7 +262,58 @@ def tour(client: Client, n_requests: int, *, temporary: bool) -> None:
         ["revision", "champion", "reason"],
         [(r["revision"], r["config"]["champion"], r["reason"]) for r in history],
     )
-    _next_steps(client, temporary, challenger)
+
+
+FLAKY_MODEL = """
+import pathlib
+import time
+
+import numpy as np
+
+OUTAGE = pathlib.Path({flag!r})
+
+
+class Model:
+    def predict(self, X):
+        if OUTAGE.exists():  # a dependency is down: every call hangs
+            time.sleep(2.0)
+        return np.zeros(len(X), dtype=np.int64)
+"""
+
+
+def _resilience(
+    client: Client,
+    workdir: Path,
+    training_csv: Path,
+    healthy: int,
+    x_test: pd.DataFrame,
+    y_test: pd.Series,
+) -> None:
+    """A champion that hangs: the failover version answers, then a fallback value does."""
+    flag = workdir / "outage"
+    model_file = workdir / "flaky.py"
+    model_file.write_text(FLAKY_MODEL.format(flag=str(flag)))
+    flaky = client.register(
+        MODEL, model_file, flavor="python", training_data=training_csv, target="target",
+        description="a model whose feature store goes down",
+    )["version"]  # fmt: skip
+    guarded, bare = f"{MODEL}-guarded", f"{MODEL}-fallback"
+    for name, failover in ((guarded, healthy), (bare, None)):
+        with contextlib.suppress(ApiError):  # already there when the quickstart runs again
+            client.create_deployment(
+                name, model=MODEL, version=flaky, timeout_ms=100, failover=failover, fallback=0
+            )
+    flag.touch()
+    console.print(
+        f"\n[bold]resilience[/bold]: {MODEL}:{flaky} now hangs on every call; deadline 100 ms. "
+        f"{guarded} fails over to {MODEL}:{healthy}; {bare} has only a fallback value (0)"
+    )
+    rows = x_test.sample(20, random_state=3)
+    for name in (guarded, bare):
+        title = f"5. {name}: champion hangs"
+        answers = _send_traffic(client, rows, y_test.loc[rows.index], title, name)
+        table(title, TRAFFIC_COLUMNS, answers)
+    flag.unlink()
 
 
 def _shadow_row(client: Client, version: int) -> dict[str, Any] | None:

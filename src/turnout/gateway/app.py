@@ -6,9 +6,10 @@ only decode -> route -> predict -> encode.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,7 @@ import orjson
 from turnout import __version__
 from turnout.errors import BadRequest, ModelUnavailable, NotFound, PayloadTooLarge, TurnoutError
 from turnout.gateway import codec
-from turnout.gateway.chain import Chain
+from turnout.gateway.chain import FAILOVER_SHARE, Chain
 from turnout.gateway.pool import ModelPool
 from turnout.gateway.runner import Runner
 from turnout.gateway.shadow import ShadowJob, ShadowMirror
@@ -25,6 +26,7 @@ from turnout.gateway.table import Route, RoutingTable
 from turnout.monitoring.stats import TrafficStats
 from turnout.registry.flavors import Prediction
 from turnout.registry.servable import Servable
+from turnout.registry.signature import Signature
 from turnout.store.records import Role, RoutingConfig
 from turnout.types import JSON, Array, Receive, Scope, Send
 
@@ -67,6 +69,7 @@ class Gateway:
         chain: Chain,
         max_body_bytes: int,
         versions_of: Callable[[str], list[int]],
+        signature_of: Callable[[str, int], Awaitable[Signature]],
     ) -> None:
         self.table = table
         self.pool = pool
@@ -76,6 +79,8 @@ class Gateway:
         self.chain = chain
         self.max_body_bytes = max_body_bytes
         self.versions_of = versions_of
+        self.signature_of = signature_of
+        self._signatures: dict[tuple[str, int], Signature] = {}
         self.accepting = True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -169,17 +174,32 @@ class Gateway:
         role = Role.CHAMPION if version == route.config.champion else Role.CHALLENGER
         return await self._load(route.model, version), role
 
-    async def _try_load(self, model: str, version: int) -> tuple[Servable | None, str]:
+    async def _try_load(
+        self, model: str, version: int, timeout_ms: int | None
+    ) -> tuple[Servable | None, str]:
+        """The loaded version, or why not; never waits on a loading version past the
+        deployment's deadline (the chain then answers from the failover or fallback)."""
+        loaded = self.pool.peek(model, version)
+        if loaded is not None:
+            return loaded, ""
+        wait_s = timeout_ms * (1 - FAILOVER_SHARE) / 1000 if timeout_ms else None
         try:
-            return await self._load(model, version), ""
+            return await asyncio.wait_for(self._load(model, version), wait_s), ""
+        except TimeoutError:
+            return None, f"{model}:{version} is still loading"
         except ModelUnavailable as exc:
             return None, exc.message
 
-    async def _decoder(self, route: Route, failure: str) -> Servable:
-        """The failover's signature decodes the request when the chosen version cannot load."""
-        if route.config.failover is None:
-            raise ModelUnavailable(failure)
-        return await self._load(route.model, route.config.failover)
+    async def _signature(self, model: str, version: int) -> Signature:
+        """A version's signature, without waiting for the version itself to load."""
+        loaded = self.pool.peek(model, version)
+        if loaded is not None:
+            return loaded.signature
+        key = (model, version)
+        signature = self._signatures.get(key)
+        if signature is None:
+            signature = self._signatures[key] = await self.signature_of(model, version)
+        return signature
 
     async def _load(self, model: str, version: int) -> Servable:
         try:
@@ -193,7 +213,7 @@ class Gateway:
         self,
         route: Route,
         version: int | None,
-        decode: Callable[[Servable], Array],
+        decode: Callable[[Signature], Array],
         *,
         request_id: str | None,
         key: str | None,
@@ -203,15 +223,18 @@ class Gateway:
         started = time.perf_counter()
         if version is not None:
             servable, role = await self._direct(route, version)
-            rows = decode(servable)
+            rows = decode(servable.signature)
             answered = await self.chain.answer(
                 deployment=route.deployment, config=_direct_config(version), model=route.model,
                 version=version, servable=servable, role=role, rows=rows, started=started,
             )  # fmt: skip
         else:
             plan = route.router.plan(key)
-            chosen, failure = await self._try_load(route.model, plan.version)
-            rows = decode(chosen or await self._decoder(route, failure))
+            signature = await self._signature(route.model, plan.version)
+            rows = decode(signature)
+            chosen, failure = await self._try_load(
+                route.model, plan.version, route.config.timeout_ms
+            )
             answered = await self.chain.answer(
                 deployment=route.deployment, config=route.config, model=route.model,
                 version=plan.version, servable=chosen, role=plan.role, rows=rows,
@@ -221,7 +244,7 @@ class Gateway:
                 for shadow in plan.shadows:
                     self.shadow.submit(
                         ShadowJob(route.deployment, route.model, shadow, rows,
-                                  chosen.signature, decode, answered.prediction)
+                                  signature, decode, answered.prediction)
                     )  # fmt: skip
         base = request_id or uuid.uuid4().hex
         ids = [base] if len(rows) == 1 else [f"{base}-{i}" for i in range(len(rows))]
@@ -250,8 +273,8 @@ class Gateway:
         route = await self._route(name)
         fields: dict[str, Any] = {}
 
-        def decode(servable: Servable) -> Array:
-            rows, parsed = codec.decode_oip(request, servable.signature)
+        def decode(signature: Signature) -> Array:
+            rows, parsed = codec.decode_oip(request, signature)
             fields.update(parsed)
             return rows
 
@@ -280,7 +303,7 @@ class Gateway:
         answer = await self._answer(
             route,
             None,
-            lambda s: codec.decode_native(request, s.signature),
+            lambda signature: codec.decode_native(request, signature),
             request_id=None,
             key=key,
         )

@@ -23,6 +23,8 @@ from turnout.store.records import Role, RoutingConfig
 from turnout.types import Array
 
 Load = Callable[[str, int], Awaitable[Servable]]
+FAILOVER_SHARE = 0.2
+"""Part of a deployment's deadline kept for the failover version when the first one fails."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,20 +85,27 @@ class Chain:
     ) -> Answered:
         """`servable` is None when the version could not even be loaded (`failure` says why)."""
         deadline = started + config.timeout_ms / 1000 if config.timeout_ms else None
+        primary_deadline = deadline
+        if deadline is not None and config.failover is not None:
+            # the deadline is the caller's: keep a share of it for the failover to answer in
+            primary_deadline = deadline - FAILOVER_SHARE * (deadline - started)
         if servable is not None:
             try:
-                prediction = await self._try(deployment, servable, role, rows, deadline)
+                prediction = await self._try(deployment, servable, role, rows, primary_deadline)
                 return Answered(prediction, version, role)
             except TurnoutError as first:
                 failure = first.message
         failover = config.failover
         if failover is not None and failover != version:
             try:
-                backup = await self._load(model, failover)
+                wait_s = None if deadline is None else max(deadline - time.perf_counter(), 0.0)
+                backup = await asyncio.wait_for(self._load(model, failover), wait_s)
                 prediction = await self._try(deployment, backup, Role.FAILOVER, rows, deadline)
                 return Answered(prediction, failover, Role.FAILOVER)
             except TurnoutError as second:
                 failure += f"; failover {model}:{failover}: {second.message}"
+            except TimeoutError:
+                failure += f"; failover {model}:{failover} is still loading"
         if config.has_fallback:
             counter = self.stats.counter(deployment, version, Role.FALLBACK.value)
             counter.observe((time.perf_counter() - started) * 1000)

@@ -48,7 +48,7 @@ class Heartbeat:
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "started_at": self.started_at,
-            "revisions": {name: route.revision for name, route in self.table.routes.items()},
+            "revisions": dict(self.table.served),
             "stats": self.stats.snapshot(),
             "errors": dict(self.table.errors),
             "breakers": self._breakers(),

@@ -35,7 +35,7 @@ class ShadowJob:
     rows: Array
     """The rows as decoded for the live answer's signature."""
     signature: Signature
-    decode: Callable[[Servable], Array]
+    decode: Callable[[Signature], Array]
     """Decodes the request again for a shadow whose signature differs."""
     champion: Prediction
 
@@ -113,7 +113,7 @@ class ShadowMirror:
         try:
             servable = await self._load(first.model, first.version)
             parts = [
-                job.rows if servable.signature == job.signature else job.decode(servable)
+                job.rows if servable.signature == job.signature else job.decode(servable.signature)
                 for job in batch
             ]
             merged = np.concatenate(parts) if len(parts) > 1 else parts[0]

@@ -46,9 +46,12 @@ class RoutingTable:
         self._interval_s = interval_s
         self._on_unload = on_unload
         self.routes: dict[str, Route] = {}
+        self.served: dict[str, int] = {}
+        """Revision per deployment whose versions are loaded and warm here (acknowledged)."""
         self.errors: dict[str, dict[str, JSON]] = {}
         """Deployments whose newest revision could not be served here: revision and reason."""
         self.changed = asyncio.Event()
+        self._listeners: set[asyncio.Event] = set()
         self._seen: object = None
         self._refreshing: asyncio.Future[None] | None = None
         self.ready = False
@@ -60,7 +63,17 @@ class RoutingTable:
         """The route, refreshing once from the DB when the name is not known yet."""
         route = self.routes.get(name)
         if route is None:
-            await self.refresh(force=True)
+            published = asyncio.Event()
+            self._listeners.add(published)
+            refreshing = asyncio.ensure_future(self.refresh(force=True))
+            waiting = asyncio.ensure_future(published.wait())
+            try:  # a new deployment shows up before its versions finish loading
+                await asyncio.wait({refreshing, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                self._listeners.discard(published)
+                waiting.cancel()
+            if refreshing.done():
+                refreshing.result()
             route = self.routes.get(name)
         return route
 
@@ -80,8 +93,17 @@ class RoutingTable:
             dep.name: Route(dep.name, dep.model, rev.revision, rev.config, Router.of(rev.config))
             for dep, rev in snapshot
         }
-        routes = await self._preload(fresh)
+        # A new deployment has no earlier route to protect: publish it now, so callers get
+        # its deadline, failover and fallback while its versions load, instead of waiting.
+        previous = self.routes
+        new = {name: route for name, route in fresh.items() if name not in previous}
+        if new:
+            self.routes = {**previous, **new}
+            for listener in self._listeners:
+                listener.set()
+        routes = await self._preload(fresh, previous)
         self.routes = routes
+        self.served = {name: route.revision for name, route in routes.items()}
         self._seen = None if self.errors else seen  # retry failed loads on the next poll
         self.ready = True
         needed = {(r.model, v) for r in routes.values() for v in r.config.versions()}
@@ -89,13 +111,15 @@ class RoutingTable:
         await self._on_unload(needed)
         self.changed.set()
 
-    async def _preload(self, fresh: dict[str, Route]) -> dict[str, Route]:
+    async def _preload(
+        self, fresh: dict[str, Route], previous: dict[str, Route]
+    ) -> dict[str, Route]:
         """Load and warm what each changed route needs before it goes live.
 
         A route whose versions cannot load is not switched to: the deployment keeps its
         previous route here, and the error is reported so the change is not acknowledged.
         """
-        changed = {n: r for n, r in fresh.items() if self.routes.get(n) != r}
+        changed = {n: r for n, r in fresh.items() if previous.get(n) != r}
         keys = sorted({(r.model, v) for r in changed.values() for v in r.config.versions()})
         results = await asyncio.gather(
             *(self.pool.get(m, v) for m, v in keys), return_exceptions=True
@@ -118,7 +142,7 @@ class RoutingTable:
             message = f"revision {route.revision} not served: " + "; ".join(problems)
             self.errors[name] = {"revision": route.revision, "message": message}
             log.error("%s: %s", name, message)
-            routes[name] = self.routes.get(name) or _without(route, failures)
+            routes[name] = previous.get(name) or _without(route, failures)
         for name in list(self.errors):
             if name not in fresh:
                 del self.errors[name]
