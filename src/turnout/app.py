@@ -194,7 +194,8 @@ def create_app(settings: Settings) -> TurnoutApp:
 
     async def unload(keep: set[tuple[str, int]]) -> None:
         await live.keep_only(keep)
-        await shadows.keep_only(keep)
+        if shadows is not live:
+            await shadows.keep_only(keep)
 
     def fingerprint() -> Any:
         with db.read() as conn:
@@ -268,16 +269,18 @@ def create_app(settings: Settings) -> TurnoutApp:
 
 
 def _runners(settings: Settings) -> tuple[Runner, Runner]:
-    """Runners for live traffic and for shadows (threads, or lower-priority processes)."""
+    """Runners for live traffic and for shadows.
+
+    Threads: shadows get their own small pool, never the live one. Processes: each version
+    already has its own process, so a shadow version's work never runs in the champion's.
+    """
     if settings.runner == "thread":
         return InProcessRunner(settings.predict_threads), InProcessRunner(2)
     if settings.runner != "process":
         raise BadRequest(f"TURNOUT_RUNNER must be 'process' or 'thread', not {settings.runner!r}")
     env = {**os.environ, "TURNOUT_HOME": str(settings.home)}
-    return (
-        ProcessRunner(env=env, hang_ms=settings.runner_hang_ms),
-        ProcessRunner(env=env, hang_ms=settings.runner_hang_ms, nice=10),
-    )
+    runner = ProcessRunner(env=env, hang_ms=settings.runner_hang_ms)
+    return runner, runner
 
 
 def create_app_from_env() -> TurnoutApp:

@@ -31,3 +31,7 @@ def test_quickstart_runs_to_completion(tmp_path: Path) -> None:
     assert "challenger" in out
     assert "blue-green promote: breast-cancer:2 is champion at revision 4" in out
     assert "rollback: revision 5 re-activates revision 3" in out
+    assert "5. breast-cancer-guarded: champion hangs" in out
+    assert "failover" in out
+    assert "5. breast-cancer-fallback: champion hangs" in out
+    assert "│ fallback │" in out

@@ -38,13 +38,18 @@ def test_promote_and_rollback_under_load_fail_no_request(tmp_path: Path, workers
             promoted_again = client.promote("bc-prod", version=2)
             assert promoted_again["acknowledged"]
             result = finish(load)
-            time.sleep(1.5)  # let every worker report its counters
-            traffic = client.show_deployment("bc-prod")["traffic"]
+            deadline = time.monotonic() + 15  # workers report their counters every second
+            while True:
+                traffic = client.show_deployment("bc-prod")["traffic"]
+                counted = sum(t["requests"] for t in traffic if t["role"] == "champion")
+                if counted >= result.requests or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
         assert result.requests > 500, result.output
         assert result.failed == 0, result.output
         served = {t["version"]: t["requests"] for t in traffic if t["role"] == "champion"}
         assert served.get(1, 0) > 0
-        assert served.get(2, 0) > 0
+        assert served.get(2, 0) > 0, (traffic, promoted, rolled_back, promoted_again)
         assert sum(t["errors"] for t in traffic) == 0
     finally:
         server.stop()
