@@ -79,7 +79,8 @@ class Batcher:
             parts = split(prediction, [len(rows) for rows, _ in batch])
         except Exception:
             for rows, future in batch:  # so each request gets its own answer or error
-                await self._settle(future, self._call(rows))
+                if not future.done():  # its caller may have given up meanwhile
+                    await self._settle(future, self._call(rows))
             return
         self.batches += 1
         self.rows += len(merged)

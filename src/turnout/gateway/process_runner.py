@@ -1,8 +1,8 @@
 """Isolated runners: each version runs in its own supervised process.
 
-A crashed process is replaced with backoff; a call that runs past the hang limit gets the
-process killed and replaced. Callers never wait on a dead or hung process past their own
-deadline: the gateway's deadline and failover chain sit above this.
+A crashed process is replaced in the background with backoff; a call that runs past the
+hang limit gets the process killed and replaced. Callers never wait on a dead or hung
+process past their own deadline: the gateway's deadline and failover chain sit above this.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import sys
 import time
 from collections.abc import Mapping
@@ -32,19 +31,18 @@ BACKOFF_S = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)
 class RunnerProcess:
     """One child process serving one version, restarted whenever it dies or hangs."""
 
-    def __init__(
-        self, model: str, version: int, *, env: Mapping[str, str], hang_s: float, nice: int = 0
-    ) -> None:
+    def __init__(self, model: str, version: int, *, env: Mapping[str, str], hang_s: float) -> None:
         self.model = model
         self.version = version
         self._env = dict(env)
         self._hang_s = hang_s
-        self._nice = nice
         self._process: asyncio.subprocess.Process | None = None
         self._lock = asyncio.Lock()
         self._next_id = 0
         self._failures = 0
         self._not_before = 0.0
+        self._replacing: asyncio.Task[None] | None = None
+        self._stopped = False
         self.restarts = 0
         self.last_error: str | None = None
 
@@ -62,7 +60,6 @@ class RunnerProcess:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "turnout.gateway.runner_process", self.model, str(self.version),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=self._env,
-            preexec_fn=(lambda: os.nice(self._nice)) if self._nice else None,
         )  # fmt: skip
         try:
             header, _ = await asyncio.wait_for(self._receive(process), START_TIMEOUT_S)
@@ -70,6 +67,9 @@ class RunnerProcess:
             self._kill(process)
             self._backoff(f"did not start: {exc}")
             raise ModelUnavailable(f"runner for {self.model}:{self.version} did not start") from exc
+        except asyncio.CancelledError:  # stopped while starting: leave no process behind
+            self._kill(process)
+            raise
         if not header.get("ready"):
             self._kill(process)
             self._backoff(str(header.get("error")))
@@ -88,6 +88,27 @@ class RunnerProcess:
         delay = BACKOFF_S[min(self._failures, len(BACKOFF_S) - 1)]
         self._failures += 1
         self._not_before = time.monotonic() + delay
+
+    def _lost(self, reason: str) -> None:
+        """Count a lost process and replace it in the background once the backoff has
+        passed: otherwise the next call (often a breaker probe) waits out the start, which
+        takes far longer than a deadline, and fails."""
+        self.restarts += 1
+        self._backoff(reason)
+        if not self._stopped and (self._replacing is None or self._replacing.done()):
+            self._replacing = asyncio.get_running_loop().create_task(self._replace())
+
+    async def _replace(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.0, self._not_before - time.monotonic()))
+            async with self._lock:
+                if self._stopped or self.alive:
+                    return
+                try:
+                    await self._start()
+                except ModelUnavailable:
+                    continue  # backed off again; try once that has passed
+                return
 
     @staticmethod
     async def _receive(
@@ -125,20 +146,23 @@ class RunnerProcess:
                 header, arrays = await asyncio.wait_for(self._receive(process), self._hang_s)
             except TimeoutError:
                 self._kill(process)
-                self.restarts += 1
-                self._backoff(f"hung for over {self._hang_s:g}s")
+                await process.wait()
+                self._lost(f"hung for over {self._hang_s:g}s")
                 raise ModelUnavailable(
                     f"runner for {self.model}:{self.version} hung; it is being replaced"
                 ) from None
             except (ModelUnavailable, ConnectionError) as exc:
                 self._kill(process)
-                self.restarts += 1
                 await process.wait()
-                self._backoff(f"exited with code {process.returncode}")
+                self._lost(f"exited with code {process.returncode}")
                 raise ModelUnavailable(
                     f"runner for {self.model}:{self.version} died (exit code "
                     f"{process.returncode}); it is being replaced"
                 ) from exc
+            if header.get("exiting"):  # it answered, then ends itself (out of memory)
+                self._kill(process)
+                await process.wait()
+                self._lost(str(header.get("error")))
         if not header.get("ok"):
             raise ModelUnavailable(
                 f"model {self.model}:{self.version} failed: {header.get('error')}"
@@ -149,6 +173,9 @@ class RunnerProcess:
         return Prediction(values, probabilities)
 
     async def stop(self) -> None:
+        self._stopped = True
+        if self._replacing is not None:
+            self._replacing.cancel()
         process = self._process
         if process is not None and process.returncode is None:
             assert process.stdin is not None
@@ -163,12 +190,9 @@ class RunnerProcess:
 class ProcessRunner:
     """Runs every version in its own process, batching concurrent requests per version."""
 
-    def __init__(
-        self, *, env: Mapping[str, str], hang_ms: int, max_batch_rows: int = 64, nice: int = 0
-    ) -> None:
+    def __init__(self, *, env: Mapping[str, str], hang_ms: int, max_batch_rows: int = 64) -> None:
         self._env = env
         self._hang_s = hang_ms / 1000
-        self._nice = nice
         self.max_batch_rows = max_batch_rows
         self._processes: dict[tuple[str, int], RunnerProcess] = {}
         self._batchers: dict[tuple[str, int], Batcher] = {}
@@ -178,9 +202,7 @@ class ProcessRunner:
         key = (model, version)
         runner = self._processes.get(key)
         if runner is None:
-            runner = RunnerProcess(
-                model, version, env=self._env, hang_s=self._hang_s, nice=self._nice
-            )
+            runner = RunnerProcess(model, version, env=self._env, hang_s=self._hang_s)
             self._processes[key] = runner
         return runner
 

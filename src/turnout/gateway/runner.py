@@ -73,7 +73,8 @@ class InProcessRunner:
         return checked(prediction, servable, len(rows))
 
     async def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        # a hung model's thread never returns; waiting for it would block shutdown forever
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 def checked(prediction: Prediction, servable: Servable, n_rows: int) -> Prediction:

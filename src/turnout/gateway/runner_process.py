@@ -73,9 +73,8 @@ def main() -> None:
                 {"id": header["id"], "ok": True}, [prediction.values, prediction.probabilities]
             )
         except MemoryError:
-            stdout.write(
-                wire.encode({"id": header["id"], "ok": False, "error": "out of memory"}, [])
-            )
+            dying = {"id": header["id"], "ok": False, "error": "out of memory", "exiting": True}
+            stdout.write(wire.encode(dying, []))
             stdout.flush()
             os._exit(70)  # start over clean rather than limp on
         except Exception as exc:  # the model's own failure, reported per call
