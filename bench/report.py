@@ -35,6 +35,7 @@ class Context:
     versions: dict[str, dict[str, str]]
     load_before: list[str]
     load_after: list[str]
+    load_peak: float
     wall_s: float
     leftovers: list[str]
     server_processes: list[str]
@@ -222,6 +223,7 @@ def _setup(ctx: Context) -> list[str]:
     args = ctx.args
     files = sorted(p.name for p in ctx.results.glob("*.txt"))
     left = ctx.leftovers or ["none"]
+    others = ctx.server_processes and not ctx.leftovers
     return [
         "## Setup",
         "",
@@ -229,8 +231,10 @@ def _setup(ctx: Context) -> list[str]:
         "",
         *_machine(),
         f"- load average (1/5/15 min) before: {' '.join(ctx.load_before)}; "
-        f"after: {' '.join(ctx.load_after)}. The machine is shared: wrk and the server "
-        "compete for the same 2 cores, and other work may run beside them.",
+        f"after: {' '.join(ctx.load_after)}; highest 1-minute load after a measured run: "
+        f"{ctx.load_peak:.2f} (wrk plus a saturated server account for about 2-3; more means "
+        "other work shared the machine). wrk and the server compete for the same 2 cores; "
+        "each raw output records the load average after its run.",
         "",
         "### Versions",
         "",
@@ -268,7 +272,8 @@ def _setup(ctx: Context) -> list[str]:
         "",
         f"Server processes of this run left at the end: {'; '.join(left)}. "
         f'`pgrep -af "mlserver|uvicorn|turnout serve|mlflow"` at the end: '
-        f"{'; '.join(ctx.server_processes) or 'empty'}.",
+        f"{'; '.join(ctx.server_processes) or 'empty'}"
+        + (" (not started by this run: other work on the machine)." if others else "."),
     ]
 
 
@@ -296,4 +301,7 @@ NOTES = [
     "mlflow and the bare app are measured with 1 and 2 uvicorn workers.",
     "- Multi-worker configurations are not run at 1 connection: one connection keeps "
     "one worker busy, so the row would repeat the 1-worker one.",
+    "- turnout is installed editable: each `turnout serve` start runs `src/` as it is at that "
+    "moment, and `src/` may change while a run goes on (the commit line above says whether "
+    "it had uncommitted edits or moved during the run).",
 ]

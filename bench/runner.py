@@ -30,6 +30,8 @@ class Runner:
         self.installs: dict[str, str] = {}
         self.versions: dict[str, dict[str, str]] = {}
         self.scripts: dict[str, Path] = {}
+        self.load_averages: list[float] = []
+        """The 1-minute load average after each measured run: a noise gauge for the report."""
         self.sessions: list[int] = []
         """Process-group ids of every server started, to prove none is left at the end."""
 
@@ -57,14 +59,29 @@ class Runner:
         return self.scripts[name]
 
     def load(self, running: Running, connections: int, duration_s: int, name: str) -> wrk.Load:
-        load = wrk.run(
-            running.url,
-            running.body,
-            connections=connections,
-            duration_s=duration_s,
-            script=self.script(running),
+        """One measured wrk run, saved as <name>.txt; an unreadable run is kept and retried once."""
+        for attempt in (1, 2):
+            try:
+                load = wrk.run(
+                    running.url,
+                    running.body,
+                    connections=connections,
+                    duration_s=duration_s,
+                    script=self.script(running),
+                )
+                break
+            except wrk.WrkError as error:
+                (self.results / f"{name}.failed-{attempt}.txt").write_text(
+                    f"{error}\n\n{error.raw}"
+                )
+                print(f"  {name}: {error} (attempt {attempt})", flush=True)
+                if attempt == 2:
+                    raise
+        load_avg = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+        self.load_averages.append(float(load_avg.split()[0]))
+        (self.results / f"{name}.txt").write_text(
+            f"$ {shlex.join(load.command)}\n# load average after the run: {load_avg}\n\n{load.raw}"
         )
-        (self.results / f"{name}.txt").write_text(f"$ {shlex.join(load.command)}\n\n{load.raw}")
         print(
             f"  {name:34} {load.rps:9.0f} req/s  p50 {load.p50_ms:7.2f} ms"
             f"  p99 {load.p99_ms:8.2f} ms  errors {load.errors}",

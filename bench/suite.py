@@ -11,6 +11,7 @@ the raw wrk outputs under bench/results/<timestamp>/.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from datetime import UTC, datetime
@@ -183,7 +184,7 @@ class Suite(Runner):
     def outcome_config(self, key: str) -> str:
         folder = self.results / key
         return "; ".join(
-            f"{p.relative_to(folder)}: {p.read_text().replace(chr(10), ' ')}"
+            f"`{p.relative_to(folder)}`: `{json.dumps(json.loads(p.read_text()))}`"
             for p in sorted(folder.rglob("*.json"))
         )
 
@@ -237,6 +238,7 @@ def main(argv: list[str] | None = None) -> None:
         versions=suite.versions,
         load_before=load_before,
         load_after=Path("/proc/loadavg").read_text().split()[:3],
+        load_peak=max(suite.load_averages, default=0.0),
         wall_s=time.monotonic() - started,
         leftovers=left,
         server_processes=anyone,

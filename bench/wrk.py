@@ -27,6 +27,14 @@ class Load:
     command: tuple[str, ...] = ()
 
 
+class WrkError(RuntimeError):
+    """wrk failed or printed something unreadable; `raw` keeps its output for the record."""
+
+    def __init__(self, message: str, raw: str) -> None:
+        super().__init__(message)
+        self.raw = raw
+
+
 def _ms(text: str) -> float:
     match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
     if not match:
@@ -66,8 +74,18 @@ def run(
             wrk, f"-t{min(threads, connections)}", f"-c{connections}", f"-d{duration_s}s",
             "--latency", "--timeout", "5s", "-s", str(script), url,
         )  # fmt: skip
-        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    latency = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)$", out, re.MULTILINE))
+        done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise WrkError(f"wrk exited with {done.returncode}: {done.stderr.strip()}", done.stdout)
+    try:
+        return parse(done.stdout, connections=connections, command=command)
+    except (AttributeError, KeyError, ValueError) as error:
+        raise WrkError(f"cannot read wrk's output ({error!r})", done.stdout) from error
+
+
+def parse(out: str, *, connections: int, command: tuple[str, ...] = ()) -> Load:
+    """wrk's `--latency` summary as a Load; raises on output it does not recognise."""
+    latency = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)\s*$", out, re.MULTILINE))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return Load(

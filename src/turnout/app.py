@@ -219,6 +219,7 @@ def create_app(settings: Settings) -> TurnoutApp:
         snapshot=snapshot,
         interval_s=settings.refresh_interval_ms / 1000,
         on_unload=unload,
+        prioritize=live.prioritize if isinstance(live, ProcessRunner) else lambda keys: None,
     )
 
     def report(**payload: Any) -> None:

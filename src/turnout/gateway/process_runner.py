@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 import time
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ from turnout.types import Array
 log = logging.getLogger("turnout.gateway")
 
 START_TIMEOUT_S = 120.0
+LOW_PRIORITY = 19
 BACKOFF_S = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 
@@ -32,6 +34,7 @@ class RunnerProcess:
     """One child process serving one version, restarted whenever it dies or hangs."""
 
     def __init__(self, model: str, version: int, *, env: Mapping[str, str], hang_s: float) -> None:
+        self.nice = 0
         self.model = model
         self.version = version
         self._env = dict(env)
@@ -45,6 +48,17 @@ class RunnerProcess:
         self._stopped = False
         self.restarts = 0
         self.last_error: str | None = None
+
+    def set_low_priority(self, low: bool) -> None:
+        """Shadow-only versions run at the lowest CPU priority, so on a busy machine their
+        work waits for the champion's rather than competing with it."""
+        self.nice = LOW_PRIORITY if low else 0
+        if self._process is not None and self._process.returncode is None:
+            self._renice(self._process.pid)
+
+    def _renice(self, pid: int) -> None:
+        with contextlib.suppress(OSError):  # raising priority back may need privileges
+            os.setpriority(os.PRIO_PROCESS, pid, self.nice)
 
     @property
     def alive(self) -> bool:
@@ -61,6 +75,7 @@ class RunnerProcess:
             sys.executable, "-m", "turnout.gateway.runner_process", self.model, str(self.version),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=self._env,
         )  # fmt: skip
+        self._renice(process.pid)
         try:
             header, _ = await asyncio.wait_for(self._receive(process), START_TIMEOUT_S)
         except (TimeoutError, ModelUnavailable) as exc:
@@ -197,12 +212,14 @@ class ProcessRunner:
         self._processes: dict[tuple[str, int], RunnerProcess] = {}
         self._batchers: dict[tuple[str, int], Batcher] = {}
         self._reserved: dict[tuple[str, int], float] = {}
+        self._shadow_only: set[tuple[str, int]] = set()
 
     def process(self, model: str, version: int) -> RunnerProcess:
         key = (model, version)
         runner = self._processes.get(key)
         if runner is None:
             runner = RunnerProcess(model, version, env=self._env, hang_s=self._hang_s)
+            runner.nice = LOW_PRIORITY if key in self._shadow_only else 0
             self._processes[key] = runner
         return runner
 
@@ -221,6 +238,11 @@ class ProcessRunner:
             batcher = Batcher(self.process(*key).call, max_rows=self.max_batch_rows)
             self._batchers[key] = batcher
         return checked(await batcher.predict(rows), servable, len(rows))
+
+    def prioritize(self, shadow_only: set[tuple[str, int]]) -> None:
+        self._shadow_only = shadow_only
+        for key, process in self._processes.items():
+            process.set_low_priority(key in shadow_only)
 
     async def keep_only(self, keys: set[tuple[str, int]]) -> None:
         now = time.monotonic()

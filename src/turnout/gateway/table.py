@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 
 from turnout.gateway.pool import ModelPool
@@ -39,12 +39,15 @@ class RoutingTable:
         snapshot: Callable[[], Snapshot],
         interval_s: float,
         on_unload: Callable[[set[tuple[str, int]]], Awaitable[None]],
+        prioritize: Callable[[set[tuple[str, int]]], None] = lambda shadow_only: None,
     ) -> None:
         self.pool = pool
         self._fingerprint = fingerprint
         self._snapshot = snapshot
         self._interval_s = interval_s
         self._on_unload = on_unload
+        self._prioritize = prioritize
+        """Told which versions only shadow, so their model code can run at low priority."""
         self.routes: dict[str, Route] = {}
         self.served: dict[str, int] = {}
         """Revision per deployment whose versions are loaded and warm here (acknowledged)."""
@@ -95,6 +98,7 @@ class RoutingTable:
         }
         # A new deployment has no earlier route to protect: publish it now, so callers get
         # its deadline, failover and fallback while its versions load, instead of waiting.
+        self._prioritize(_shadow_only(fresh.values()))
         previous = self.routes
         new = {name: route for name, route in fresh.items() if name not in previous}
         if new:
@@ -170,3 +174,10 @@ def _without(route: Route, failures: dict[tuple[str, int], str]) -> Route:
         shadows={v: p for v, p in route.config.shadows.items() if v not in failed},
     )
     return replace(route, config=config, router=Router.of(config))
+
+
+def _shadow_only(routes: Iterable[Route]) -> set[tuple[str, int]]:
+    """Versions that no route needs for live answers, only as shadows."""
+    shadows = {(r.model, v) for r in routes for v in r.config.shadows}
+    live = {(r.model, v) for r in routes for v in r.config.versions() - set(r.config.shadows)}
+    return shadows - live
