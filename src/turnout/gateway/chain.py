@@ -15,6 +15,7 @@ import numpy as np
 
 from turnout.errors import ModelUnavailable, TurnoutError
 from turnout.gateway.breaker import Breaker, BreakerPolicy
+from turnout.gateway.process_runner import RunnerRestarting
 from turnout.gateway.runner import Runner
 from turnout.monitoring.stats import TrafficStats
 from turnout.registry.flavors import Prediction
@@ -146,6 +147,9 @@ class Chain:
             counter.timeouts += 1
             counter.observe(latency, ok=False)
             raise ModelUnavailable(f"{model}:{version} timed out after {latency:.0f} ms") from None
+        except RunnerRestarting:  # the crash that caused it was already counted
+            counter.rejected += 1
+            raise
         except TurnoutError:
             latency = (time.perf_counter() - began) * 1000
             breaker.record(False, latency)

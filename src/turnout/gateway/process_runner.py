@@ -30,6 +30,10 @@ LOW_PRIORITY = 19
 BACKOFF_S = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 
+class RunnerRestarting(ModelUnavailable):
+    """The version's process died and its replacement is not up yet: skip, not a failure."""
+
+
 class RunnerProcess:
     """One child process serving one version, restarted whenever it dies or hangs."""
 
@@ -67,7 +71,7 @@ class RunnerProcess:
     async def _start(self) -> asyncio.subprocess.Process:
         wait = self._not_before - time.monotonic()
         if wait > 0:
-            raise ModelUnavailable(
+            raise RunnerRestarting(
                 f"runner for {self.model}:{self.version} is restarting ({self.last_error})"
             )
         started = time.monotonic()
