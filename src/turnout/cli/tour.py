@@ -29,7 +29,7 @@ from sklearn.preprocessing import StandardScaler
 from turnout.cli.output import console, table
 from turnout.client import ApiError, Client, ServerUnreachable
 from turnout.errors import TurnoutError
-from turnout.settings import Settings
+from turnout.settings import DEFAULT_PORT, Settings
 
 MODEL = "breast-cancer"
 DEPLOYMENT = "breast-cancer-prod"
@@ -328,7 +328,8 @@ def _shadow_row(client: Client, version: int) -> dict[str, Any] | None:
 
 
 def _next_steps(client: Client, temporary: bool, challenger: int) -> None:
-    url = client.url
+    # the temporary server is gone by the time these are typed: point at the --serve one
+    url = f"http://127.0.0.1:{DEFAULT_PORT}" if temporary else client.url
     if temporary:
         console.print(
             "\nthe quickstart's temporary server stops now. To keep exploring, run "
