@@ -5,14 +5,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, TypeAlias
 
-import numpy as np
 import numpy.typing as npt
 
 JSON: TypeAlias = Any
 """A value that orjson can encode."""
 
 Array: TypeAlias = npt.NDArray[Any]
-FloatArray: TypeAlias = npt.NDArray[np.float64]
 
 Scope: TypeAlias = MutableMapping[str, Any]
 """ASGI connection scope."""

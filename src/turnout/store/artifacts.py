@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -160,7 +159,3 @@ def open_artifact_store(uri: str) -> ArtifactStore:
         known = ", ".join(s + "://" for s in BACKENDS if s) + " or a folder path"
         raise BadRequest(f"unsupported artifact store {uri!r}; use {known}") from None
     return backend(uri)
-
-
-def remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

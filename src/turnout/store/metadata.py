@@ -431,7 +431,3 @@ def list_workers(conn: Connection, *, alive_since: datetime | None = None) -> li
 
 def forget_worker(conn: Connection, worker_id: str) -> None:
     conn.execute(delete(t.gateway_workers).where(t.gateway_workers.c.id == worker_id))
-
-
-def prune_workers(conn: Connection, *, dead_before: datetime) -> None:
-    conn.execute(delete(t.gateway_workers).where(t.gateway_workers.c.heartbeat_at < dead_before))
