@@ -66,6 +66,19 @@ class Settings(BaseSettings):
     shutdown_grace_ms: int = 0
     """On SIGTERM, report not-ready this long before draining, so load balancers move away."""
 
+    log_flush_ms: int = 1_000
+    """How often each worker writes its buffered predictions to a Parquet segment."""
+
+    log_buffer_rows: int = 200_000
+    """Logged rows a worker may hold in memory; past that, new rows are dropped and counted
+    (requests are never slowed down by logging)."""
+
+    log_retention_days: int = 30
+    """Days of prediction log and actuals kept; older days are deleted."""
+
+    log_compact_s: int = 300
+    """How often each worker merges its closed hours of small segments into one file."""
+
     sqlite_busy_timeout_ms: int = 30_000
     """How long a SQLite writer waits for the lock before giving up."""
 
@@ -76,6 +89,11 @@ class Settings(BaseSettings):
     @property
     def artifacts(self) -> str:
         return self.artifact_root or str(self.home / "artifacts")
+
+    @property
+    def log_root(self) -> Path:
+        """The prediction log: Parquet segments beside the artifacts."""
+        return Path(self.artifacts) / "log"
 
     @property
     def server_url(self) -> str:

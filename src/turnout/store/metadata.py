@@ -388,6 +388,7 @@ def report_worker(
     stats: list[dict[str, JSON]],
     errors: dict[str, dict[str, JSON]],
     breakers: list[dict[str, JSON]] | None = None,
+    logging: dict[str, JSON] | None = None,
 ) -> None:
     """Upsert this worker's heartbeat: what it serves, its counters, its load errors."""
     values = {
@@ -396,6 +397,7 @@ def report_worker(
         "stats": stats,
         "errors": errors,
         "breakers": breakers or [],
+        "logging": logging or {},
     }
     updated = conn.execute(
         update(t.gateway_workers).where(t.gateway_workers.c.id == worker_id).values(**values)
@@ -419,6 +421,7 @@ def _worker(row: Row[Any]) -> WorkerRecord:
         stats=row.stats,
         errors=row.errors,
         breakers=row.breakers or [],
+        logging=row.logging or {},
     )
 
 

@@ -190,3 +190,5 @@ class WorkerRecord:
     """Per deployment: the revision this worker could not serve and why."""
     breakers: list[dict[str, JSON]] = field(default_factory=list)
     """Circuit breaker state per model version in this worker."""
+    logging: dict[str, JSON] = field(default_factory=dict)
+    """This worker's prediction logger: rows buffered, written, dropped, last error."""

@@ -105,4 +105,5 @@ gateway_workers = Table(
     Column("stats", JSON, nullable=False),
     Column("errors", JSON, nullable=False),
     Column("breakers", JSON, nullable=True),
+    Column("logging", JSON, nullable=True),
 )
