@@ -14,6 +14,8 @@ from turnout.types import JSON
 
 N_BINS = 10
 TOP_CATEGORIES = 20
+CDF_POINTS = 101
+"""Quantiles at 0, 0.01, ..., 1: the empirical CDF that drift tests compare live values to."""
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -55,6 +57,7 @@ def _numeric_stats(values: pd.Series[Any]) -> dict[str, JSON]:
         quantiles={str(q): float(np.quantile(present, q)) for q in (0.01, 0.25, 0.5, 0.75, 0.99)},
         bin_edges=[float(e) for e in edges],
         bin_counts=[int(c) for c in counts],
+        cdf=[float(v) for v in np.quantile(present, np.linspace(0, 1, CDF_POINTS))],
     )
     return stats
 
@@ -72,8 +75,14 @@ def _categorical_stats(values: pd.Series[Any]) -> dict[str, JSON]:
     }
 
 
-def feature_stats(series: pd.Series[Any]) -> dict[str, JSON]:
-    if pd.api.types.is_bool_dtype(series) or not pd.api.types.is_numeric_dtype(series):
+def feature_stats(series: pd.Series[Any], *, categorical: bool = False) -> dict[str, JSON]:
+    """Numeric or categorical summary of one column; `categorical` forces the latter, for
+    values such as integer class labels whose dtype looks numeric."""
+    if (
+        categorical
+        or pd.api.types.is_bool_dtype(series)
+        or not pd.api.types.is_numeric_dtype(series)
+    ):
         return _categorical_stats(series)
     return _numeric_stats(series)
 

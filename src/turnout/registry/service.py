@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -12,10 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from turnout.errors import BadRequest, PolicyRefused
-from turnout.registry.baseline import baseline, read_table
-from turnout.registry.flavors import get_flavor
+from turnout.registry.baseline import baseline, feature_stats, read_table
+from turnout.registry.flavors import LoadedModel, get_flavor
 from turnout.registry.inference import feature_frame, infer_signature
 from turnout.registry.names import check_name
 from turnout.registry.servable import Servable, frame
@@ -25,6 +27,11 @@ from turnout.store.artifacts import ArtifactStore, safe_relative_path
 from turnout.store.db import Database
 from turnout.store.records import Artifact, ModelRecord, StoredFile, VersionRecord
 from turnout.types import JSON
+
+log = logging.getLogger("turnout.registry")
+
+PREDICTION_SAMPLE_ROWS = 10_000
+"""Training rows the new model predicts on to record its prediction baseline."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,6 +89,10 @@ class Registry:
         signature = infer_signature(model, facts, features)
         if sample is not None and features is not None and new.training_data is not None:
             training = baseline(sample, list(features.columns), new.target)
+            classifier = facts.classes is not None or signature.classes is not None
+            outputs = prediction_stats(model, signature, features, classifier=classifier)
+            if outputs is not None:
+                training["prediction_stats"] = outputs
             sha, size = self.artifacts.put(new.training_data)
             training["file"] = {"name": new.training_data.name, "sha256": sha, "size": size}
         artifact = self._store_files(source)
@@ -199,6 +210,32 @@ class Registry:
             rows = np.array(signature.example, dtype=np.float64 if signature.numeric else object)
             model.prefer_arrays(frame(rows, signature))
         return Servable(record, signature, model)
+
+
+def prediction_stats(
+    model: LoadedModel, signature: Signature, features: pd.DataFrame, *, classifier: bool
+) -> dict[str, JSON] | None:
+    """Statistics of the model's own predictions on (a seeded sample of) its training rows,
+    the baseline for prediction drift; None when the model cannot predict on them.
+
+    Class labels are summarised as categories even when they are integers.
+    """
+    if len(features) > PREDICTION_SAMPLE_ROWS:
+        features = features.sample(n=PREDICTION_SAMPLE_ROWS, random_state=0)
+    try:
+        if signature.numeric:
+            rows = features.to_numpy(dtype=np.float64)
+        else:
+            rows = features.astype(object).where(pd.notna(features), None).to_numpy()
+        inputs = frame(rows, signature) if signature.named and model.wants_frame else rows
+        values = np.asarray(model.predict(inputs).values)
+    except Exception as exc:  # user models may raise anything
+        log.warning("no prediction baseline: the model failed on its training rows: %s", exc)
+        return None
+    if values.ndim != 1 or len(values) != len(features):
+        log.warning("no prediction baseline: predictions of shape %s", values.shape)
+        return None
+    return feature_stats(pd.Series(values), categorical=classifier)
 
 
 def scratch_dir(base: Path) -> Path:
