@@ -1,0 +1,427 @@
+"""The per-worker prediction logger: answers are queued in memory on the request path and
+written as Parquet segments by one background thread, so logging never blocks a request.
+
+Memory is bounded: when the queue is full, new answers are dropped and counted, never lost
+silently. The same thread compacts this writer's closed hours and deletes expired days.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from itertools import chain, groupby
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from turnout.monitoring import compaction, segments
+from turnout.monitoring.layout import KINDS, PREDICTION_SCHEMA, PREDICTIONS, TIMESTAMP
+from turnout.registry.flavors import Prediction
+from turnout.types import Array
+
+log = logging.getLogger("turnout.monitoring")
+
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+_MARKER = "\x00\x1f"
+_SPLIT = ',"\\u0000\\u001f",'
+"""How orjson writes `_MARKER` between two items of a list."""
+_CHUNK_ROWS = 2_048
+_CHUNK_VALUES = 1 << 16
+"""Rows (or numbers) encoded per orjson call: bounds the size of one text and how long one
+call holds the interpreter."""
+_ANY = "any"
+_WAKE_SHARE = 0.5
+"""The writer is woken early once the queue is this full, so bursts are written, not dropped."""
+_RECENT_DAYS = 2
+"""Days a routine compaction looks at; the first and the last one of a logger look at all."""
+
+
+@dataclass(slots=True)
+class LogEntry:
+    """One answer (or failure) for the n rows of a request, as one role saw it.
+
+    The logger keeps the arrays as given until they are written: callers hand them over and
+    do not change them afterwards.
+    """
+
+    deployment: str
+    revision: int
+    model: str
+    version: int
+    role: str
+    """champion | challenger | shadow | failover | fallback"""
+    ids: list[str]
+    """One prediction id per row."""
+    ts: float
+    """`time.time()` when the answer or failure was known."""
+    latency_ms: float
+    outcome: str
+    """ok | error | timeout | fallback"""
+    rows: Array | None = None
+    """The decoded input rows (n x features); None when payloads are not logged."""
+    prediction: Prediction | None = None
+    """None when the step failed or payloads are not logged."""
+    error: str | None = None
+
+
+class PredictionLogger:
+    """Buffers answers from the event loop and writes them from one daemon thread.
+
+    Rows held in memory (queued or being written) never exceed `max_buffered_rows`. A write
+    that fails keeps its rows for the next attempt and leaves the thread running.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        writer: str,
+        *,
+        max_buffered_rows: int = 200_000,
+        flush_interval_s: float = 1.0,
+        retention_days: int = 30,
+        compact_interval_s: float = 300.0,
+    ) -> None:
+        self.root = root
+        self.writer = writer
+        self.max_buffered_rows = max_buffered_rows
+        self.flush_interval_s = flush_interval_s
+        self.retention_days = retention_days
+        self.compact_interval_s = compact_interval_s
+        self._lock = threading.Lock()
+        self._flushing = threading.Lock()
+        self._wake = threading.Event()
+        self._wake_rows = max(1, int(max_buffered_rows * _WAKE_SHARE))
+        self._woken = False
+        self._buffer: list[LogEntry] = []
+        self._buffered = 0
+        self._open = True
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._written = 0
+        self._dropped = 0
+        self._segments = 0
+        self._last_error: str | None = None
+        self._failing = False
+
+    def record(self, entry: LogEntry) -> None:
+        """Queue `entry` for writing; O(1), no I/O, never raises. Drops (and counts) it when
+        the queue is full or the logger is closed."""
+        n = len(entry.ids)
+        with self._lock:
+            if self._open and self._buffered + n <= self.max_buffered_rows:
+                self._buffer.append(entry)
+                self._buffered += n
+                if self._buffered >= self._wake_rows and not self._woken:
+                    self._woken = True
+                    self._wake.set()
+            else:
+                self._dropped += n
+
+    def start(self) -> None:
+        """Start the background writer (once; a closed logger stays closed)."""
+        with self._lock:
+            if self._thread is not None or not self._open:
+                return
+            self._thread = threading.Thread(
+                target=self._run, name=f"turnout-predlog-{self.writer}", daemon=True
+            )
+        self._thread.start()
+
+    def flush(self) -> int:
+        """Write everything queued now, one segment per deployment; returns rows written."""
+        with self._flushing:
+            with self._lock:
+                batch, self._buffer = self._buffer, []
+                self._woken = False
+            if not batch:
+                return 0
+            return self._write(batch)
+
+    def close(self) -> None:
+        """Stop the writer, write everything queued and compact this writer's files (the
+        worker's predictions and the actuals its API took), the current hour included. Rows that still cannot be written are counted as dropped.
+        Safe to call more than once."""
+        with self._lock:
+            if not self._open:
+                return
+            self._open = False
+            self._stopping = True
+            thread = self._thread
+        self._wake.set()
+        if thread is not None:
+            thread.join()
+        self.flush()
+        with self._lock:
+            if self._buffered:
+                log.warning("prediction log: %d rows could not be written", self._buffered)
+            self._dropped += self._buffered
+            self._buffered = 0
+            self._buffer = []
+        self._maintain(close=True)
+
+    def stats(self) -> dict[str, int | str | None]:
+        """Rows queued, written and dropped so far, segments written, and the last failure."""
+        with self._lock:
+            return {
+                "buffered": self._buffered,
+                "written": self._written,
+                "dropped": self._dropped,
+                "segments": self._segments,
+                "last_error": self._last_error,
+            }
+
+    def _run(self) -> None:
+        next_maintenance = time.monotonic()
+        since: datetime | None = None
+        while True:
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            if self._stopping:
+                return
+            try:
+                self.flush()
+            except Exception as exc:  # the thread must outlive any failure
+                self._failed("prediction log flush failed", exc)
+            if time.monotonic() >= next_maintenance:
+                self._maintain(close=False, since=since)
+                since = datetime.now(UTC) - timedelta(days=_RECENT_DAYS)
+                next_maintenance = time.monotonic() + self.compact_interval_s
+
+    def _maintain(self, *, close: bool, since: datetime | None = None) -> None:
+        """Compact closed hours (every hour of predictions when closing) and expire old days."""
+        now = datetime.now(UTC)
+        # the worker's API writes actuals under the same writer name; when the worker closes
+        # it takes no more requests, so its current hour of actuals is finished too
+        finished = KINDS if close else ()
+        try:
+            compaction.compact_writer(
+                self.root, self.writer, now=now, close=True, since=since, kinds=finished
+            )
+            compaction.compact_writer(
+                self.root,
+                self.writer,
+                now=now,
+                since=since,
+                kinds=[kind for kind in KINDS if kind not in finished],
+            )
+            compaction.expire(self.root, self.retention_days, now=now)
+        except Exception as exc:
+            self._failed("prediction log compaction failed", exc)
+
+    def _write(self, batch: list[LogEntry]) -> int:
+        by_deployment: dict[str, list[LogEntry]] = {}
+        for entry in batch:
+            by_deployment.setdefault(entry.deployment, []).append(entry)
+        written = 0
+        kept: list[LogEntry] = []
+        for deployment, entries in by_deployment.items():
+            table, entries = self._table(deployment, entries)
+            if table is None:
+                continue
+            try:
+                segments.write_segment(self.root, PREDICTIONS, deployment, self.writer, table)
+            except Exception as exc:
+                self._failed(f"prediction log write for {deployment!r} failed", exc)
+                kept.extend(entries)
+                continue
+            written += table.num_rows
+            with self._lock:
+                self._buffered -= table.num_rows
+                self._written += table.num_rows
+                self._segments += 1
+        with self._lock:
+            self._buffer[:0] = kept  # retried first; their rows were never uncounted
+        if written and self._failing and not kept:
+            self._failing = False
+            log.info("prediction log writes succeed again")
+        return written
+
+    def _table(
+        self, deployment: str, entries: list[LogEntry]
+    ) -> tuple[pa.Table | None, list[LogEntry]]:
+        """The entries' rows as one table; an entry that cannot be encoded is dropped alone."""
+        try:
+            return prediction_table(deployment, entries), entries
+        except Exception:
+            pass
+        good: list[LogEntry] = []
+        for entry in entries:
+            try:
+                prediction_table(deployment, [entry])
+                good.append(entry)
+            except Exception as exc:
+                self._failed(f"prediction log entry for {deployment!r} dropped", exc)
+                with self._lock:
+                    self._buffered -= len(entry.ids)
+                    self._dropped += len(entry.ids)
+        return (prediction_table(deployment, good) if good else None), good
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        message = f"{what}: {type(exc).__name__}: {exc}"
+        with self._lock:
+            repeated = self._failing and message == self._last_error
+            self._last_error = message
+            self._failing = True
+        if not repeated:
+            log.warning("%s", message)
+
+
+def prediction_table(deployment: str, entries: Sequence[LogEntry]) -> pa.Table:
+    """One row per prediction id, in PREDICTION_SCHEMA. Columns that are constant within an
+    entry are built once per entry and repeated; payloads are encoded in a few large orjson
+    calls rather than one per row."""
+    entries = [entry for entry in entries if entry.ids]
+    counts = np.fromiter((len(e.ids) for e in entries), dtype=np.int64, count=len(entries))
+    total = int(counts.sum())
+    index = None if total == len(entries) else np.repeat(np.arange(len(entries)), counts)
+
+    def per_entry(values: Array | list[object], type_: pa.DataType) -> pa.Array:
+        array = pa.array(values, type=type_)
+        return array if index is None else array.take(index)
+
+    ts_us = np.rint(np.fromiter((e.ts for e in entries), np.float64, len(entries)) * 1e6)
+    columns = {
+        "prediction_id": pa.array(list(chain.from_iterable(e.ids for e in entries)), pa.string()),
+        "deployment": pa.repeat(pa.scalar(deployment, pa.string()), total),
+        "revision": per_entry([e.revision for e in entries], pa.int32()),
+        "model": per_entry([e.model for e in entries], pa.string()),
+        "version": per_entry([e.version for e in entries], pa.int32()),
+        "role": per_entry([e.role for e in entries], pa.string()),
+        "ts": per_entry(ts_us.astype(np.int64), pa.int64()).cast(TIMESTAMP),
+        "latency_ms": per_entry(
+            np.fromiter((e.latency_ms for e in entries), np.float32, len(entries)), pa.float32()
+        ),
+        "outcome": per_entry([e.outcome for e in entries], pa.string()),
+        "inputs": json_column([e.rows for e in entries], counts, "input rows"),
+        "output": json_column(
+            [e.prediction.values if e.prediction else None for e in entries], counts, "values"
+        ),
+        "probabilities": probabilities_column(entries, counts),
+        "error": per_entry([e.error for e in entries], pa.string()),
+    }
+    return pa.Table.from_pydict(columns, schema=PREDICTION_SCHEMA)
+
+
+def json_column(arrays: Sequence[Array | None], counts: Array, what: str) -> pa.Array:
+    """Each row of each array as JSON text (a row of features becomes an array, a value a
+    scalar; NaN becomes null); null for every row of an array that is None.
+
+    Consecutive numeric arrays of one dtype and shape are joined and encoded by one orjson
+    call, so many one-row requests cost about what one large request costs."""
+    sizes = counts.tolist()
+    checked = [_checked(array, n, what) for array, n in zip(arrays, sizes, strict=True)]
+    pieces: list[pa.Array] = []
+    for key, group in groupby(zip(checked, sizes, strict=True), key=lambda pair: _run_key(pair[0])):
+        run = list(group)
+        if key is None:
+            pieces.append(pa.nulls(sum(n for _, n in run), pa.string()))
+        elif key == _ANY:
+            items = [row for array, _ in run if array is not None for row in array]
+            pieces.extend(
+                _encode(items[at : at + _CHUNK_ROWS]) for at in range(0, len(items), _CHUNK_ROWS)
+            )
+        else:
+            parts = [array for array, _ in run if array is not None]
+            matrix = np.concatenate(parts) if len(parts) > 1 else np.ascontiguousarray(parts[0])
+            step = max(1, _CHUNK_VALUES // max(1, matrix[:1].size))
+            pieces.extend(
+                _encode_numeric(matrix[at : at + step]) for at in range(0, len(matrix), step)
+            )
+    return pa.concat_arrays(pieces) if pieces else pa.array([], pa.string())
+
+
+def _checked(array: Array | None, n: int, what: str) -> Array | None:
+    if array is None:
+        return None
+    rows = np.asarray(array)
+    if rows.ndim == 0 or len(rows) != n:
+        raise ValueError(f"{len(rows) if rows.ndim else 'no'} {what} for {n} prediction ids")
+    if not rows.dtype.isnative:  # orjson reads numpy memory as native numbers
+        rows = rows.astype(rows.dtype.newbyteorder("="))
+    return rows
+
+
+def _run_key(rows: Array | None) -> object:
+    """Arrays with equal keys are encoded together: numeric ones of one dtype and shape."""
+    if rows is None:
+        return None
+    if rows.dtype.kind in "biuf" and rows.ndim <= 2:
+        return rows.dtype, rows.shape[1:]
+    return _ANY
+
+
+def _encode_numeric(matrix: Array) -> pa.Array:
+    """Numeric values, or rows of them, from one orjson call over the whole block. Numbers
+    hold no brackets or commas, so the text splits cleanly between values or rows."""
+    if not len(matrix):
+        return pa.array([], pa.string())
+    text = orjson.dumps(matrix, option=_NUMPY)
+    if matrix.ndim == 1:  # [v,v,v]
+        return _split(text, 1, ",")
+    return pc.binary_join_element_wise("[", _split(text, 2, "],["), "]", "")  # [[v,v],[v,v]]
+
+
+def _encode(items: list[object]) -> pa.Array:
+    """The JSON text of each item, from one orjson call: items are written with a marker
+    string between them and split on it. A marker found inside the data itself changes the
+    number of parts, and then each item is encoded alone."""
+    spaced: list[object] = [_MARKER] * (2 * len(items) - 1)
+    spaced[::2] = items
+    parts = _split(orjson.dumps(spaced, default=_fallback, option=_NUMPY), 1, _SPLIT)
+    if len(parts) == len(items):
+        return parts
+    return pa.array(
+        [orjson.dumps(item, default=_fallback, option=_NUMPY) for item in items], pa.string()
+    )
+
+
+def _split(text: bytes, margin: int, separator: str) -> pa.Array:
+    """The pieces of `text`, less `margin` bytes at either end, between `separator`s; the
+    text is not copied."""
+    bounds = np.array([margin, len(text) - margin], dtype=np.int32)
+    whole = pa.StringArray.from_buffers(1, pa.py_buffer(bounds), pa.py_buffer(text))
+    return pc.split_pattern(whole, separator).flatten()
+
+
+def _fallback(value: object) -> object:
+    """What orjson cannot encode itself: numpy values by their Python equivalents, anything
+    else as its text."""
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    return str(value)
+
+
+def probabilities_column(entries: Sequence[LogEntry], counts: Array) -> pa.Array:
+    """A list<double> column built from each entry's n x k matrix in one pass: null where an
+    entry has no probabilities."""
+    matrices = [
+        _matrix(entry.prediction.probabilities, n)
+        if entry.prediction is not None and entry.prediction.probabilities is not None
+        else None
+        for entry, n in zip(entries, counts.tolist(), strict=True)
+    ]
+    present = np.fromiter((m is not None for m in matrices), np.bool_, len(matrices))
+    widths = np.fromiter(
+        (0 if m is None else m.shape[1] for m in matrices), np.int64, len(matrices)
+    )
+    offsets = np.zeros(int(counts.sum()) + 1, dtype=np.int32)
+    np.cumsum(np.repeat(widths, counts), out=offsets[1:])
+    chunks = [m.reshape(-1) for m in matrices if m is not None]
+    values = np.concatenate(chunks) if chunks else np.empty(0, dtype=np.float64)
+    return pa.ListArray.from_arrays(
+        pa.array(offsets, pa.int32()),
+        pa.array(values, pa.float64()),
+        mask=pa.array(~np.repeat(present, counts)),
+    )
+
+
+def _matrix(probabilities: Array, n: int) -> Array:
+    matrix = np.asarray(probabilities, dtype=np.float64)
+    return matrix if matrix.ndim == 2 and len(matrix) == n else matrix.reshape(n, -1)
