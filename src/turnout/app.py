@@ -21,7 +21,7 @@ from turnout.errors import BadRequest
 from turnout.gateway.app import Gateway
 from turnout.gateway.breaker import BreakerPolicy
 from turnout.gateway.chain import Chain
-from turnout.gateway.heartbeat import Heartbeat
+from turnout.gateway.heartbeat import Heartbeat, new_worker_id
 from turnout.gateway.pool import ModelPool
 from turnout.gateway.process_runner import ProcessRunner
 from turnout.gateway.runner import InProcessRunner, Runner
@@ -29,6 +29,10 @@ from turnout.gateway.shadow import ShadowMirror
 from turnout.gateway.table import RoutingTable
 from turnout.lifecycle.deployments import Deployments
 from turnout.lifecycle.routing import Routing
+from turnout.monitoring.layout import writer_name
+from turnout.monitoring.predlog import PredictionLogger
+from turnout.monitoring.prometheus import FleetCollector, WorkerSnapshot
+from turnout.monitoring.service import Monitor
 from turnout.monitoring.stats import TrafficStats
 from turnout.registry.flavors.remote import RemoteModel
 from turnout.registry.servable import Servable
@@ -45,6 +49,8 @@ log = logging.getLogger("turnout")
 
 MAX_BODY_BYTES = 64 << 20
 MAX_UPLOAD_BYTES = 4 << 30
+SETTLE_MARGIN_S = 1.0
+"""Added to the log flush interval: how long actuals wait for ids still in a worker's buffer."""
 RESERVE_S = 60.0
 """How long a runner started for a pending change is kept before any revision names it."""
 
@@ -114,6 +120,8 @@ class TurnoutApp:
         gc.freeze()
         self._refresher = asyncio.create_task(self.table.run())
         self.gateway.shadow.start()
+        if self.gateway.logger is not None:
+            self.gateway.logger.start()
         self.heartbeat.start()
 
     def _drain_on_sigterm(self) -> None:
@@ -141,8 +149,10 @@ class TurnoutApp:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
-        await self.heartbeat.stop()
         await self.gateway.shadow.stop()
+        if self.gateway.logger is not None:  # everything buffered reaches disk
+            await asyncio.to_thread(self.gateway.logger.close)
+        await self.heartbeat.stop()
         await self.gateway.runner.close()
         self.db.dispose()
 
@@ -230,6 +240,20 @@ def create_app(settings: Settings) -> TurnoutApp:
         with db.write() as conn:
             md.forget_worker(conn, worker_id)
 
+    worker_id = new_worker_id()
+    writer = writer_name(worker_id)
+    logger = (
+        PredictionLogger(
+            settings.log_root,
+            writer,
+            max_buffered_rows=settings.log_buffer_rows,
+            flush_interval_s=settings.log_flush_ms / 1000,
+            retention_days=settings.log_retention_days,
+            compact_interval_s=settings.log_compact_s,
+        )
+        if settings.log_predictions
+        else None
+    )
     stats = TrafficStats()
     chain = Chain(
         live,
@@ -243,24 +267,47 @@ def create_app(settings: Settings) -> TurnoutApp:
         pool,
         live,
         stats=stats,
-        shadow=ShadowMirror(stats, pool.get, shadows),
+        shadow=ShadowMirror(stats, pool.get, shadows, logger=logger),
         chain=chain,
         max_body_bytes=MAX_BODY_BYTES,
         versions_of=versions_of,
         signature_of=signature_of,
+        logger=logger,
     )
-    heartbeat = Heartbeat(table, stats, report=report, forget=forget, breakers=chain.snapshot)
+    heartbeat = Heartbeat(
+        table,
+        stats,
+        report=report,
+        forget=forget,
+        breakers=chain.snapshot,
+        logging=logger.stats if logger is not None else dict,
+        worker_id=worker_id,
+    )
+    routing = Routing(db, registry, warm_up=warm_up)
     services = Services(
         registry=registry,
         deployments=Deployments(db, registry),
-        routing=Routing(db, registry, warm_up=warm_up),
+        routing=routing,
+        monitor=Monitor(
+            db,
+            registry,
+            settings.log_root,
+            writer=writer,
+            settle_s=settings.log_flush_ms / 1000 + SETTLE_MARGIN_S,
+            logging=lambda: [w.logging for w in routing.live_workers()],
+        ),
         tokens=tokens,
         upload_dir=settings.home / "tmp",
         max_upload_bytes=MAX_UPLOAD_BYTES,
     )
     return TurnoutApp(
         gateway=gateway,
-        api=create_api(services),
+        api=create_api(
+            services,
+            fleet=FleetCollector(
+                routing.live_workers, lambda: WorkerSnapshot.from_report(heartbeat.payload())
+            ),
+        ),
         table=table,
         heartbeat=heartbeat,
         db=db,

@@ -165,8 +165,11 @@ class Client:
         timeout_ms: int | None = None,
         failover: int | None = None,
         fallback: JSON = _UNSET,
+        log_payloads: float | None = None,
     ) -> JSON:
         body: dict[str, JSON] = {"name": name, "model": model, "version": version}
+        if log_payloads is not None:
+            body["log_payloads"] = log_payloads
         if timeout_ms is not None:
             body["timeout_ms"] = timeout_ms
         if failover is not None:
@@ -192,13 +195,16 @@ class Client:
         shadows: dict[int, float] | None = None,
         sticky_key: str | None = None,
         clear: bool = False,
+        log_payloads: float | None = None,
     ) -> JSON:
-        body = {
+        body: dict[str, JSON] = {
             "challengers": {str(k): v for k, v in (challengers or {}).items()},
             "shadows": {str(k): v for k, v in (shadows or {}).items()},
             "sticky_key": sticky_key,
             "clear": clear,
         }
+        if log_payloads is not None:
+            body["log_payloads"] = log_payloads
         return self._call("POST", f"/api/v1/deployments/{name}/route", json=body)
 
     def promote(self, name: str, *, version: int) -> JSON:
@@ -209,6 +215,19 @@ class Client:
         return self._call("POST", f"/api/v1/deployments/{name}/rollback", json=body)
 
     # -- predictions ------------------------------------------------------------------------
+
+    # -- monitoring -------------------------------------------------------------------------
+
+    def post_actuals(self, deployment: str, rows: list[dict[str, Any]]) -> JSON:
+        """Ground truth for earlier predictions: `[{"prediction_id": ..., "actual": ...}]`.
+        Returns what was stored and, per row, what was not and why."""
+        return self._call("POST", f"/api/v1/deployments/{deployment}/actuals", json=rows)
+
+    def metrics(self, deployment: str, *, window: str = "24h") -> JSON:
+        """Traffic, latency, accuracy and drift per version and role over `window`."""
+        return self._call(
+            "GET", f"/api/v1/deployments/{deployment}/metrics", params={"window": window}
+        )
 
     def predict(self, deployment: str, instances: list[Any]) -> JSON:
         """Native JSON prediction: rows (lists) or records (dicts)."""

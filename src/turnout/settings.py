@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     shutdown_grace_ms: int = 0
     """On SIGTERM, report not-ready this long before draining, so load balancers move away."""
 
+    log_predictions: bool = True
+    """Whether every answer is written to the prediction log (metrics, actuals and drift
+    depend on it)."""
+
     log_flush_ms: int = 1_000
     """How often each worker writes its buffered predictions to a Parquet segment."""
 

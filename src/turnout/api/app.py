@@ -5,13 +5,13 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from turnout import __version__
-from turnout.api import deployments, models, tokens
+from turnout.api import deployments, models, monitoring, tokens
 from turnout.api.deps import Services
 from turnout.errors import TurnoutError
+from turnout.monitoring.prometheus import FleetCollector, scrape
 
 API_PREFIX = "/api/v1"
 
@@ -25,7 +25,7 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "invalid request: " + "; ".join(problems)
 
 
-def create_api(svc: Services) -> FastAPI:
+def create_api(svc: Services, *, fleet: FleetCollector | None = None) -> FastAPI:
     api = FastAPI(
         title="turnout management API",
         version=__version__,
@@ -34,7 +34,7 @@ def create_api(svc: Services) -> FastAPI:
         redoc_url=None,
     )
     api.state.services = svc
-    for router in (models.router, deployments.router, tokens.router):
+    for router in (models.router, deployments.router, monitoring.router, tokens.router):
         api.include_router(router, prefix=API_PREFIX)
 
     @api.exception_handler(TurnoutError)
@@ -55,9 +55,13 @@ def create_api(svc: Services) -> FastAPI:
             {"error": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500
         )
 
+    fleet = fleet or FleetCollector(svc.routing.live_workers)
+
     @api.get("/metrics", include_in_schema=False)
-    def metrics() -> Response:
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    async def prometheus_metrics() -> Response:
+        """Counters and latency histograms summed over every live gateway worker."""
+        body, content_type = await scrape(fleet)
+        return Response(body, media_type=content_type)
 
     @api.get(f"{API_PREFIX}/health", tags=["health"])
     def health() -> dict[str, str]:

@@ -27,6 +27,9 @@ class CreateDeployment(BaseModel):
     timeout_ms: int | None = Field(default=None, ge=1)
     failover: int | None = Field(default=None, ge=1)
     fallback: Any = None
+    log_payloads: float = Field(
+        default=1.0, ge=0.0, le=1.0, description="Share of requests whose payloads are logged."
+    )
 
 
 @router.get("")
@@ -51,6 +54,7 @@ def create_deployment(
             failover=body.failover,
             fallback=body.fallback,
             has_fallback="fallback" in body.model_fields_set,
+            log_payloads=body.log_payloads,
             actor=who.name,
         )
     )
@@ -84,6 +88,7 @@ class RouteBody(BaseModel):
     shadows: dict[int, float] = Field(default_factory=dict)
     sticky_key: str | None = None
     clear: bool = False
+    log_payloads: float | None = Field(default=None, ge=0.0, le=1.0)
 
 
 class PromoteBody(BaseModel):
@@ -112,6 +117,7 @@ def route(
         shadows=body.shadows,
         sticky_key=body.sticky_key,
         clear=body.clear,
+        log_payloads=body.log_payloads,
         actor=who.name,
     )
     return applied_json(svc.routing.route(change), name)

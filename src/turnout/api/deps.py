@@ -11,6 +11,7 @@ from fastapi import Request
 from turnout.api.auth import Principal, Tokens
 from turnout.lifecycle.deployments import Deployments
 from turnout.lifecycle.routing import Routing
+from turnout.monitoring.service import Monitor
 from turnout.registry.service import Registry
 from turnout.store.records import TokenRole
 
@@ -20,6 +21,7 @@ class Services:
     registry: Registry
     deployments: Deployments
     routing: Routing
+    monitor: Monitor
     tokens: Tokens
     upload_dir: Path
     max_upload_bytes: int

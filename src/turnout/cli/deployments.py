@@ -23,6 +23,22 @@ def _fallback(text: str | None) -> JSON:
         ) from None
 
 
+def payload_share(text: str) -> float:
+    """`all`, `none`, a fraction (0.1) or a percentage (10%)."""
+    words = {"all": 1.0, "none": 0.0}
+    if text.lower() in words:
+        return words[text.lower()]
+    try:
+        share = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        share = -1.0
+    if not 0.0 <= share <= 1.0:
+        raise typer.BadParameter(
+            f"--log-payloads must be all, none, a fraction 0..1 or a percentage, not {text!r}"
+        )
+    return share
+
+
 @app.command()
 def create(
     name: str = typer.Argument(..., help="Deployment name, e.g. churn-prod."),
@@ -31,6 +47,9 @@ def create(
     timeout_ms: int = typer.Option(None, help="Request deadline in milliseconds."),
     fallback: str = typer.Option(None, help="JSON value returned per row when no model answers."),
     failover: int = typer.Option(None, help="Version that answers when the champion fails."),
+    log_payloads: str = typer.Option(
+        "all", help="Log inputs and outputs of: all, none, or a share of requests (e.g. 0.1)."
+    ),
     json: bool = JsonOption,
 ) -> None:
     """Create a deployment serving MODEL:VERSION behind a stable name."""
@@ -42,6 +61,7 @@ def create(
             timeout_ms=timeout_ms,
             failover=failover,
             fallback=_fallback(fallback),
+            log_payloads=payload_share(log_payloads),
         )
     if json:
         print_json(data)

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from turnout.cli import deployments, models, quickstart, routing, serve, tokens
+from turnout.cli import deployments, models, monitoring, quickstart, routing, serve, tokens
 from turnout.cli.output import errors
 from turnout.errors import TurnoutError
 
@@ -22,6 +22,8 @@ app.command()(quickstart.quickstart)
 app.command()(routing.route)
 app.command()(routing.promote)
 app.command()(routing.rollback)
+app.command()(monitoring.actuals)
+app.command()(monitoring.status)
 app.add_typer(models.app, name="models")
 app.add_typer(deployments.app, name="deployments")
 app.add_typer(tokens.app, name="tokens")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from turnout.cli.deployments import payload_share
 from turnout.cli.output import console, print_json, table
 from turnout.client import Client
 from turnout.types import JSON
@@ -46,6 +47,9 @@ def route(
         None, help="header:NAME or field:NAME keeps each key on one version."
     ),
     clear: bool = typer.Option(False, "--clear", help="Drop every challenger and shadow first."),
+    log_payloads: str = typer.Option(
+        None, help="Log inputs and outputs of: all, none, or a share of requests (e.g. 0.1)."
+    ),
     json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Split traffic between the champion and challengers, or mirror it to shadows."""
@@ -56,6 +60,7 @@ def route(
             shadows=_shares(shadow, "--shadow", default=100.0),
             sticky_key=sticky,
             clear=clear,
+            log_payloads=None if log_payloads is None else payload_share(log_payloads),
         )
     if json:
         print_json(applied)

@@ -26,6 +26,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from turnout.cli.monitoring import render_status
 from turnout.cli.output import console, table
 from turnout.client import ApiError, Client, ServerUnreachable
 from turnout.errors import TurnoutError
@@ -114,6 +115,10 @@ def _train(data: pd.DataFrame, target: pd.Series, c: float) -> Pipeline:
     return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=1000)).fit(data, target)
 
 
+GRADED: list[dict[str, Any]] = []
+"""(prediction id, true label) of every request the tour sent, posted as actuals at the end."""
+
+
 def _send_traffic(
     client: Client, rows: pd.DataFrame, truth: pd.Series, label: str, deployment: str = DEPLOYMENT
 ) -> list[tuple[object, ...]]:
@@ -141,12 +146,16 @@ def _send_traffic(
                     int(answer["model_version"]),
                     answer["role"],
                 )
+                prediction_id = answer["prediction_ids"][0]
             else:
                 tensor = {"name": "input-0", "shape": [1, len(row)], "datatype": "FP64",
                           "data": list(row)}  # fmt: skip
                 answer = client.infer(deployment, {"inputs": [tensor]})
                 predicted = answer["outputs"][0]["data"][0]
                 version, role = int(answer["model_version"]), answer["parameters"]["role"]
+                prediction_id = answer["id"]
+            if deployment == DEPLOYMENT:
+                GRADED.append({"prediction_id": prediction_id, "actual": int(actual)})
             latency = (time.perf_counter() - started) * 1000
             answers.setdefault((version, role), []).append((predicted, actual, latency))
             progress.advance(task)
@@ -194,6 +203,7 @@ def tour(client: Client, n_requests: int, *, temporary: bool) -> None:
                 f"{metrics['accuracy']:.3f}, ROC AUC {metrics['roc_auc']:.3f}"
             )
         _lifecycle(client, registered, x_test, y_test, n_requests)
+        _actuals_and_status(client)
         _resilience(client, workdir, training_csv, registered[1]["version"], x_test, y_test)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -316,6 +326,18 @@ def _resilience(
     flag.unlink()
 
 
+def _actuals_and_status(client: Client) -> None:
+    """The ground truth arrives (here at once; in production hours or days later): every
+    answer is graded against it, per version and role, shadows included."""
+    report = client.post_actuals(DEPLOYMENT, GRADED)
+    console.print(
+        f"\n[bold]actuals[/bold]: the true labels of {report['accepted']} predictions arrive "
+        f"(POST /api/v1/deployments/{DEPLOYMENT}/actuals, or 'turnout actuals {DEPLOYMENT} "
+        "FILE.csv'); production accuracy and drift against the training data:"
+    )
+    render_status(client.metrics(DEPLOYMENT, window="1h"))
+
+
 def _shadow_row(client: Client, version: int) -> dict[str, Any] | None:
     """The shadow's counters, once the workers have reported them (about a second)."""
     deadline = time.monotonic() + 3
@@ -343,6 +365,7 @@ def _next_steps(client: Client, temporary: bool, challenger: int) -> None:
         "  turnout models show breast-cancer\n"
         "  turnout deployments show breast-cancer-prod\n"
         "  turnout deployments history breast-cancer-prod\n"
+        "  turnout status breast-cancer-prod\n"
         f"  turnout route breast-cancer-prod --challenger {challenger}=20\n"
         f"  turnout promote breast-cancer-prod --version {challenger}\n"
         "  turnout rollback breast-cancer-prod\n"

@@ -7,8 +7,8 @@ only decode -> route -> predict -> encode.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,11 +18,13 @@ import orjson
 from turnout import __version__
 from turnout.errors import BadRequest, ModelUnavailable, NotFound, PayloadTooLarge, TurnoutError
 from turnout.gateway import codec
-from turnout.gateway.chain import FAILOVER_SHARE, Chain
+from turnout.gateway.chain import FAILOVER_SHARE, Answered, Chain, NoAnswer
 from turnout.gateway.pool import ModelPool
 from turnout.gateway.runner import Runner
 from turnout.gateway.shadow import ShadowJob, ShadowMirror
 from turnout.gateway.table import Route, RoutingTable
+from turnout.monitoring.layout import new_prediction_id
+from turnout.monitoring.predlog import LogEntry, PredictionLogger
 from turnout.monitoring.stats import TrafficStats
 from turnout.registry.flavors import Prediction
 from turnout.registry.servable import Servable
@@ -70,6 +72,7 @@ class Gateway:
         max_body_bytes: int,
         versions_of: Callable[[str], list[int]],
         signature_of: Callable[[str, int], Awaitable[Signature]],
+        logger: PredictionLogger | None = None,
     ) -> None:
         self.table = table
         self.pool = pool
@@ -80,6 +83,7 @@ class Gateway:
         self.max_body_bytes = max_body_bytes
         self.versions_of = versions_of
         self.signature_of = signature_of
+        self.logger = logger
         self._signatures: dict[tuple[str, int], Signature] = {}
         self.accepting = True
 
@@ -221,36 +225,100 @@ class Gateway:
         if request_id is not None and not _printable_id(request_id):
             raise BadRequest("'id' must be 1-128 printable ASCII characters")
         started = time.perf_counter()
+        base = request_id or new_prediction_id()
         if version is not None:
             servable, role = await self._direct(route, version)
             rows = decode(servable.signature)
-            answered = await self.chain.answer(
-                deployment=route.deployment, config=_direct_config(version), model=route.model,
-                version=version, servable=servable, role=role, rows=rows, started=started,
+            ids = _ids(base, len(rows))
+            answered = await self._logged(
+                route, rows, ids, started,
+                self.chain.answer(
+                    deployment=route.deployment, config=_direct_config(version),
+                    model=route.model, version=version, servable=servable, role=role,
+                    rows=rows, started=started,
+                ),
             )  # fmt: skip
         else:
             plan = route.router.plan(key)
             signature = await self._signature(route.model, plan.version)
             rows = decode(signature)
+            ids = _ids(base, len(rows))
             chosen, failure = await self._try_load(
                 route.model, plan.version, route.config.timeout_ms
             )
-            answered = await self.chain.answer(
-                deployment=route.deployment, config=route.config, model=route.model,
-                version=plan.version, servable=chosen, role=plan.role, rows=rows,
-                started=started, failure=failure,
+            answered = await self._logged(
+                route, rows, ids, started,
+                self.chain.answer(
+                    deployment=route.deployment, config=route.config, model=route.model,
+                    version=plan.version, servable=chosen, role=plan.role, rows=rows,
+                    started=started, failure=failure,
+                ),
             )  # fmt: skip
             if chosen is not None:
                 for shadow in plan.shadows:
                     self.shadow.submit(
                         ShadowJob(route.deployment, route.model, shadow, rows,
-                                  signature, decode, answered.prediction)
+                                  signature, decode, answered.prediction,
+                                  route.revision, ids, self._payloads(route))
                     )  # fmt: skip
-        base = request_id or uuid.uuid4().hex
-        ids = [base] if len(rows) == 1 else [f"{base}-{i}" for i in range(len(rows))]
         return Answer(
             answered.prediction, answered.version, answered.role, route.revision, base, ids
         )
+
+    @staticmethod
+    def _payloads(route: Route) -> bool:
+        """Whether this request's inputs and outputs go into the prediction log."""
+        share = route.config.log_payloads
+        return share >= 1.0 or (share > 0.0 and random.random() < share)
+
+    async def _logged(
+        self,
+        route: Route,
+        rows: Array,
+        ids: list[str],
+        started: float,
+        answering: Awaitable[Answered],
+    ) -> Answered:
+        """Await the chain's answer and log it, with every step that failed before it."""
+        logger = self.logger
+        try:
+            answered = await answering
+        except NoAnswer as exc:
+            if logger is not None:
+                self._log_failed(logger, route, rows, ids, exc.failed, self._payloads(route))
+            raise
+        if logger is not None:
+            payloads = self._payloads(route)
+            if answered.failed:
+                self._log_failed(logger, route, rows, ids, answered.failed, payloads)
+            logger.record(
+                LogEntry(
+                    route.deployment, route.revision, route.model, answered.version,
+                    answered.role.value, ids, time.time(), (time.perf_counter() - started) * 1000,
+                    "fallback" if answered.role is Role.FALLBACK else "ok",
+                    rows if payloads else None, answered.prediction if payloads else None,
+                )
+            )  # fmt: skip
+        return answered
+
+    @staticmethod
+    def _log_failed(
+        logger: PredictionLogger,
+        route: Route,
+        rows: Array,
+        ids: list[str],
+        failed: tuple[Any, ...],
+        payloads: bool,
+    ) -> None:
+        now = time.time()
+        for attempt in failed:
+            logger.record(
+                LogEntry(
+                    route.deployment, route.revision, route.model, attempt.version,
+                    attempt.role.value, ids, now, attempt.latency_ms, attempt.outcome,
+                    rows if payloads else None, None, attempt.error,
+                )
+            )  # fmt: skip
 
     @staticmethod
     def _key(route: Route, scope: Scope, field: Callable[[str], str | None]) -> str | None:
@@ -387,6 +455,11 @@ def _direct_config(version: int) -> RoutingConfig:
 
 def _printable_id(text: str) -> bool:
     return 0 < len(text) <= 128 and text.isascii() and text.isprintable()
+
+
+def _ids(base: str, n: int) -> list[str]:
+    """One prediction id per row: the request's id for one row, `<id>-<i>` for several."""
+    return [base] if n == 1 else [f"{base}-{i}" for i in range(n)]
 
 
 def _headers(answer: Answer) -> list[tuple[bytes, bytes]]:

@@ -29,14 +29,40 @@ FAILOVER_SHARE = 0.2
 
 
 @dataclass(frozen=True, slots=True)
+class Attempt:
+    """One step of the chain that did not answer: logged with its outcome."""
+
+    version: int
+    role: Role
+    outcome: str  # error | timeout
+    latency_ms: float
+    """From the request's start to the failure."""
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
 class Answered:
     prediction: Prediction
     version: int
     role: Role
+    failed: tuple[Attempt, ...] = ()
+    """Steps that failed before this answer (a champion's timeout before the failover's)."""
+
+
+class NoAnswer(ModelUnavailable):
+    """No step answered and no fallback value is configured."""
+
+    def __init__(self, message: str, failed: tuple[Attempt, ...]) -> None:
+        super().__init__(message)
+        self.failed = failed
 
 
 class Overloaded(ModelUnavailable):
     """Too much work already waits for this version; skip it rather than queue."""
+
+
+class TimedOut(ModelUnavailable):
+    """The version did not answer within its share of the deadline."""
 
 
 class Chain:
@@ -85,6 +111,7 @@ class Chain:
         failure: str = "",
     ) -> Answered:
         """`servable` is None when the version could not even be loaded (`failure` says why)."""
+        failed: list[Attempt] = []
         deadline = started + config.timeout_ms / 1000 if config.timeout_ms else None
         primary_deadline = deadline
         if deadline is not None and config.failover is not None:
@@ -96,24 +123,31 @@ class Chain:
                 return Answered(prediction, version, role)
             except TurnoutError as first:
                 failure = first.message
+                failed.append(_attempt(version, role, first, started))
+        elif failure:
+            failed.append(Attempt(version, role, "error", _since(started), failure))
         failover = config.failover
         if failover is not None and failover != version:
             try:
                 wait_s = None if deadline is None else max(deadline - time.perf_counter(), 0.0)
                 backup = await asyncio.wait_for(self._load(model, failover), wait_s)
                 prediction = await self._try(deployment, backup, Role.FAILOVER, rows, deadline)
-                return Answered(prediction, failover, Role.FAILOVER)
+                return Answered(prediction, failover, Role.FAILOVER, tuple(failed))
             except TurnoutError as second:
                 failure += f"; failover {model}:{failover}: {second.message}"
+                failed.append(_attempt(failover, Role.FAILOVER, second, started))
             except TimeoutError:
-                failure += f"; failover {model}:{failover} is still loading"
+                message = f"failover {model}:{failover} is still loading"
+                failure += f"; {message}"
+                failed.append(Attempt(failover, Role.FAILOVER, "timeout", _since(started), message))
         if config.has_fallback:
             counter = self.stats.counter(deployment, version, Role.FALLBACK.value)
-            counter.observe((time.perf_counter() - started) * 1000)
-            return Answered(
-                Prediction(fallback_values(config.fallback, len(rows))), version, Role.FALLBACK
-            )
-        raise ModelUnavailable(f"no model answered: {failure}; no fallback value is configured")
+            counter.observe(_since(started))
+            values = fallback_values(config.fallback, len(rows))
+            return Answered(Prediction(values), version, Role.FALLBACK, tuple(failed))
+        raise NoAnswer(
+            f"no model answered: {failure}; no fallback value is configured", tuple(failed)
+        )
 
     async def _try(
         self,
@@ -136,7 +170,7 @@ class Chain:
             raise Overloaded(f"{model}:{version} has {pending} rows waiting (limit reached)")
         remaining = None if deadline is None else deadline - time.perf_counter()
         if remaining is not None and remaining <= 0:
-            raise ModelUnavailable("the deadline passed before this step could start")
+            raise TimedOut("the deadline passed before this step could start")
         self._pending[key] = pending + len(rows)
         began = time.perf_counter()
         try:
@@ -146,7 +180,7 @@ class Chain:
             breaker.record(False, latency)
             counter.timeouts += 1
             counter.observe(latency, ok=False)
-            raise ModelUnavailable(f"{model}:{version} timed out after {latency:.0f} ms") from None
+            raise TimedOut(f"{model}:{version} timed out after {latency:.0f} ms") from None
         except RunnerRestarting:  # the crash that caused it was already counted
             counter.rejected += 1
             raise
@@ -161,6 +195,15 @@ class Chain:
         breaker.record(True, latency)
         counter.observe(latency)
         return prediction
+
+
+def _since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+def _attempt(version: int, role: Role, error: TurnoutError, started: float) -> Attempt:
+    outcome = "timeout" if isinstance(error, TimedOut) else "error"
+    return Attempt(version, role, outcome, _since(started), error.message)
 
 
 def fallback_values(value: object, n: int) -> Array:

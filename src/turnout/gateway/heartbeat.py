@@ -21,6 +21,10 @@ log = logging.getLogger("turnout.gateway")
 Report = Callable[..., None]
 
 
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
 class Heartbeat:
     def __init__(
         self,
@@ -30,15 +34,18 @@ class Heartbeat:
         report: Report,
         forget: Callable[[str], None],
         breakers: Callable[[], list[dict[str, Any]]] = list,
+        logging: Callable[[], dict[str, Any]] = dict,
         interval_s: float = 1.0,
+        worker_id: str | None = None,
     ) -> None:
         self.table = table
         self.stats = stats
         self._report = report
         self._forget = forget
         self._breakers = breakers
+        self._logging = logging
         self.interval_s = interval_s
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.worker_id = worker_id or new_worker_id()
         self.started_at = datetime.now(UTC)
         self._task: asyncio.Task[None] | None = None
 
@@ -52,6 +59,7 @@ class Heartbeat:
             "stats": self.stats.snapshot(),
             "errors": dict(self.table.errors),
             "breakers": self._breakers(),
+            "logging": self._logging(),
         }
 
     async def beat(self) -> None:

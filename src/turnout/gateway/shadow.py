@@ -17,6 +17,7 @@ import numpy as np
 
 from turnout.gateway.batcher import split
 from turnout.gateway.runner import Runner
+from turnout.monitoring.predlog import LogEntry, PredictionLogger
 from turnout.monitoring.stats import TrafficStats
 from turnout.registry.flavors import Prediction
 from turnout.registry.servable import Servable
@@ -38,6 +39,11 @@ class ShadowJob:
     decode: Callable[[Signature], Array]
     """Decodes the request again for a shadow whose signature differs."""
     champion: Prediction
+    revision: int = 0
+    ids: tuple[str, ...] | list[str] = ()
+    """The live answer's prediction ids: a shadow's answer is logged under the same ids."""
+    payloads: bool = False
+    """Whether inputs and outputs are logged for this request."""
 
 
 class ShadowMirror:
@@ -51,6 +57,7 @@ class ShadowMirror:
         concurrency: int = 2,
         timeout_s: float = 10.0,
         max_batch_rows: int = 64,
+        logger: PredictionLogger | None = None,
     ) -> None:
         """`runner` is the shadows' own (a small thread pool, or low-priority processes),
         never the one live traffic uses."""
@@ -61,6 +68,7 @@ class ShadowMirror:
         self._slots = asyncio.Semaphore(concurrency)
         self._timeout_s = timeout_s
         self.max_batch_rows = max_batch_rows
+        self.logger = logger
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
 
@@ -110,6 +118,7 @@ class ShadowMirror:
         first = batch[0]
         counter = self.stats.counter(first.deployment, first.version, Role.SHADOW.value)
         started = time.perf_counter()
+        parts: list[Array] = []
         try:
             servable = await self._load(first.model, first.version)
             parts = [
@@ -126,12 +135,16 @@ class ShadowMirror:
             for _ in batch:
                 counter.timeouts += 1
                 counter.observe(elapsed_ms, ok=False)
+            self._log(
+                batch, parts, None, elapsed_ms, "timeout", f"no answer in {self._timeout_s:g} s"
+            )
             return
         except Exception as exc:  # a shadow may fail in any way; it never matters to callers
             log.debug("shadow %s:%s failed: %s", first.model, first.version, exc)
             elapsed_ms = (time.perf_counter() - started) * 1000
             for _ in batch:
                 counter.observe(elapsed_ms, ok=False)
+            self._log(batch, parts, None, elapsed_ms, "error", str(exc) or type(exc).__name__)
             return
         elapsed_ms = (time.perf_counter() - started) * 1000
         for job, prediction in zip(batch, predictions, strict=True):
@@ -139,6 +152,33 @@ class ShadowMirror:
             agreed, compared = agreement(job.champion, prediction)
             counter.agreed += agreed
             counter.compared += compared
+        self._log(batch, parts, predictions, elapsed_ms, "ok", None)
+
+    def _log(
+        self,
+        batch: list[ShadowJob],
+        parts: list[Array],
+        predictions: list[Prediction] | None,
+        elapsed_ms: float,
+        outcome: str,
+        error: str | None,
+    ) -> None:
+        """Shadow answers go into the prediction log under the live answer's ids."""
+        logger = self.logger
+        if logger is None:
+            return
+        now = time.time()
+        for i, job in enumerate(batch):
+            rows = parts[i] if i < len(parts) else job.rows
+            prediction = predictions[i] if predictions is not None else None
+            logger.record(
+                LogEntry(
+                    job.deployment, job.revision, job.model, job.version, Role.SHADOW.value,
+                    list(job.ids), now, elapsed_ms, outcome,
+                    rows if job.payloads else None,
+                    prediction if job.payloads else None, error,
+                )
+            )  # fmt: skip
 
 
 def agreement(champion: Prediction, shadow: Prediction) -> tuple[int, int]:

@@ -24,6 +24,7 @@ class NewDeployment:
     failover: int | None = None
     fallback: JSON = None
     has_fallback: bool = False
+    log_payloads: float = 1.0
     actor: str = "local"
 
 
@@ -31,6 +32,11 @@ class NewDeployment:
 class DeploymentView:
     deployment: DeploymentRecord
     revision: RevisionRecord
+
+
+def check_share(log_payloads: float) -> None:
+    if not 0.0 <= log_payloads <= 1.0:
+        raise BadRequest(f"log_payloads must be between 0 (none) and 1 (all), not {log_payloads:g}")
 
 
 class Deployments:
@@ -45,6 +51,7 @@ class Deployments:
             raise BadRequest(f"timeout_ms must be between 1 and {MAX_TIMEOUT_MS}")
         if new.failover is not None and new.failover == version:
             raise BadRequest("the failover version must differ from the champion")
+        check_share(new.log_payloads)
         for number in {version, new.failover} - {None}:
             assert number is not None
             record = self.registry.get_version(new.model, number)
@@ -55,6 +62,7 @@ class Deployments:
             failover=new.failover,
             fallback=new.fallback,
             has_fallback=new.has_fallback,
+            log_payloads=new.log_payloads,
         )
         with self.db.write() as conn:
             model = md.get_model(conn, new.model)

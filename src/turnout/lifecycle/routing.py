@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from turnout.errors import BadRequest, Conflict, InvalidArtifact, TurnoutError
+from turnout.lifecycle.deployments import check_share
 from turnout.registry.service import Registry
 from turnout.store import metadata as md
 from turnout.store.db import Database
@@ -31,6 +32,8 @@ class RouteChange:
     shadows: dict[int, float] = field(default_factory=dict)
     sticky_key: str | None = None
     clear: bool = False
+    log_payloads: float | None = None
+    """Share of requests whose inputs and outputs are logged; None keeps the current one."""
     actor: str = "local"
 
 
@@ -65,8 +68,20 @@ class Routing:
         config = current.config
         if change.clear:
             config = replace(config, challengers={}, shadows={}, sticky_key=None)
-        if not (change.clear or change.challengers or change.shadows or change.sticky_key):
-            raise BadRequest("nothing to change: give --challenger, --shadow, --sticky or --clear")
+        if not (
+            change.clear
+            or change.challengers
+            or change.shadows
+            or change.sticky_key
+            or change.log_payloads is not None
+        ):
+            raise BadRequest(
+                "nothing to change: give --challenger, --shadow, --sticky, --log-payloads "
+                "or --clear"
+            )
+        if change.log_payloads is not None:
+            check_share(change.log_payloads)
+            config = replace(config, log_payloads=change.log_payloads)
         if change.challengers:
             config = replace(config, challengers=dict(change.challengers))
         if change.shadows:
@@ -82,6 +97,8 @@ class Routing:
         reason = "route: " + ("challengers " + ", ".join(parts) if parts else "champion only")
         if shadows:
             reason += "; shadows " + ", ".join(shadows)
+        if change.log_payloads is not None:
+            reason += f"; payloads logged for {change.log_payloads:.0%} of requests"
         return self._apply(current, config, reason=reason, actor=change.actor)
 
     def promote(self, deployment: str, version: int, *, actor: str) -> Applied:

@@ -146,8 +146,8 @@ class PredictionLogger:
 
     def close(self) -> None:
         """Stop the writer, write everything queued and compact this writer's files (the
-        worker's predictions and the actuals its API took), the current hour included. Rows that still cannot be written are counted as dropped.
-        Safe to call more than once."""
+        worker's predictions and the actuals its API took), the current hour included. Rows
+        that still cannot be written are counted as dropped. Safe to call more than once."""
         with self._lock:
             if not self._open:
                 return

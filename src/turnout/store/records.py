@@ -111,6 +111,9 @@ class RoutingConfig:
     standby: int | None = None
     sticky_key: str | None = None
     """`header:NAME` or `field:NAME`: requests with the same key always get the same version."""
+    log_payloads: float = 1.0
+    """Share of requests whose inputs and outputs are logged (1: all, 0: none). Every answer
+    is logged either way (id, version, role, latency, outcome)."""
 
     def to_dict(self) -> dict[str, JSON]:
         return {
@@ -123,6 +126,7 @@ class RoutingConfig:
             "shadows": {str(k): v for k, v in self.shadows.items()},
             "standby": self.standby,
             "sticky_key": self.sticky_key,
+            "log_payloads": self.log_payloads,
         }
 
     @classmethod
@@ -137,6 +141,7 @@ class RoutingConfig:
             shadows={int(k): float(v) for k, v in (data.get("shadows") or {}).items()},
             standby=data.get("standby"),
             sticky_key=data.get("sticky_key"),
+            log_payloads=float(data.get("log_payloads", 1.0)),
         )
 
     def versions(self) -> set[int]:
