@@ -21,7 +21,10 @@ The level needs both: with small samples PSI is biased upwards (about (buckets -
 so PSI alone would flag noise, and the test guards against that; with large samples the
 test gives tiny p-values to trivial shifts, and PSI guards against that. Below 30 live
 values the level is "insufficient". "major" (PSI >= 0.2) counts as drifted, "moderate"
-(PSI >= 0.1) is reported only; both also need p < 0.01 when a test could be run.
+(PSI >= 0.1) is reported only; both also need p < 0.01 when a test could be run. Across
+the features of one model the 0.01 is split between them (Bonferroni: 0.01 / k for k
+features), so a 30-feature model does not see a chance "drift" in one feature every few
+checks.
 Missing values (None, NaN, and non-numbers in a numeric feature) are left out of n and of
 every statistic.
 """
@@ -67,7 +70,8 @@ def data_drift(
     if not wanted:
         return {}
     table = _columns(rows, len(columns))
-    return {name: feature_drift(baselines[name], table(j)) for j, name in wanted}
+    alpha = P_VALUE / len(wanted)
+    return {name: _relevel(feature_drift(baselines[name], table(j)), alpha) for j, name in wanted}
 
 
 def prediction_drift(
@@ -220,10 +224,19 @@ def _result(
     }
 
 
-def _level(n: int, psi: float | None, p_value: float | None) -> str:
+def _relevel(result: dict[str, JSON], alpha: float) -> dict[str, JSON]:
+    """The result judged at significance level `alpha` instead of P_VALUE."""
+    psi, p_value = result["psi"], result["p_value"]
+    assert psi is None or isinstance(psi, float)
+    assert p_value is None or isinstance(p_value, float)
+    level = _level(int(result["n"]), psi, p_value, alpha)
+    return {**result, "level": level, "drifted": level == "major"}
+
+
+def _level(n: int, psi: float | None, p_value: float | None, alpha: float = P_VALUE) -> str:
     if n < MIN_ROWS or psi is None:
         return "insufficient"
-    significant = p_value is None or p_value < P_VALUE
+    significant = p_value is None or p_value < alpha
     if significant and psi >= PSI_MAJOR:
         return "major"
     if significant and psi >= PSI_MODERATE:

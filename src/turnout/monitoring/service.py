@@ -1,0 +1,217 @@
+"""Production metrics of a deployment: traffic, latency, accuracy against actuals, drift.
+
+Everything here is read from the prediction log (Parquet, via DuckDB) and the versions'
+registration baselines; the gateway only ever appends to the log.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from turnout.errors import BadRequest
+from turnout.monitoring.actuals import ActualsReport, ingest
+from turnout.monitoring.drift import data_drift, prediction_drift
+from turnout.monitoring.metrics import classification_metrics, regression_metrics
+from turnout.monitoring.query import LogReader
+from turnout.registry.service import Registry
+from turnout.registry.signature import Signature
+from turnout.store import metadata as md
+from turnout.store.db import Database
+from turnout.types import JSON
+
+DEFAULT_WINDOW = "24h"
+MAX_ACTUALS_PER_REQUEST = 100_000
+DRIFT_ROWS = 50_000
+"""Most recent logged inputs per version that drift statistics are computed on."""
+
+_WINDOW = re.compile(r"^(\d{1,6})([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """[since, until) in UTC; `since` None means since the first logged prediction."""
+
+    text: str
+    since: datetime | None
+    until: datetime
+
+    @classmethod
+    def parse(cls, text: str | None, *, now: datetime | None = None) -> Window:
+        text = (text or DEFAULT_WINDOW).strip().lower()
+        until = now or datetime.now(UTC)
+        if text == "all":
+            return cls(text, None, until)
+        match = _WINDOW.match(text)
+        if match is None or int(match.group(1)) == 0:
+            raise BadRequest(
+                f"invalid window {text!r}: use a number and a unit s, m, h or d "
+                "(e.g. 15m, 24h, 7d), or 'all'"
+            )
+        span = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        return cls(text, until - span, until)
+
+    def to_dict(self) -> dict[str, JSON]:
+        return {
+            "window": self.text,
+            "since": self.since.isoformat() if self.since else None,
+            "until": self.until.isoformat(),
+        }
+
+
+class Monitor:
+    """Reads and grades what a deployment's answers were; takes actuals for them."""
+
+    def __init__(
+        self,
+        db: Database,
+        registry: Registry,
+        root: Path,
+        *,
+        writer: str,
+        settle_s: float = 0.0,
+        logging: Callable[[], list[dict[str, Any]]] = list,
+    ) -> None:
+        """`settle_s`: how long to wait for predictions still buffered in a worker before an
+        actual's id is reported unknown. `logging`: the live workers' logger counters."""
+        self.db = db
+        self.registry = registry
+        self.root = root
+        self.reader = LogReader(root)
+        self.writer = writer
+        self.settle_s = settle_s
+        self._logging = logging
+
+    def _model_of(self, deployment: str) -> str:
+        with self.db.read() as conn:
+            return md.get_deployment(conn, deployment).model
+
+    def _signature(self, model: str, version: int) -> Signature:
+        return Signature.from_dict(self.registry.get_version(model, version).signature)
+
+    # -- actuals ----------------------------------------------------------------------------
+
+    def post_actuals(self, deployment: str, rows: Sequence[object]) -> ActualsReport:
+        self._model_of(deployment)  # 404 for an unknown deployment
+        if len(rows) > MAX_ACTUALS_PER_REQUEST:
+            raise BadRequest(
+                f"{len(rows)} actuals in one request; send at most {MAX_ACTUALS_PER_REQUEST} "
+                "per request"
+            )
+        return ingest(
+            self.reader,
+            self.root,
+            self.writer,
+            deployment,
+            rows,
+            signature_of=self._signature,
+            settle_s=self.settle_s,
+        )
+
+    # -- metrics ----------------------------------------------------------------------------
+
+    def metrics(self, deployment: str, window: Window) -> dict[str, JSON]:
+        model = self._model_of(deployment)
+        since, until = window.since, window.until
+        groups = self.reader.summary(deployment, since=since, until=until)
+        graded = self.reader.graded(deployment, since=since, until=until)
+        by_group = _graded_by_group(graded)
+        versions = sorted({int(g["version"]) for g in groups})
+        records = {v: self.registry.get_version(model, v) for v in versions}
+        for group in groups:
+            version = int(group["version"])
+            signature = Signature.from_dict(records[version].signature)
+            pairs = by_group.get((version, str(group["role"])))
+            group["performance"] = _performance(signature, pairs) if pairs else None
+        drift: dict[str, JSON] = {}
+        for version in versions:
+            inputs, outputs = self.reader.payloads(
+                deployment, version, since=since, until=until, limit=DRIFT_ROWS
+            )
+            drift[str(version)] = _drift(records[version].training, records[version].signature,
+                                         inputs, outputs)  # fmt: skip
+        return {
+            "deployment": deployment,
+            "model": model,
+            **window.to_dict(),
+            "groups": groups,
+            "drift": drift,
+            "logging": _logging_totals(self._logging()),
+        }
+
+
+def _graded_by_group(graded: Any) -> dict[tuple[int, str], list[tuple[str, str, Any]]]:
+    """(version, role) -> [(actual JSON, output JSON, probabilities)] for answered rows."""
+    columns = graded.select(["version", "role", "actual", "output", "probabilities"]).to_pydict()
+    out: dict[tuple[int, str], list[tuple[str, str, Any]]] = {}
+    for version, role, actual, output, probs in zip(
+        columns["version"],
+        columns["role"],
+        columns["actual"],
+        columns["output"],
+        columns["probabilities"],
+        strict=True,
+    ):
+        if actual is None or output is None:
+            continue
+        out.setdefault((version, role), []).append((actual, output, probs))
+    return out
+
+
+def _performance(signature: Signature, pairs: list[tuple[str, str, Any]]) -> dict[str, JSON]:
+    actual = [orjson.loads(a) for a, _, _ in pairs]
+    predicted = [orjson.loads(o) for _, o, _ in pairs]
+    if signature.classes is not None:
+        classes = list(signature.classes)
+        probs = [p for _, _, p in pairs]
+        matrix = None
+        if all(p is not None and len(p) == len(classes) for p in probs):
+            matrix = np.asarray(probs, dtype=np.float64)
+        return classification_metrics(actual, predicted, matrix, classes)
+    try:
+        return regression_metrics(
+            np.asarray(actual, dtype=np.float64), np.asarray(predicted, dtype=np.float64)
+        )
+    except (TypeError, ValueError):  # non-numeric outputs without classes: nothing to grade
+        return {"task": "unknown", "n": len(pairs)}
+
+
+def _drift(
+    training: dict[str, JSON] | None,
+    signature: dict[str, JSON],
+    inputs: list[str],
+    outputs: list[str],
+) -> dict[str, JSON]:
+    if not training:
+        return {"rows": len(inputs), "baseline": False, "features": {}, "prediction": None}
+    columns = list(Signature.from_dict(signature).names)
+    rows = [orjson.loads(r) for r in inputs]
+    predictions = [orjson.loads(o) for o in outputs]
+    features = data_drift(training, columns, rows)
+    return {
+        "rows": len(rows),
+        "baseline": True,
+        "features": features,
+        "drifted": sorted(name for name, f in features.items() if f.get("drifted")),
+        "prediction": prediction_drift(training, predictions),
+    }
+
+
+def _logging_totals(workers: list[dict[str, Any]]) -> dict[str, JSON]:
+    totals: dict[str, JSON] = {"workers": len(workers), "buffered": 0, "written": 0, "dropped": 0}
+    errors = []
+    for stats in workers:
+        for key in ("buffered", "written", "dropped"):
+            totals[key] += int(stats.get(key) or 0)
+        if stats.get("last_error"):
+            errors.append(str(stats["last_error"]))
+    totals["last_errors"] = errors
+    return totals
