@@ -77,7 +77,7 @@ def segment(
 
 def rows(root: Path, kind: str = PREDICTIONS) -> list[tuple[object, ...]]:
     files = [str(path) for path in live_files(root, kind, "churn")]
-    return duckdb.execute("SELECT * FROM read_parquet(?) ORDER BY 1", [files]).fetchall()
+    return duckdb.connect().execute("SELECT * FROM read_parquet(?) ORDER BY 1", [files]).fetchall()
 
 
 def names(root: Path, kind: str = PREDICTIONS) -> list[str]:

@@ -55,7 +55,7 @@ def read(root: Path, deployment: str, kind: str = PREDICTIONS) -> dict[str, dict
     files = [str(path) for path in live_files(root, kind, deployment)]
     if not files:
         return {}
-    cursor = duckdb.execute("SELECT * FROM read_parquet(?)", [files])
+    cursor = duckdb.connect().execute("SELECT * FROM read_parquet(?)", [files])
     names = [column[0] for column in cursor.description]
     rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
     by_id = {row["prediction_id"]: row for row in rows}
@@ -331,7 +331,7 @@ def test_rows_recorded_while_the_writer_runs_land_exactly_once(tmp_path: Path) -
     assert (stats["written"], stats["dropped"], stats["buffered"]) == (100_000, 0, 0)
     assert int(stats["segments"] or 0) > 2  # written while recording went on, not only at close
     files = [str(f) for d in ("d0", "d1") for f in live_files(tmp_path, PREDICTIONS, d)]
-    total, distinct = duckdb.execute(
+    total, distinct = duckdb.connect().execute(
         "SELECT count(*), count(DISTINCT prediction_id) FROM read_parquet(?)", [files]
     ).fetchone() or (0, 0)
     assert total == distinct == 100_000

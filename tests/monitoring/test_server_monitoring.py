@@ -262,9 +262,10 @@ def test_a_graceful_shutdown_flushes_every_buffered_prediction(
         live.stop()  # SIGTERM: drain, then flush
     files = sorted(str(p) for p in (home / "artifacts" / "log").rglob("*.parquet"))
     assert files, "nothing was written"
-    logged = duckdb.sql(
-        f"select prediction_id, role, outcome, inputs from read_parquet({files!r})"
-    ).fetchall()
+    with duckdb.connect() as con:
+        logged = con.execute(
+            "select prediction_id, role, outcome, inputs from read_parquet(?)", [files]
+        ).fetchall()
     assert sorted(r[0] for r in logged) == sorted(ids)
     assert {r[1] for r in logged} == {"champion"}
     assert {r[2] for r in logged} == {"ok"}
