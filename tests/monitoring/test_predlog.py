@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from turnout.monitoring.layout import ACTUAL_SCHEMA, ACTUALS, PREDICTIONS
-from turnout.monitoring.predlog import LogEntry, PredictionLogger, prediction_table
+from turnout.monitoring.predlog import LogEntry, PredictionLogger, fast_table, prediction_table
 from turnout.monitoring.segments import live_files, write_segment
 from turnout.registry.flavors import Prediction
 from turnout.types import Array
@@ -343,3 +343,44 @@ def wait_for(condition: Any, timeout_s: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         time.sleep(0.005)
+
+
+def test_the_fast_encoding_gives_the_same_table_as_the_general_one() -> None:
+    """One-row and many-row requests, rows with NaN, absent payloads, failures: the
+    vectorized path and the general path write identical rows."""
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(9, 4))
+    features[2, 1] = np.nan
+    cases = [
+        entry(["a"], rows=features[:1],
+              prediction=Prediction(np.array([1]), np.array([[0.2, 0.8]]))),
+        entry(["b0", "b1", "b2"], rows=features[1:4],
+              prediction=Prediction(np.array([0, 1, 1]), rng.random((3, 2)))),
+        entry(["c"], outcome="error", error="boom"),  # failed: no payload
+        entry(["d"], rows=features[4:5], prediction=Prediction(np.array([0]), rng.random((1, 2))),
+              role="shadow"),
+        entry(["é-unicode"], rows=features[5:6],
+              prediction=Prediction(np.array([1]), rng.random((1, 2)))),
+    ]  # fmt: skip
+    fast = fast_table("churn", cases)
+    assert fast is not None
+    assert fast.equals(prediction_table("churn", cases))
+    regression = [
+        entry(["r0"], rows=features[6:7], prediction=Prediction(np.array([2.5]))),
+        entry(["r1"], rows=features[7:9][:1], prediction=Prediction(np.array([-1.0]))),
+        entry(["r2"]),  # payload not logged
+    ]
+    fast = fast_table("churn", regression)
+    assert fast is not None
+    assert fast.equals(prediction_table("churn", regression))
+    labels = [entry(["s"], rows=features[:1], prediction=Prediction(np.array(["yes"])))]
+    fast = fast_table("churn", labels)
+    assert fast is not None
+    assert fast.equals(prediction_table("churn", labels))
+    mixed = [  # rows of different widths: left to the general path
+        entry(["m0"], rows=features[:1]),
+        entry(["m1"], rows=features[:1, :2]),
+    ]
+    assert fast_table("churn", mixed) is None
+    objects = [entry(["o"], rows=np.array([["x", 1.0]], dtype=object))]
+    assert fast_table("churn", objects) is None

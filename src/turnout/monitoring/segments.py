@@ -13,6 +13,9 @@ import pyarrow.parquet as pq
 from turnout.monitoring.layout import kind_dir
 
 COMPACT_SUFFIX = ".compact.parquet"
+DICTIONARY_COLUMNS = ["deployment", "model", "role", "outcome", "error", "revision", "version"]
+"""Columns with few distinct values; ids, payloads and timestamps are nearly all distinct,
+and trying a dictionary for them only costs time."""
 _sequence = itertools.count()
 
 
@@ -39,7 +42,7 @@ def write_segment(
 
 def write_atomically(path: Path, table: pa.Table) -> Path:
     temporary = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, temporary, compression="zstd")
+    pq.write_table(table, temporary, compression="zstd", use_dictionary=DICTIONARY_COLUMNS)
     with open(temporary, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(temporary, path)
