@@ -250,6 +250,7 @@ def create_app(settings: Settings) -> TurnoutApp:
             flush_interval_s=settings.log_flush_ms / 1000,
             retention_days=settings.log_retention_days,
             compact_interval_s=settings.log_compact_s,
+            process=_log_writer_process(settings),
         )
         if settings.log_predictions
         else None
@@ -329,6 +330,14 @@ def _runners(settings: Settings) -> tuple[Runner, Runner]:
     env = {**os.environ, "TURNOUT_HOME": str(settings.home)}
     runner = ProcessRunner(env=env, hang_ms=settings.runner_hang_ms)
     return runner, runner
+
+
+def _log_writer_process(settings: Settings) -> bool:
+    if settings.log_writer not in ("process", "thread"):
+        raise BadRequest(
+            f"TURNOUT_LOG_WRITER must be 'process' or 'thread', not {settings.log_writer!r}"
+        )
+    return settings.log_writer == "process"
 
 
 def create_app_from_env() -> TurnoutApp:

@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     """Whether every answer is written to the prediction log (metrics, actuals and drift
     depend on it)."""
 
+    log_writer: str = "process"
+    """Where the prediction log is encoded, compressed and written: `process` (a writer
+    process beside each worker, off the serving CPU path) or `thread` (inside the worker)."""
+
     log_flush_ms: int = 1_000
     """How often each worker writes its buffered predictions to a Parquet segment."""
 

@@ -384,3 +384,39 @@ def test_the_fast_encoding_gives_the_same_table_as_the_general_one() -> None:
     assert fast_table("churn", mixed) is None
     objects = [entry(["o"], rows=np.array([["x", 1.0]], dtype=object))]
     assert fast_table("churn", objects) is None
+
+
+def test_a_writer_process_writes_the_same_rows_and_survives_being_killed(tmp_path: Path) -> None:
+    """The separate writer process gives the rows the in-process writer gives; killed
+    between flushes it is restarted and nothing is lost; closing compacts."""
+    rng = np.random.default_rng(1)
+    batches = [
+        [entry([f"a{i}"], rows=rng.normal(size=(1, 3)),
+               prediction=Prediction(np.array([i % 2]), rng.random((1, 2)))) for i in range(50)],
+        [entry(["f"], outcome="error", error="boom"),
+         entry(["s"], rows=np.array([["x", 1.0]], dtype=object),
+               prediction=Prediction(np.array(["yes"])))],
+    ]  # fmt: skip
+    here, there = tmp_path / "thread", tmp_path / "process"
+    in_thread = PredictionLogger(here, "w0")
+    in_process = PredictionLogger(there, "w0", process=True)
+    for batch in batches:
+        for item in batch:
+            in_thread.record(item)
+            in_process.record(item)
+        in_thread.flush()
+        in_process.flush()
+        child = in_process._writer_process._process  # type: ignore[union-attr]
+        assert child is not None
+        child.kill()  # the next flush starts another one
+        child.wait()
+    in_process.record(entry(["last"]))
+    in_thread.record(entry(["last"]))
+    in_thread.close()
+    in_process.close()
+    assert in_process.stats()["written"] == in_thread.stats()["written"] == 53
+    assert in_process.stats()["dropped"] == 0
+    assert read(there, "churn") == read(here, "churn")
+    names = [p.name for p in (there / PREDICTIONS / "churn").glob("*/*.parquet")]
+    assert len(names) == 1
+    assert names[0].endswith(".compact.parquet")

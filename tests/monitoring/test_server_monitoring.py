@@ -95,7 +95,7 @@ def test_actuals_grade_every_answer_exactly_as_scikit_learn_does(
     actuals = [{"prediction_id": i, "actual": int(y)} for i, y in zip(ids, truth, strict=True)]
     with server.client() as client:
         report = client.post_actuals(DEPLOYMENT, actuals)
-        assert report["accepted"] == len(ids)
+        assert report["accepted"] == len(ids), report
         assert report["unknown"] == []
         assert report["rejected"] == []
         again = client.post_actuals(DEPLOYMENT, actuals)  # idempotent

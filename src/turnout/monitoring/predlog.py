@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 
 from turnout.monitoring import compaction, segments
 from turnout.monitoring.layout import KINDS, PREDICTION_SCHEMA, PREDICTIONS, TIMESTAMP
+from turnout.monitoring.logwriter import WriterProcess
 from turnout.registry.flavors import Prediction
 from turnout.types import Array
 
@@ -87,7 +88,11 @@ class PredictionLogger:
         flush_interval_s: float = 1.0,
         retention_days: int = 30,
         compact_interval_s: float = 300.0,
+        process: bool = False,
     ) -> None:
+        """`process`: encode, compress and write in a separate writer process (which also
+        compacts), so the serving process spends almost nothing on logging; otherwise all
+        of it happens in this process's writer thread."""
         self.root = root
         self.writer = writer
         self.max_buffered_rows = max_buffered_rows
@@ -109,6 +114,13 @@ class PredictionLogger:
         self._segments = 0
         self._last_error: str | None = None
         self._failing = False
+        self._writer_process = (
+            WriterProcess(
+                root, writer, retention_days=retention_days, compact_interval_s=compact_interval_s
+            )
+            if process
+            else None
+        )
 
     def record(self, entry: LogEntry) -> None:
         """Queue `entry` for writing; O(1), no I/O, never raises. Drops (and counts) it when
@@ -129,6 +141,8 @@ class PredictionLogger:
         with self._lock:
             if self._thread is not None or not self._open:
                 return
+            if self._writer_process is not None:
+                self._writer_process.start()
             self._thread = threading.Thread(
                 target=self._run, name=f"turnout-predlog-{self.writer}", daemon=True
             )
@@ -164,7 +178,10 @@ class PredictionLogger:
             self._dropped += self._buffered
             self._buffered = 0
             self._buffer = []
-        self._maintain(close=True)
+        if self._writer_process is not None:
+            self._writer_process.close()  # it compacts this writer's files, then exits
+        else:
+            self._maintain(close=True)
 
     def stats(self) -> dict[str, int | str | None]:
         """Rows queued, written and dropped so far, segments written, and the last failure."""
@@ -189,7 +206,7 @@ class PredictionLogger:
                 self.flush()
             except Exception as exc:  # the thread must outlive any failure
                 self._failed("prediction log flush failed", exc)
-            if time.monotonic() >= next_maintenance:
+            if self._writer_process is None and time.monotonic() >= next_maintenance:
                 self._maintain(close=False, since=since)
                 since = datetime.now(UTC) - timedelta(days=_RECENT_DAYS)
                 next_maintenance = time.monotonic() + self.compact_interval_s
@@ -226,7 +243,10 @@ class PredictionLogger:
             if table is None:
                 continue
             try:
-                segments.write_segment(self.root, PREDICTIONS, deployment, self.writer, table)
+                if self._writer_process is not None:
+                    self._writer_process.write(deployment, table)
+                else:
+                    segments.write_segment(self.root, PREDICTIONS, deployment, self.writer, table)
             except Exception as exc:
                 self._failed(f"prediction log write for {deployment!r} failed", exc)
                 kept.extend(entries)
@@ -248,7 +268,9 @@ class PredictionLogger:
     ) -> tuple[pa.Table | None, list[LogEntry]]:
         """The entries' rows as one table; an entry that cannot be encoded is dropped alone."""
         try:
-            return fast_table(deployment, entries) or prediction_table(deployment, entries), entries
+            encode = self._writer_process is None
+            fast = fast_table(deployment, entries, encode=encode)
+            return fast or prediction_table(deployment, entries), entries
         except Exception:
             pass
         good: list[LogEntry] = []
@@ -309,24 +331,32 @@ def prediction_table(deployment: str, entries: Sequence[LogEntry]) -> pa.Table:
     return pa.Table.from_pydict(columns, schema=PREDICTION_SCHEMA)
 
 
-def fast_table(deployment: str, entries: Sequence[LogEntry]) -> pa.Table | None:
+def fast_table(
+    deployment: str, entries: Sequence[LogEntry], *, encode: bool = True
+) -> pa.Table | None:
     """`prediction_table` for the common case, with no Python work per value: every entry's
     inputs are numeric rows of one width (or absent), its outputs one value per row, its
-    probabilities one width. None when the entries are not like that."""
+    probabilities one width. None when the entries are not like that.
+
+    With `encode` False, numeric input rows stay numbers (a list<number> column) for
+    `finalize` to turn into JSON text elsewhere (the writer process)."""
     entries = [entry for entry in entries if entry.ids]
     n = len(entries)
     ids = list(chain.from_iterable(entry.ids for entry in entries))
     counts = np.fromiter(map(len, (entry.ids for entry in entries)), np.int64, n)
     total = len(ids)
     index = None if total == n else np.repeat(np.arange(n), counts)
-    inputs = _uniform_json([entry.rows for entry in entries], counts, total, 2)
+    uniform = _uniform_matrix([entry.rows for entry in entries], counts, total, 2)
+    if uniform is None:
+        return None
+    inputs = _json_of(*uniform, total) if encode else _list_of(*uniform, total)
     predictions = [entry.prediction for entry in entries]
     values = [p.values if p is not None else None for p in predictions]
     output = _uniform_json(values, counts, total, 1)
     if output is None:  # labels that are not numbers: one orjson call for all of them
         output = json_column(values, counts, "values")
     probabilities = _uniform_probabilities(predictions, counts, total)
-    if inputs is None or probabilities is None:
+    if probabilities is None:
         return None
 
     def per_entry(values: list[object] | Array, type_: pa.DataType) -> pa.Array:
@@ -351,7 +381,33 @@ def fast_table(deployment: str, entries: Sequence[LogEntry]) -> pa.Table | None:
         "probabilities": probabilities,
         "error": per_entry([e.error for e in entries], pa.string()),
     }
-    return pa.Table.from_pydict(columns, schema=PREDICTION_SCHEMA)
+    schema = PREDICTION_SCHEMA
+    if not encode:
+        schema = schema.set(schema.get_field_index("inputs"), pa.field("inputs", inputs.type))
+    return pa.Table.from_pydict(columns, schema=schema)
+
+
+def finalize(table: pa.Table) -> pa.Table:
+    """A table from `fast_table(encode=False)` in PREDICTION_SCHEMA: numeric input rows
+    become JSON text."""
+    column = table.column("inputs")
+    if not pa.types.is_list(column.type):
+        return table
+    rows = column.combine_chunks()
+    valid = rows.is_valid().to_numpy(zero_copy_only=False)
+    if not valid.any():
+        nulls = pa.nulls(len(rows), pa.string())
+        return table.set_column(table.schema.get_field_index("inputs"), "inputs", nulls).cast(
+            PREDICTION_SCHEMA
+        )
+    lengths = pc.list_value_length(rows).fill_null(0).to_numpy()
+    width = int(lengths[valid][0]) if valid.any() else 0
+    matrix = rows.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
+    positions = None if valid.all() else np.flatnonzero(valid)
+    encoded = _json_of(matrix, positions, len(rows))
+    return table.set_column(table.schema.get_field_index("inputs"), "inputs", encoded).cast(
+        PREDICTION_SCHEMA
+    )
 
 
 def _strings(texts: list[str]) -> pa.Array:
@@ -372,31 +428,61 @@ def _uniform_json(
 ) -> pa.Array | None:
     """JSON text per row when the present arrays are numeric, `ndim`-dimensional, of one
     width and one row per id; null rows where an array is absent. None otherwise."""
+    uniform = _uniform_matrix(arrays, counts, total, ndim)
+    return None if uniform is None else _json_of(*uniform, total)
+
+
+def _uniform_matrix(
+    arrays: list[Array | None], counts: Array, total: int, ndim: int
+) -> tuple[Array | None, Array | None] | None:
+    """(the present arrays joined, the row positions they fill or None for all rows) when
+    they are numeric, `ndim`-dimensional, of one width and one row per id; (None, None)
+    when every array is absent; None otherwise."""
     present = [array for array in arrays if array is not None]
     if not present:
-        return pa.nulls(total, pa.string())
+        return None, None
     try:
         matrix = np.concatenate(present)
     except ValueError:
         return None
     if matrix.ndim != ndim or matrix.dtype.kind not in "biuf":
         return None
-    if len(present) == len(arrays):
-        if len(matrix) != total:
-            return None
-        positions = None
-    else:
-        mask = np.fromiter((a is not None for a in arrays), np.bool_, len(arrays))
-        positions = np.flatnonzero(np.repeat(mask, counts))
-        if len(matrix) != len(positions):
-            return None
     if not matrix.dtype.isnative:
         matrix = matrix.astype(matrix.dtype.newbyteorder("="))
+    if len(present) == len(arrays):
+        return (matrix, None) if len(matrix) == total else None
+    mask = np.fromiter((a is not None for a in arrays), np.bool_, len(arrays))
+    positions = np.flatnonzero(np.repeat(mask, counts))
+    return (matrix, positions) if len(matrix) == len(positions) else None
+
+
+def _json_of(matrix: Array | None, positions: Array | None, total: int) -> pa.Array:
+    if matrix is None:
+        return pa.nulls(total, pa.string())
     step = max(1, _CHUNK_VALUES // max(1, matrix[:1].size))
     pieces = [_encode_numeric(matrix[at : at + step]) for at in range(0, len(matrix), step)]
     encoded = pa.concat_arrays(pieces) if pieces else pa.array([], pa.string())
+    return encoded if positions is None else _spread(encoded, positions, total)
+
+
+def _list_of(matrix: Array | None, positions: Array | None, total: int) -> pa.Array:
+    """Rows of numbers as a list column (no text yet), null where absent."""
+    if matrix is None:
+        return pa.nulls(total, pa.list_(pa.float64()))
+    width = matrix.shape[1]
+    flat = pa.array(matrix.reshape(-1))
     if positions is None:
-        return encoded
+        offsets = np.arange(0, total * width + 1, width, dtype=np.int32)
+        return pa.ListArray.from_arrays(pa.array(offsets), flat)
+    rows = np.zeros(total, dtype=np.bool_)
+    rows[positions] = True
+    offsets = np.zeros(total + 1, dtype=np.int32)
+    np.cumsum(rows * width, out=offsets[1:])
+    return pa.ListArray.from_arrays(pa.array(offsets), flat, mask=pa.array(~rows))
+
+
+def _spread(encoded: pa.Array, positions: Array, total: int) -> pa.Array:
+    """`encoded` placed at `positions` of a column of `total` rows, null elsewhere."""
     index = np.full(total, -1, dtype=np.int64)
     index[positions] = np.arange(len(positions))
     return encoded.take(pa.array(index, mask=index < 0))

@@ -1,0 +1,202 @@
+"""The prediction log's writer process: takes a worker's batches (Arrow IPC over a pipe),
+encodes payloads, compresses and writes the Parquet segments, and compacts and expires
+them, so that none of this CPU work competes with the worker that serves requests.
+
+One writer process per gateway worker, started and supervised by its `PredictionLogger`.
+Framing on stdin/stdout: a 4-byte big-endian length, then a JSON header; a `write` header is
+followed by one such frame of Arrow IPC stream bytes. Every request gets one JSON reply.
+
+    python -m turnout.monitoring.logwriter ROOT WRITER RETENTION_DAYS COMPACT_INTERVAL_S
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import struct
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+import pyarrow as pa
+
+from turnout.monitoring import compaction, segments
+from turnout.monitoring.layout import KINDS, PREDICTIONS
+
+log = logging.getLogger("turnout.monitoring")
+
+_LENGTH = struct.Struct(">I")
+_RECENT_DAYS = 2
+START_TIMEOUT_S = 60.0
+REPLY_TIMEOUT_S = 120.0
+
+
+def _send(out: IO[bytes], *frames: bytes) -> None:
+    for frame in frames:
+        out.write(_LENGTH.pack(len(frame)))
+        out.write(frame)
+    out.flush()
+
+
+def _read_exact(source: IO[bytes], n: int) -> bytes:
+    data = bytearray()
+    while len(data) < n:
+        chunk = source.read(n - len(data))
+        if not chunk:
+            raise EOFError("the other end closed the pipe")
+        data += chunk
+    return bytes(data)
+
+
+def _receive(source: IO[bytes]) -> bytes:
+    (n,) = _LENGTH.unpack(_read_exact(source, _LENGTH.size))
+    return _read_exact(source, n)
+
+
+# -- the child ----------------------------------------------------------------------------
+
+
+def serve(root: Path, writer: str, retention_days: int, compact_interval_s: float) -> None:
+    """Write what the worker sends until it says `close` (or goes away)."""
+    from turnout.monitoring.predlog import finalize  # payload encoding lives beside the logger
+
+    source, out = sys.stdin.buffer, sys.stdout.buffer
+    next_maintenance = time.monotonic()
+    since: datetime | None = None
+    while True:
+        wait = max(0.0, next_maintenance - time.monotonic())
+        ready, _, _ = select.select([source], [], [], wait)
+        if not ready:
+            _maintain(root, writer, retention_days, close=False, since=since)
+            since = datetime.now(UTC) - timedelta(days=_RECENT_DAYS)
+            next_maintenance = time.monotonic() + compact_interval_s
+            continue
+        try:
+            header = orjson.loads(_receive(source))
+        except EOFError:  # the worker died: its batches in flight are its to count
+            _maintain(root, writer, retention_days, close=True)
+            return
+        if header.get("op") == "close":
+            _maintain(root, writer, retention_days, close=True)
+            _send(out, orjson.dumps({"ok": True}))
+            return
+        payload = _receive(source)
+        try:
+            table = finalize(pa.ipc.open_stream(payload).read_all())
+            segments.write_segment(root, PREDICTIONS, header["deployment"], writer, table)
+            reply: dict[str, Any] = {"ok": True, "rows": table.num_rows}
+        except Exception as exc:  # reported to the worker, which keeps the rows and retries
+            reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        _send(out, orjson.dumps(reply))
+
+
+def _maintain(
+    root: Path, writer: str, retention_days: int, *, close: bool, since: datetime | None = None
+) -> None:
+    now = datetime.now(UTC)
+    try:
+        compaction.compact_writer(root, writer, now=now, close=close, since=since, kinds=KINDS)
+        compaction.expire(root, retention_days, now=now)
+    except Exception:
+        log.warning("prediction log compaction failed", exc_info=True)
+
+
+# -- the worker's side ----------------------------------------------------------------------
+
+
+class WriterProcess:
+    """The worker's handle on its writer process; started on first use, restarted after a
+    crash. Calls come from the logger's one writer thread (and close), never concurrently."""
+
+    def __init__(
+        self, root: Path, writer: str, *, retention_days: int, compact_interval_s: float
+    ) -> None:
+        self.args = [str(root), writer, str(retention_days), str(compact_interval_s)]
+        self._process: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+
+    def _started(self) -> subprocess.Popen[bytes]:
+        process = self._process
+        if process is not None and process.poll() is not None:
+            _release(process)
+        if process is None or process.poll() is not None:
+            process = self._process = subprocess.Popen(
+                [sys.executable, "-m", "turnout.monitoring.logwriter", *self.args],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                # the worker decides when its writer ends (it says `close`, or its pipe closes
+                # when it dies): a signal to the worker's process group (Ctrl-C, a supervisor's
+                # SIGTERM) must not stop the writer before the worker's last flush
+                start_new_session=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        return process
+
+    def _call(self, *frames: bytes) -> dict[str, Any]:
+        process = self._started()
+        assert process.stdin is not None
+        assert process.stdout is not None
+        try:
+            _send(process.stdin, *frames)
+            return dict(orjson.loads(_receive(process.stdout)))
+        except (OSError, EOFError, ValueError) as exc:
+            process.kill()
+            _release(process)
+            raise OSError(
+                f"the prediction log writer process failed (exit code {process.returncode}): {exc}"
+            ) from exc
+
+    def start(self) -> None:
+        """Start the process now (it takes a second to import), not on the first write."""
+        with self._lock:
+            self._started()
+
+    def write(self, deployment: str, table: pa.Table) -> None:
+        """Hand one batch over and wait until it is on disk; raises OSError if it is not."""
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as stream:
+            stream.write_table(table)
+        header = orjson.dumps({"op": "write", "deployment": deployment})
+        with self._lock:
+            reply = self._call(header, sink.getvalue().to_pybytes())
+        if not reply.get("ok"):
+            raise OSError(str(reply.get("error")))
+
+    def close(self) -> None:
+        """Let the writer compact this worker's files and exit."""
+        with self._lock:
+            process = self._process
+            if process is None or process.poll() is not None:
+                return
+            try:
+                self._call(orjson.dumps({"op": "close"}))
+                process.wait(timeout=REPLY_TIMEOUT_S)
+            except (OSError, subprocess.TimeoutExpired):
+                process.kill()
+            _release(process)
+
+
+def _release(process: subprocess.Popen[bytes]) -> None:
+    """Reap a finished (or killed) writer and close its pipes."""
+    process.wait()
+    for pipe in (process.stdin, process.stdout):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
+
+
+def main() -> None:
+    root, writer, retention_days, compact_interval_s = sys.argv[1:5]
+    with contextlib.suppress(KeyboardInterrupt):
+        serve(Path(root), writer, int(retention_days), float(compact_interval_s))
+
+
+if __name__ == "__main__":
+    main()
