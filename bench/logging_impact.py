@@ -21,6 +21,9 @@ from tests.fixtures.server import LiveServer
 from bench.wrk import Load, run
 
 
+PAYLOADS = 1.0
+
+
 def measure(folder: Path, *, logging: bool, connections: int, duration_s: int) -> Load:
     home = folder / f"home-{'on' if logging else 'off'}"
     server = LiveServer(home, env={"TURNOUT_LOG_PREDICTIONS": str(logging).lower()}).start()
@@ -28,7 +31,9 @@ def measure(folder: Path, *, logging: bool, connections: int, duration_s: int) -
         with server.client() as client:
             if not client.list_models():
                 client.register("bc", save_joblib(sklearn_pipeline(), folder), flavor="sklearn")
-                client.create_deployment("bc-prod", model="bc", version=1)
+                client.create_deployment(
+                    "bc-prod", model="bc", version=1, log_payloads=PAYLOADS
+                )
         row = breast_cancer()[0].iloc[0].tolist()
         body = {"inputs": [{"name": "input-0", "shape": [1, 30], "datatype": "FP64", "data": row}]}
         url = f"{server.url}/v2/models/bc-prod/infer"
@@ -54,7 +59,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--duration", type=int, default=15)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--payloads", type=float, default=1.0, help="share of requests logged with payloads"
+    )
     args = parser.parse_args()
+    global PAYLOADS
+    PAYLOADS = args.payloads
     rounds: list[tuple[Load, Load]] = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -65,7 +75,10 @@ def main() -> None:
                          duration_s=args.duration)  # fmt: skip
             rounds.append((off, on))
         rows = logged_rows(folder)
-    print(f"OIP one-row requests, wrk {args.connections} connections, {args.duration} s per run")
+    print(
+        f"OIP one-row requests, wrk {args.connections} connections, {args.duration} s per run; "
+        f"inputs and outputs logged for {args.payloads:.0%} of requests"
+    )
     print("| round | logging | req/s | p50 ms | p99 ms | errors |")
     print("| --- | --- | ---: | ---: | ---: | ---: |")
     for i, (off, on) in enumerate(rounds, 1):

@@ -121,6 +121,7 @@ class TurnoutApp:
         self._refresher = asyncio.create_task(self.table.run())
         self.gateway.shadow.start()
         if self.gateway.logger is not None:
+            self.gateway.logger.attach(self.loop.running)
             self.gateway.logger.start()
         self.heartbeat.start()
 

@@ -34,7 +34,7 @@ log = logging.getLogger("turnout.monitoring")
 
 _LENGTH = struct.Struct(">I")
 _RECENT_DAYS = 2
-START_TIMEOUT_S = 60.0
+NICENESS = 10
 REPLY_TIMEOUT_S = 120.0
 
 
@@ -67,6 +67,8 @@ def serve(root: Path, writer: str, retention_days: int, compact_interval_s: floa
     """Write what the worker sends until it says `close` (or goes away)."""
     from turnout.monitoring.predlog import finalize  # payload encoding lives beside the logger
 
+    with contextlib.suppress(OSError):  # serving comes first; the log can wait a moment
+        os.nice(NICENESS)
     source, out = sys.stdin.buffer, sys.stdout.buffer
     next_maintenance = time.monotonic()
     since: datetime | None = None

@@ -7,6 +7,8 @@ silently. The same thread compacts this writer's closed hours and deletes expire
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
@@ -41,6 +43,9 @@ _ANY = "any"
 _WAKE_SHARE = 0.5
 """The writer is woken early once the queue is this full, so bursts are written, not dropped."""
 _RECENT_DAYS = 2
+_LOOP_CHUNK = 1_000
+"""Entries encoded on the event loop in one step."""
+_LOOP_WAIT_S = 60.0
 """Days a routine compaction looks at; the first and the last one of a logger look at all."""
 
 
@@ -70,6 +75,32 @@ class LogEntry:
     prediction: Prediction | None = None
     """None when the step failed or payloads are not logged."""
     error: str | None = None
+
+
+def _by_deployment(batch: list[LogEntry]) -> dict[str, list[LogEntry]]:
+    grouped: dict[str, list[LogEntry]] = {}
+    for entry in batch:
+        grouped.setdefault(entry.deployment, []).append(entry)
+    return grouped
+
+
+def _inside(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+def _joined_by_deployment(tables: dict[str, list[pa.Table]]) -> list[tuple[str, pa.Table]]:
+    return [(deployment, _joined(parts)) for deployment, parts in tables.items()]
+
+
+def _joined(tables: list[pa.Table]) -> pa.Table:
+    """One table from the chunks of one flush; chunks encoded differently (a numeric and
+    a text `inputs` column) are brought to PREDICTION_SCHEMA first."""
+    if all(t.schema.equals(tables[0].schema) for t in tables):
+        return pa.concat_tables(tables)
+    return pa.concat_tables([finalize(t) for t in tables])
 
 
 class PredictionLogger:
@@ -114,6 +145,9 @@ class PredictionLogger:
         self._segments = 0
         self._last_error: str | None = None
         self._failing = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._retry: list[tuple[str, pa.Table]] = []
+        """Tables whose write failed, written first next time (their rows stay counted)."""
         self._writer_process = (
             WriterProcess(
                 root, writer, retention_days=retention_days, compact_interval_s=compact_interval_s
@@ -151,12 +185,8 @@ class PredictionLogger:
     def flush(self) -> int:
         """Write everything queued now, one segment per deployment; returns rows written."""
         with self._flushing:
-            with self._lock:
-                batch, self._buffer = self._buffer, []
-                self._woken = False
-            if not batch:
-                return 0
-            return self._write(batch)
+            encoded = self._take_encoded()
+            return self._deliver(encoded) if encoded else 0
 
     def close(self) -> None:
         """Stop the writer, write everything queued and compact this writer's files (the
@@ -178,6 +208,7 @@ class PredictionLogger:
             self._dropped += self._buffered
             self._buffered = 0
             self._buffer = []
+            self._retry = []
         if self._writer_process is not None:
             self._writer_process.close()  # it compacts this writer's files, then exits
         else:
@@ -232,16 +263,59 @@ class PredictionLogger:
         except Exception as exc:
             self._failed("prediction log compaction failed", exc)
 
-    def _write(self, batch: list[LogEntry]) -> int:
-        by_deployment: dict[str, list[LogEntry]] = {}
-        for entry in batch:
-            by_deployment.setdefault(entry.deployment, []).append(entry)
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Build the tables on `loop` (the worker's event loop), a thousand entries at a
+        time between requests, instead of in the writer thread. The work is the same, but
+        two threads taking turns at the interpreter lock slow each other down several
+        times over; the writer thread is left with I/O, which runs without the lock."""
+        self._loop = loop
+
+    def _take_encoded(self) -> list[tuple[str, pa.Table]]:
+        """Everything queued, as tables (on the event loop when attached)."""
+        loop = self._loop
+        if loop is not None and loop.is_running() and not _inside(loop):
+            future = asyncio.run_coroutine_threadsafe(self._take_on_loop(), loop)
+            try:
+                return future.result(timeout=_LOOP_WAIT_S)
+            except (TimeoutError, concurrent.futures.CancelledError, RuntimeError):
+                if not future.cancel():  # it ran after all
+                    return future.result()
+        batch, retry = self._take()
+        tables: dict[str, list[pa.Table]] = {}
+        self._encode(batch, tables)
+        return retry + _joined_by_deployment(tables)
+
+    async def _take_on_loop(self) -> list[tuple[str, pa.Table]]:
+        """Encode a thousand entries at a time, letting waiting requests go between steps;
+        entries are released as they are encoded, so freeing them is spread out too."""
+        batch, retry = self._take()
+        tables: dict[str, list[pa.Table]] = {}
+        while batch:
+            chunk = batch[-_LOOP_CHUNK:]
+            del batch[-_LOOP_CHUNK:]
+            self._encode(chunk, tables)
+            del chunk
+            await asyncio.sleep(0)
+        return retry + _joined_by_deployment(tables)
+
+    def _take(self) -> tuple[list[LogEntry], list[tuple[str, pa.Table]]]:
+        with self._lock:
+            batch, self._buffer = self._buffer, []
+            retry, self._retry = self._retry, []
+            self._woken = False
+        return batch, retry
+
+    def _encode(self, entries: list[LogEntry], into: dict[str, list[pa.Table]]) -> None:
+        for deployment, group in _by_deployment(entries).items():
+            table, _ = self._table(deployment, group)
+            if table is not None:
+                into.setdefault(deployment, []).append(table)
+
+    def _deliver(self, encoded: list[tuple[str, pa.Table]]) -> int:
+        """Write the tables; a table whose write fails is kept for the next flush."""
         written = 0
-        kept: list[LogEntry] = []
-        for deployment, entries in by_deployment.items():
-            table, entries = self._table(deployment, entries)
-            if table is None:
-                continue
+        failed: list[tuple[str, pa.Table]] = []
+        for deployment, table in encoded:
             try:
                 if self._writer_process is not None:
                     self._writer_process.write(deployment, table)
@@ -249,7 +323,7 @@ class PredictionLogger:
                     segments.write_segment(self.root, PREDICTIONS, deployment, self.writer, table)
             except Exception as exc:
                 self._failed(f"prediction log write for {deployment!r} failed", exc)
-                kept.extend(entries)
+                failed.append((deployment, table))
                 continue
             written += table.num_rows
             with self._lock:
@@ -257,8 +331,8 @@ class PredictionLogger:
                 self._written += table.num_rows
                 self._segments += 1
         with self._lock:
-            self._buffer[:0] = kept  # retried first; their rows were never uncounted
-        if written and self._failing and not kept:
+            self._retry[:0] = failed  # their rows were never uncounted
+        if written and self._failing and not failed:
             self._failing = False
             log.info("prediction log writes succeed again")
         return written
