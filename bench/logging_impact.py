@@ -20,7 +20,6 @@ from tests.fixtures.server import LiveServer
 
 from bench.wrk import Load, run
 
-
 PAYLOADS = 1.0
 
 
