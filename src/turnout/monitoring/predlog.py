@@ -43,7 +43,7 @@ _ANY = "any"
 _WAKE_SHARE = 0.5
 """The writer is woken early once the queue is this full, so bursts are written, not dropped."""
 _RECENT_DAYS = 2
-_LOOP_CHUNK = 1_000
+_LOOP_CHUNK = 200
 """Entries encoded on the event loop in one step."""
 _LOOP_WAIT_S = 60.0
 """Days a routine compaction looks at; the first and the last one of a logger look at all."""
@@ -264,7 +264,7 @@ class PredictionLogger:
             self._failed("prediction log compaction failed", exc)
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Build the tables on `loop` (the worker's event loop), a thousand entries at a
+        """Build the tables on `loop` (the worker's event loop), 200 entries at a
         time between requests, instead of in the writer thread. The work is the same, but
         two threads taking turns at the interpreter lock slow each other down several
         times over; the writer thread is left with I/O, which runs without the lock."""
@@ -286,7 +286,7 @@ class PredictionLogger:
         return retry + _joined_by_deployment(tables)
 
     async def _take_on_loop(self) -> list[tuple[str, pa.Table]]:
-        """Encode a thousand entries at a time, letting waiting requests go between steps;
+        """Encode 200 entries at a time, letting waiting requests go between steps;
         entries are released as they are encoded, so freeing them is spread out too."""
         batch, retry = self._take()
         tables: dict[str, list[pa.Table]] = {}
