@@ -115,12 +115,16 @@ ELSEWHERE = "not in this suite"
 NOT_HERE = [
     Verdict(
         "logging on: throughput falls <= 5%",
-        "prediction logging is not yet available in turnout",
-        "not measured",
+        "`python -m bench.logging_impact` (figures in docs/performance.md)",
+        ELSEWHERE,
     ),
     Verdict("blue-green switch under load: 0 failed, p99 <= 1.5x steady", "—", ELSEWHERE),
     Verdict("champion hung, deadline 100 ms: all answered, p99 <= 110 ms", "—", ELSEWHERE),
-    Verdict("10 million logged predictions: summary <= 1 s", "—", ELSEWHERE),
+    Verdict(
+        "10 million logged predictions: summary <= 1 s",
+        "`python -m bench.log_summary` (figures in docs/monitoring.md)",
+        ELSEWHERE,
+    ),
 ]
 
 

@@ -97,7 +97,7 @@ def _result_table(ctx: Context, connections: int) -> list[str]:
         "| --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for outcome in ctx.outcomes:
-        logging = "not yet available" if outcome.turnout else "n/a"
+        logging = "on (every answer, with inputs and outputs)" if outcome.turnout else "n/a"
         load = outcome.at(connections)
         if load is not None:
             rows.append(
@@ -290,8 +290,9 @@ NOTES = [
     "with its own venv's scikit-learn (`bench/make_model.py`).",
     "- Work per request differs slightly: turnout answers `predict` and `predict_proba`; "
     "MLServer, mlflow and the bare app answer `predict` only.",
-    "- Prediction logging does not exist in turnout yet: the logging budget is not measured "
-    "and the routed rows run without it.",
+    "- Every turnout row runs with prediction logging on, as turnout ships: each answer "
+    "(shadow answers included) is written to the prediction log with its inputs and "
+    "outputs; MLServer, mlflow and the bare app log nothing.",
     "- The routed configuration's shadow is version 3 of the same model (a real second "
     "`predict` per request, on the same 2 cores); `bench/shadow_impact.py` checks "
     "isolation from a slow (1 s) shadow instead.",
