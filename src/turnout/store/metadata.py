@@ -29,7 +29,7 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(value: datetime) -> datetime:
+def aware(value: datetime) -> datetime:
     """SQLite hands back naive datetimes; everything turnout stores is UTC."""
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
@@ -38,7 +38,7 @@ def _aware(value: datetime) -> datetime:
 
 
 def _model(row: Row[Any]) -> ModelRecord:
-    return ModelRecord(row.id, row.name, row.description, _aware(row.created_at))
+    return ModelRecord(row.id, row.name, row.description, aware(row.created_at))
 
 
 def find_model(conn: Connection, name: str) -> ModelRecord | None:
@@ -105,7 +105,7 @@ def _version(row: Row[Any], model: str) -> VersionRecord:
         parent_version=row.parent_version,
         lineage=row.lineage,
         created_by=row.created_by,
-        created_at=_aware(row.created_at),
+        created_at=aware(row.created_at),
     )
 
 
@@ -162,8 +162,8 @@ def _deployment(row: Row[Any]) -> DeploymentRecord:
         name=row.name,
         model=row.model_name,
         active_revision=row.active_revision,
-        created_at=_aware(row.created_at),
-        updated_at=_aware(row.updated_at),
+        created_at=aware(row.created_at),
+        updated_at=aware(row.updated_at),
     )
 
 
@@ -241,7 +241,7 @@ def _revision(row: Row[Any], deployment: str) -> RevisionRecord:
         config=RoutingConfig.from_dict(row.config),
         reason=row.reason,
         created_by=row.created_by,
-        created_at=_aware(row.created_at),
+        created_at=aware(row.created_at),
     )
 
 
@@ -291,7 +291,7 @@ def active_revisions(conn: Connection) -> list[tuple[DeploymentRecord, RevisionR
             config=RoutingConfig.from_dict(row.config),
             reason=row.reason,
             created_by=row.rev_by,
-            created_at=_aware(row.rev_at),
+            created_at=aware(row.rev_at),
         )
         result.append((deployment, revision))
     return result
@@ -317,8 +317,8 @@ def routing_fingerprint(conn: Connection) -> tuple[int, int, int]:
 
 
 def _token(row: Row[Any]) -> TokenRecord:
-    revoked = _aware(row.revoked_at) if row.revoked_at else None
-    return TokenRecord(row.id, row.name, TokenRole(row.role), _aware(row.created_at), revoked)
+    revoked = aware(row.revoked_at) if row.revoked_at else None
+    return TokenRecord(row.id, row.name, TokenRole(row.role), aware(row.created_at), revoked)
 
 
 def insert_token(conn: Connection, *, name: str, role: TokenRole, token_hash: str) -> TokenRecord:
@@ -364,7 +364,7 @@ def list_audit(conn: Connection, target_prefix: str | None = None) -> list[dict[
         query = query.where(t.audit_log.c.target.startswith(target_prefix))
     return [
         {
-            "at": _aware(r.at).isoformat(),
+            "at": aware(r.at).isoformat(),
             "actor": r.actor,
             "action": r.action,
             "target": r.target,
@@ -415,8 +415,8 @@ def _worker(row: Row[Any]) -> WorkerRecord:
         id=row.id,
         host=row.host,
         pid=row.pid,
-        started_at=_aware(row.started_at),
-        heartbeat_at=_aware(row.heartbeat_at),
+        started_at=aware(row.started_at),
+        heartbeat_at=aware(row.heartbeat_at),
         revisions={str(k): int(v) for k, v in row.revisions.items()},
         stats=row.stats,
         errors=row.errors,

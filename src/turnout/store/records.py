@@ -197,3 +197,36 @@ class WorkerRecord:
     """Circuit breaker state per model version in this worker."""
     logging: dict[str, JSON] = field(default_factory=dict)
     """This worker's prediction logger: rows buffered, written, dropped, last error."""
+
+
+ACTIVE_ROLLOUT_STATES = ("running", "waiting_approval")
+"""A deployment has at most one rollout in one of these states."""
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutRecord:
+    """One version's journey into production for one deployment."""
+
+    id: int
+    deployment: str
+    version: int
+    plan: dict[str, JSON]
+    state: str
+    """running | waiting_approval | succeeded | failed | aborted | superseded | rolled_back"""
+    step: str
+    """The current step of the plan, e.g. `warmup`, `challenge:10`, `bake`."""
+    step_started_at: datetime
+    base_revision: int
+    """The deployment's revision when the rollout started: what `abort` goes back to."""
+    state_detail: dict[str, JSON]
+    """What the controller keeps between looks: sequential test state, last verdicts,
+    the revision before promotion, the champion's accuracy before promotion."""
+    reason: str
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_ROLLOUT_STATES

@@ -107,3 +107,41 @@ gateway_workers = Table(
     Column("breakers", JSON, nullable=True),
     Column("logging", JSON, nullable=True),
 )
+
+rollouts = Table(
+    "rollouts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("deployment_id", Integer, ForeignKey("deployments.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("plan", JSON, nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("step", String(64), nullable=False),
+    Column("step_started_at", DateTime(timezone=True), nullable=False),
+    Column("base_revision", Integer, nullable=False),
+    Column("state_detail", JSON, nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+)
+
+rollout_events = Table(
+    "rollout_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("rollout_id", Integer, ForeignKey("rollouts.id"), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("step", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("detail", JSON, nullable=False),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(256), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,170 @@
+"""Rollouts, their event history, and leases (who leads the controller), in SQLAlchemy Core."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Row, insert, select, update
+
+from turnout.errors import Conflict, NotFound
+from turnout.store import schema as t
+from turnout.store.metadata import aware, get_deployment, now
+from turnout.store.records import ACTIVE_ROLLOUT_STATES, RolloutRecord
+from turnout.types import JSON
+
+
+def _rollout(row: Row[Any]) -> RolloutRecord:
+    return RolloutRecord(
+        id=row.id,
+        deployment=row.deployment,
+        version=row.version,
+        plan=row.plan,
+        state=row.state,
+        step=row.step,
+        step_started_at=aware(row.step_started_at),
+        base_revision=row.base_revision,
+        state_detail=row.state_detail or {},
+        reason=row.reason or "",
+        created_by=row.created_by,
+        created_at=aware(row.created_at),
+        updated_at=aware(row.updated_at),
+        finished_at=aware(row.finished_at) if row.finished_at is not None else None,
+    )
+
+
+def _query() -> Any:
+    return select(t.rollouts, t.deployments.c.name.label("deployment")).join(
+        t.deployments, t.rollouts.c.deployment_id == t.deployments.c.id
+    )
+
+
+def insert_rollout(
+    conn: Connection,
+    *,
+    deployment: str,
+    version: int,
+    plan: dict[str, JSON],
+    step: str,
+    base_revision: int,
+    actor: str,
+) -> RolloutRecord:
+    record = get_deployment(conn, deployment)
+    at = now()
+    result = conn.execute(
+        insert(t.rollouts).values(
+            deployment_id=record.id, version=version, plan=plan, state="running", step=step,
+            step_started_at=at, base_revision=base_revision, state_detail={}, reason="",
+            created_by=actor, created_at=at, updated_at=at, finished_at=None,
+        )
+    )  # fmt: skip
+    key = result.inserted_primary_key
+    assert key is not None
+    return get_rollout(conn, int(key[0]))
+
+
+def get_rollout(conn: Connection, rollout_id: int) -> RolloutRecord:
+    row = conn.execute(_query().where(t.rollouts.c.id == rollout_id)).first()
+    if row is None:
+        raise NotFound(f"rollout {rollout_id} not found")
+    return _rollout(row)
+
+
+def active_rollout(conn: Connection, deployment: str) -> RolloutRecord | None:
+    row = conn.execute(
+        _query()
+        .where(t.deployments.c.name == deployment)
+        .where(t.rollouts.c.state.in_(ACTIVE_ROLLOUT_STATES))
+        .order_by(t.rollouts.c.id.desc())
+    ).first()
+    return _rollout(row) if row is not None else None
+
+
+def latest_rollout(conn: Connection, deployment: str) -> RolloutRecord | None:
+    row = conn.execute(
+        _query().where(t.deployments.c.name == deployment).order_by(t.rollouts.c.id.desc())
+    ).first()
+    return _rollout(row) if row is not None else None
+
+
+def active_rollouts(conn: Connection) -> list[RolloutRecord]:
+    rows = conn.execute(
+        _query().where(t.rollouts.c.state.in_(ACTIVE_ROLLOUT_STATES)).order_by(t.rollouts.c.id)
+    )
+    return [_rollout(r) for r in rows]
+
+
+def update_rollout(
+    conn: Connection,
+    rollout: RolloutRecord,
+    *,
+    expect_step: str | None = None,
+    **values: Any,
+) -> RolloutRecord:
+    """Change a rollout, only if it is still at `expect_step` (default: its step as read):
+    a second controller, or a retried look, can never apply the same move twice."""
+    expected = rollout.step if expect_step is None else expect_step
+    values["updated_at"] = now()
+    if "step" in values and values["step"] != rollout.step:
+        values.setdefault("step_started_at", values["updated_at"])
+    if values.get("state") is not None and values["state"] not in ACTIVE_ROLLOUT_STATES:
+        values.setdefault("finished_at", values["updated_at"])
+    done = conn.execute(
+        update(t.rollouts)
+        .where(t.rollouts.c.id == rollout.id)
+        .where(t.rollouts.c.step == expected)
+        .where(t.rollouts.c.state == rollout.state)
+        .values(**values)
+    )
+    if done.rowcount != 1:
+        raise Conflict(f"rollout {rollout.id} changed meanwhile; nothing was applied")
+    return get_rollout(conn, rollout.id)
+
+
+def add_event(
+    conn: Connection, rollout: RolloutRecord, *, kind: str, detail: dict[str, JSON], step: str = ""
+) -> None:
+    conn.execute(
+        insert(t.rollout_events).values(
+            rollout_id=rollout.id, at=now(), step=step or rollout.step, kind=kind, detail=detail
+        )
+    )
+
+
+def list_events(conn: Connection, rollout: RolloutRecord) -> list[dict[str, JSON]]:
+    rows = conn.execute(
+        select(t.rollout_events)
+        .where(t.rollout_events.c.rollout_id == rollout.id)
+        .order_by(t.rollout_events.c.id)
+    )
+    return [
+        {"at": aware(r.at).isoformat(), "step": r.step, "kind": r.kind, "detail": r.detail}
+        for r in rows
+    ]
+
+
+def acquire_lease(conn: Connection, name: str, holder: str, ttl_s: float) -> bool:
+    """Take or renew the lease `name` for `holder` unless another holder's is still valid.
+    Run inside a write transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL: the row lock of
+    `SELECT .. FOR UPDATE`), so two processes never both win."""
+    at = now()
+    row = conn.execute(select(t.leases).where(t.leases.c.name == name).with_for_update()).first()
+    expires = at + timedelta(seconds=ttl_s)
+    if row is None:
+        conn.execute(insert(t.leases).values(name=name, holder=holder, expires_at=expires))
+        return True
+    if row.holder != holder and aware(row.expires_at) > at:
+        return False
+    conn.execute(
+        update(t.leases).where(t.leases.c.name == name).values(holder=holder, expires_at=expires)
+    )
+    return True
+
+
+def release_lease(conn: Connection, name: str, holder: str) -> None:
+    conn.execute(
+        update(t.leases)
+        .where(t.leases.c.name == name)
+        .where(t.leases.c.holder == holder)
+        .values(expires_at=datetime(1970, 1, 1, tzinfo=now().tzinfo))
+    )
