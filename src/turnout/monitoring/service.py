@@ -118,19 +118,28 @@ class Monitor:
 
     # -- metrics ----------------------------------------------------------------------------
 
+    def groups(
+        self, deployment: str, *, since: datetime | None, until: datetime | None = None
+    ) -> list[dict[str, JSON]]:
+        """Traffic, latency and graded performance per (version, role): what gates read."""
+        model = self._model_of(deployment)
+        groups = self.reader.summary(deployment, since=since, until=until)
+        by_group = _graded_by_group(self.reader.graded(deployment, since=since, until=until))
+        signatures: dict[int, Signature] = {}
+        for group in groups:
+            version = int(group["version"])
+            if version not in signatures:
+                signatures[version] = self._signature(model, version)
+            pairs = by_group.get((version, str(group["role"])))
+            group["performance"] = _performance(signatures[version], pairs) if pairs else None
+        return groups
+
     def metrics(self, deployment: str, window: Window) -> dict[str, JSON]:
         model = self._model_of(deployment)
         since, until = window.since, window.until
-        groups = self.reader.summary(deployment, since=since, until=until)
-        graded = self.reader.graded(deployment, since=since, until=until)
-        by_group = _graded_by_group(graded)
+        groups = self.groups(deployment, since=since, until=until)
         versions = sorted({int(g["version"]) for g in groups})
         records = {v: self.registry.get_version(model, v) for v in versions}
-        for group in groups:
-            version = int(group["version"])
-            signature = Signature.from_dict(records[version].signature)
-            pairs = by_group.get((version, str(group["role"])))
-            group["performance"] = _performance(signature, pairs) if pairs else None
         drift: dict[str, JSON] = {}
         for version in versions:
             inputs, outputs = self.reader.payloads(
