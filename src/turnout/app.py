@@ -27,7 +27,9 @@ from turnout.gateway.process_runner import ProcessRunner
 from turnout.gateway.runner import InProcessRunner, Runner
 from turnout.gateway.shadow import ShadowMirror
 from turnout.gateway.table import RoutingTable
+from turnout.lifecycle.controller import Controller
 from turnout.lifecycle.deployments import Deployments
+from turnout.lifecycle.rollouts import Rollouts
 from turnout.lifecycle.routing import Routing
 from turnout.monitoring.layout import writer_name
 from turnout.monitoring.predlog import PredictionLogger
@@ -74,6 +76,7 @@ class TurnoutApp:
         heartbeat: Heartbeat,
         db: Database,
         loop: LoopHolder,
+        controller: Controller | None = None,
         shutdown_grace_s: float = 0.0,
     ) -> None:
         self.gateway = gateway
@@ -82,6 +85,7 @@ class TurnoutApp:
         self.heartbeat = heartbeat
         self.db = db
         self.loop = loop
+        self.controller = controller
         self.shutdown_grace_s = shutdown_grace_s
         self._refresher: asyncio.Task[None] | None = None
 
@@ -124,6 +128,8 @@ class TurnoutApp:
             self.gateway.logger.attach(self.loop.running)
             self.gateway.logger.start()
         self.heartbeat.start()
+        if self.controller is not None:
+            self.controller.start()
 
     def _drain_on_sigterm(self) -> None:
         """SIGTERM first turns readiness off (load balancers stop sending), waits the grace
@@ -150,6 +156,8 @@ class TurnoutApp:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
+        if self.controller is not None:
+            await asyncio.to_thread(self.controller.stop)
         await self.gateway.shadow.stop()
         if self.gateway.logger is not None:  # everything buffered reaches disk
             await asyncio.to_thread(self.gateway.logger.close)
@@ -286,18 +294,24 @@ def create_app(settings: Settings) -> TurnoutApp:
         worker_id=worker_id,
     )
     routing = Routing(db, registry, warm_up=warm_up)
+    rollouts = Rollouts(db, registry, routing)
+    monitor = Monitor(
+        db,
+        registry,
+        settings.log_root,
+        writer=writer,
+        settle_s=settings.log_flush_ms / 1000 + SETTLE_MARGIN_S,
+        logging=lambda: [w.logging for w in routing.live_workers()],
+    )
+    controller = Controller(
+        db, rollouts, routing, monitor, interval_s=settings.controller_interval_ms / 1000
+    )
     services = Services(
         registry=registry,
         deployments=Deployments(db, registry),
         routing=routing,
-        monitor=Monitor(
-            db,
-            registry,
-            settings.log_root,
-            writer=writer,
-            settle_s=settings.log_flush_ms / 1000 + SETTLE_MARGIN_S,
-            logging=lambda: [w.logging for w in routing.live_workers()],
-        ),
+        rollouts=rollouts,
+        monitor=monitor,
         tokens=tokens,
         upload_dir=settings.home / "tmp",
         max_upload_bytes=MAX_UPLOAD_BYTES,
@@ -314,6 +328,7 @@ def create_app(settings: Settings) -> TurnoutApp:
         heartbeat=heartbeat,
         db=db,
         loop=loop,
+        controller=controller,
         shutdown_grace_s=settings.shutdown_grace_ms / 1000,
     )
 

@@ -216,6 +216,25 @@ class Client:
 
     # -- predictions ------------------------------------------------------------------------
 
+    # -- rollouts ---------------------------------------------------------------------------
+
+    def start_rollout(
+        self, deployment: str, *, version: int, plan: dict[str, Any] | str | None = None
+    ) -> JSON:
+        """Move `version` into production through the plan's gates (YAML text or a dict)."""
+        body: dict[str, Any] = {"version": version, "plan": plan}
+        return self._call("POST", f"/api/v1/deployments/{deployment}/rollout", json=body)
+
+    def rollout_status(self, deployment: str) -> JSON:
+        return self._call("GET", f"/api/v1/deployments/{deployment}/rollout")
+
+    def approve_rollout(self, deployment: str) -> JSON:
+        return self._call("POST", f"/api/v1/deployments/{deployment}/rollout/approve")
+
+    def abort_rollout(self, deployment: str, *, reason: str = "") -> JSON:
+        body = {"reason": reason}
+        return self._call("POST", f"/api/v1/deployments/{deployment}/rollout/abort", json=body)
+
     # -- monitoring -------------------------------------------------------------------------
 
     def post_actuals(self, deployment: str, rows: list[dict[str, Any]]) -> JSON:

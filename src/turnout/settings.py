@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     """Whether every answer is written to the prediction log (metrics, actuals and drift
     depend on it)."""
 
+    controller_interval_ms: int = 5_000
+    """How often the controller looks at running rollouts and moves them forward."""
+
     log_writer: str = "process"
     """Where the prediction log is encoded, compressed and written: `process` (a writer
     process beside each worker, off the serving CPU path) or `thread` (inside the worker)."""

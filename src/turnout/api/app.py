@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from turnout import __version__
-from turnout.api import deployments, models, monitoring, tokens
+from turnout.api import deployments, models, monitoring, rollouts, tokens
 from turnout.api.deps import Services
 from turnout.errors import TurnoutError
 from turnout.monitoring.prometheus import FleetCollector, scrape
@@ -34,7 +34,13 @@ def create_api(svc: Services, *, fleet: FleetCollector | None = None) -> FastAPI
         redoc_url=None,
     )
     api.state.services = svc
-    for router in (models.router, deployments.router, monitoring.router, tokens.router):
+    for router in (
+        models.router,
+        deployments.router,
+        monitoring.router,
+        rollouts.router,
+        tokens.router,
+    ):
         api.include_router(router, prefix=API_PREFIX)
 
     @api.exception_handler(TurnoutError)

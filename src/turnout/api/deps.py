@@ -10,6 +10,7 @@ from fastapi import Request
 
 from turnout.api.auth import Principal, Tokens
 from turnout.lifecycle.deployments import Deployments
+from turnout.lifecycle.rollouts import Rollouts
 from turnout.lifecycle.routing import Routing
 from turnout.monitoring.service import Monitor
 from turnout.registry.service import Registry
@@ -21,6 +22,7 @@ class Services:
     registry: Registry
     deployments: Deployments
     routing: Routing
+    rollouts: Rollouts
     monitor: Monitor
     tokens: Tokens
     upload_dir: Path

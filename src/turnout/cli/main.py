@@ -6,7 +6,16 @@ import sys
 
 import typer
 
-from turnout.cli import deployments, models, monitoring, quickstart, routing, serve, tokens
+from turnout.cli import (
+    deployments,
+    models,
+    monitoring,
+    quickstart,
+    rollouts,
+    routing,
+    serve,
+    tokens,
+)
 from turnout.cli.output import errors
 from turnout.errors import TurnoutError
 
@@ -27,6 +36,7 @@ app.command()(monitoring.status)
 app.add_typer(models.app, name="models")
 app.add_typer(deployments.app, name="deployments")
 app.add_typer(tokens.app, name="tokens")
+app.add_typer(rollouts.app, name="rollout")
 
 
 def main() -> None:

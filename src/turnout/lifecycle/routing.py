@@ -221,6 +221,10 @@ class Routing:
         acknowledged, workers = self.wait_for_workers(deployment, revision.revision)
         return Applied(revision, acknowledged, workers)
 
+    def current(self, deployment: str) -> RoutingConfig:
+        """The routing of the deployment's active revision."""
+        return self._active(deployment).config
+
     def live_workers(self) -> list[WorkerRecord]:
         with self.db.read() as conn:
             return md.list_workers(conn, alive_since=md.now() - timedelta(seconds=WORKER_ALIVE_S))

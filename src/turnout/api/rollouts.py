@@ -1,0 +1,71 @@
+"""`/api/v1/deployments/{name}/rollout`: start, follow, approve and abort rollouts."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+
+from turnout.api.auth import Principal
+from turnout.api.deps import Services, deployer, services, viewer
+from turnout.lifecycle.plans import Plan
+from turnout.types import JSON
+
+router = APIRouter(prefix="/deployments", tags=["rollouts"])
+
+
+class StartRollout(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1)
+    plan: dict[str, Any] | str | None = Field(
+        default=None, description="The plan as a mapping or YAML text; default plan if absent."
+    )
+
+
+class Abort(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = ""
+
+
+@router.post("/{name}/rollout", status_code=201)
+def start_rollout(
+    name: str,
+    body: StartRollout,
+    svc: Annotated[Services, Depends(services)],
+    who: Annotated[Principal, Depends(deployer)],
+) -> dict[str, JSON]:
+    """Start moving a version into production through the plan's gates. A rollout already
+    running for the deployment is superseded."""
+    plan = Plan.from_yaml(body.plan).to_dict() if isinstance(body.plan, str) else body.plan
+    return svc.rollouts.start(name, body.version, plan, actor=who.name).to_dict()
+
+
+@router.get("/{name}/rollout")
+def rollout_status(
+    name: str, svc: Annotated[Services, Depends(services)], _: Annotated[Principal, Depends(viewer)]
+) -> dict[str, JSON]:
+    """The latest rollout of the deployment: its step, each gate's evidence and verdict."""
+    return svc.rollouts.status(name).to_dict()
+
+
+@router.post("/{name}/rollout/approve")
+def approve_rollout(
+    name: str,
+    svc: Annotated[Services, Depends(services)],
+    who: Annotated[Principal, Depends(deployer)],
+) -> dict[str, JSON]:
+    return svc.rollouts.approve(name, actor=who.name).to_dict()
+
+
+@router.post("/{name}/rollout/abort")
+def abort_rollout(
+    name: str,
+    body: Abort,
+    svc: Annotated[Services, Depends(services)],
+    who: Annotated[Principal, Depends(deployer)],
+) -> dict[str, JSON]:
+    """Stop the rollout; routing goes back to the champion at once."""
+    return svc.rollouts.abort(name, actor=who.name, reason=body.reason).to_dict()

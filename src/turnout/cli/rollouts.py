@@ -1,0 +1,111 @@
+"""`turnout rollout ...`: move a version into production through gates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from turnout.cli.output import JsonOption, console, pairs, print_json, table
+from turnout.client import Client
+
+app = typer.Typer(help="Move a version into production through gates.", no_args_is_help=True)
+
+
+def _show(data: dict[str, Any]) -> None:
+    steps = data["steps"]
+    marks = []
+    for step in steps:
+        if step == data["step"]:
+            marks.append(f"[{step}]")
+        else:
+            marks.append(step)
+    pairs(
+        f"rollout {data['id']} of {data['deployment']}: version {data['version']}",
+        [
+            ("state", data["state"]),
+            ("step", data["step"]),
+            ("plan", " -> ".join(marks)),
+            ("started", f"{data['created_at']} by {data['created_by']}"),
+            ("reason", data["reason"] or None),
+        ],
+    )
+    verdicts = data.get("verdicts") or {}
+    if verdicts:
+        table(
+            "gates",
+            ["step", "verdict", "reason"],
+            [(s, v.get("outcome"), v.get("reason")) for s, v in verdicts.items()],
+        )
+    table(
+        "events",
+        ["at", "step", "event"],
+        [(e["at"][:19], e["step"], e["kind"]) for e in data.get("events", [])[-15:]],
+    )
+
+
+@app.command()
+def start(
+    name: str = typer.Argument(..., help="Deployment name."),
+    version: int = typer.Option(..., help="Version to move into production."),
+    plan: Path = typer.Option(None, help="YAML plan file (default: the built-in plan)."),
+    json: bool = JsonOption,
+) -> None:
+    """Start a rollout: warm-up in shadow, challenge on live traffic, promote, bake."""
+    text = None
+    if plan is not None:
+        if not plan.is_file():
+            raise typer.BadParameter(f"{plan} is not a file")
+        text = plan.read_text()
+    with Client() as client:
+        data = client.start_rollout(name, version=version, plan=text)
+    if json:
+        print_json(data)
+        return
+    console.print(
+        f"rollout {data['id']} of {name}: version {data['version']} starts at step "
+        f"{data['step']} ({' -> '.join(data['steps'])})",
+        highlight=False,
+    )
+
+
+@app.command()
+def status(
+    name: str = typer.Argument(..., help="Deployment name."), json: bool = JsonOption
+) -> None:
+    """The deployment's latest rollout: step, gate verdicts with their evidence, events."""
+    with Client() as client:
+        data = client.rollout_status(name)
+    if json:
+        print_json(data)
+        return
+    _show(data)
+
+
+@app.command()
+def approve(
+    name: str = typer.Argument(..., help="Deployment name."), json: bool = JsonOption
+) -> None:
+    """Let a rollout waiting at its approval step go on to promotion."""
+    with Client() as client:
+        data = client.approve_rollout(name)
+    if json:
+        print_json(data)
+        return
+    console.print(f"approved: the rollout of {name} goes on to {data['step']}", highlight=False)
+
+
+@app.command()
+def abort(
+    name: str = typer.Argument(..., help="Deployment name."),
+    reason: str = typer.Option("", help="Why, for the history."),
+    json: bool = JsonOption,
+) -> None:
+    """Stop the rollout; live traffic goes back to the champion at once."""
+    with Client() as client:
+        data = client.abort_rollout(name, reason=reason)
+    if json:
+        print_json(data)
+        return
+    console.print(f"aborted: {name} serves its champion again", highlight=False)

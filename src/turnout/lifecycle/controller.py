@@ -1,0 +1,295 @@
+"""The controller: a reconciliation loop that moves running rollouts forward.
+
+Each look, for every running rollout: make live routing match the rollout's step (shadow
+for warm-up, a share of traffic for a challenge step, the promotion), read the evidence
+gathered since the step began, ask the step's gate, and record the verdict; a pass moves to
+the next step, a fail puts routing back and ends the rollout.
+
+Safe to stop and restart at any point: all state is in the metadata DB; routing is made to
+match the recorded step (doing nothing when it already does), and a step moves only if it
+is still the one that was read, so no move is ever applied twice. Only the holder of the
+`controller` lease acts, so with several processes or machines one leads at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from datetime import datetime
+from typing import Any
+
+from turnout.errors import Conflict, TurnoutError
+from turnout.lifecycle import gates
+from turnout.lifecycle.plans import Plan
+from turnout.lifecycle.rollouts import Rollouts
+from turnout.lifecycle.routing import RouteChange, Routing
+from turnout.monitoring.service import Monitor
+from turnout.store import metadata as md
+from turnout.store import rollouts as rs
+from turnout.store.db import Database
+from turnout.store.records import RolloutRecord
+from turnout.types import JSON
+
+log = logging.getLogger("turnout.controller")
+
+LEASE = "controller"
+ACTOR = "controller"
+
+
+class Controller:
+    def __init__(
+        self,
+        db: Database,
+        rollouts: Rollouts,
+        routing: Routing,
+        monitor: Monitor,
+        *,
+        interval_s: float = 5.0,
+    ) -> None:
+        self.db = db
+        self.rollouts = rollouts
+        self.routing = routing
+        self.monitor = monitor
+        self.interval_s = interval_s
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="turnout-controller", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        try:
+            with self.db.write() as conn:
+                rs.release_lease(conn, LEASE, self.holder)
+        except Exception:  # the DB may be gone at shutdown; the lease expires by itself
+            log.debug("lease release failed", exc_info=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.tick()
+            except Exception:  # the loop must outlive any failure; the next look retries
+                log.warning("controller look failed", exc_info=True)
+
+    def lead(self) -> bool:
+        """Take or renew the lease; True when this process leads."""
+        with self.db.write() as conn:
+            return rs.acquire_lease(conn, LEASE, self.holder, ttl_s=3 * self.interval_s)
+
+    def tick(self) -> int:
+        """One look at every running rollout; returns how many moved to another step."""
+        if not self.lead():
+            return 0
+        with self.db.read() as conn:
+            running = [r for r in rs.active_rollouts(conn) if r.state == "running"]
+        moved = 0
+        for rollout in running:
+            try:
+                moved += self.look(rollout)
+            except Conflict:  # changed meanwhile (approved, aborted, superseded): next look
+                continue
+            except TurnoutError as exc:
+                log.warning("rollout %s of %s: %s", rollout.id, rollout.deployment, exc.message)
+                self._record(rollout, {"outcome": "error", "reason": exc.message})
+        return moved
+
+    # -- one rollout ------------------------------------------------------------------------
+
+    def look(self, rollout: RolloutRecord) -> int:
+        plan = Plan.model_validate(rollout.plan)
+        step = rollout.step
+        elapsed_s = (md.now() - rollout.step_started_at).total_seconds()
+        if step == "validate":
+            verdict = gates.Verdict(
+                "pass",
+                "validation on a holdout dataset is not available yet; the step is skipped",
+                {},
+            )
+        elif step == "warmup":
+            assert plan.warmup is not None
+            self._route(rollout, shadows={rollout.version: float(plan.warmup.share)})
+            shadow, champion = self._evidence(rollout, "shadow")
+            timeout_ms = self.routing.current(rollout.deployment).timeout_ms
+            verdict = gates.warmup_gate(
+                plan.warmup, shadow, champion, timeout_ms=timeout_ms, elapsed_s=elapsed_s
+            )
+        elif step.startswith("challenge:"):
+            assert plan.challenge is not None
+            share = float(step.partition(":")[2])
+            self._route(rollout, challengers={rollout.version: share})
+            challenger, champion = self._evidence(rollout, "challenger")
+            state = rollout.state_detail.get("test", {}).get(step)
+            verdict, state = gates.challenge_gate(
+                plan.challenge, challenger, champion, elapsed_s=elapsed_s, test_state=state
+            )
+            self._keep(rollout, "test", step, state)
+        elif step == "approve":
+            with self.db.write() as conn:
+                rs.add_event(conn, rollout, kind="waiting", detail={"for": "approval"})
+                rs.update_rollout(conn, rollout, state="waiting_approval")
+            return 0
+        elif step == "promote":
+            return self._promote(rollout)
+        elif step == "bake":
+            return self._bake(rollout, plan, elapsed_s)
+        else:
+            raise Conflict(f"unknown step {step!r}")
+        return self._conclude(rollout, plan, verdict)
+
+    def _evidence(
+        self, rollout: RolloutRecord, role: str
+    ) -> tuple[dict[str, JSON] | None, dict[str, JSON] | None]:
+        """The candidate's group in `role`, and the champion's, since the step began."""
+        champion = self.routing.current(rollout.deployment).champion
+        groups = self.monitor.groups(rollout.deployment, since=rollout.step_started_at)
+        mine = _group(groups, rollout.version, role)
+        theirs = _group(groups, champion, "champion")
+        return mine, theirs
+
+    def _route(
+        self,
+        rollout: RolloutRecord,
+        *,
+        shadows: dict[int, float] | None = None,
+        challengers: dict[int, float] | None = None,
+    ) -> None:
+        """Make routing match the step (nothing happens when it already does)."""
+        config = self.routing.current(rollout.deployment)
+        wanted_shadows, wanted_challengers = shadows or {}, challengers or {}
+        if config.shadows == wanted_shadows and config.challengers == wanted_challengers:
+            return
+        self.routing.route(
+            RouteChange(
+                deployment=rollout.deployment,
+                shadows=wanted_shadows,
+                challengers=wanted_challengers,
+                clear=True,
+                actor=ACTOR,
+            )
+        )
+
+    def _promote(self, rollout: RolloutRecord) -> int:
+        config = self.routing.current(rollout.deployment)
+        detail = dict(rollout.state_detail)
+        if config.champion != rollout.version:
+            before = _champion_accuracy(self.monitor, rollout, config.champion)
+            revision = self._revision(rollout.deployment)
+            if config.challengers or config.shadows:
+                self._route(rollout)  # the promoted version answers alone
+                revision = self._revision(rollout.deployment)
+            applied = self.routing.promote(rollout.deployment, rollout.version, actor=ACTOR)
+            detail.update(
+                promoted_from_revision=revision,
+                promoted_revision=applied.revision.revision,
+                previous_champion=config.champion,
+                champion_accuracy=before,
+            )
+        with self.db.write() as conn:
+            rs.add_event(conn, rollout, kind="promoted", detail={"version": rollout.version})
+            rs.update_rollout(conn, rollout, step="bake", state_detail=detail)
+        return 1
+
+    def _bake(self, rollout: RolloutRecord, plan: Plan, elapsed_s: float) -> int:
+        champion, _ = self._evidence(rollout, "champion")
+        previous_version = rollout.state_detail.get("previous_champion")
+        previous = None
+        if previous_version is not None:
+            groups = self.monitor.groups(rollout.deployment, since=rollout.step_started_at)
+            previous = _group(groups, int(previous_version), "standby")
+        baseline = rollout.state_detail.get("champion_accuracy")
+        verdict = gates.bake_gate(
+            plan.bake,
+            champion,
+            previous=previous,
+            baseline_accuracy=float(baseline) if baseline is not None else None,
+            elapsed_s=elapsed_s,
+        )
+        if verdict.outcome == "inconclusive":
+            self._record(rollout, verdict.to_dict())
+            return 0
+        if verdict.outcome == "pass":
+            return self._finish(rollout, "succeeded", verdict)
+        both_bad = bool(verdict.evidence.get("both_bad"))
+        self.rollouts.restore(rollout, actor=ACTOR)
+        return self._finish(rollout, "aborted" if both_bad else "rolled_back", verdict)
+
+    def _conclude(self, rollout: RolloutRecord, plan: Plan, verdict: gates.Verdict) -> int:
+        if verdict.outcome == "inconclusive":
+            self._record(rollout, verdict.to_dict())
+            return 0
+        if verdict.outcome == "fail":
+            self.rollouts.restore(rollout, actor=ACTOR)
+            return self._finish(rollout, "failed", verdict)
+        steps = plan.steps()
+        following = steps[steps.index(rollout.step) + 1]
+        with self.db.write() as conn:
+            rs.add_event(conn, rollout, kind="passed", detail=verdict.to_dict())
+            detail = _with_verdict(rollout, verdict.to_dict())
+            rs.update_rollout(conn, rollout, step=following, state_detail=detail)
+        return 1
+
+    def _finish(self, rollout: RolloutRecord, state: str, verdict: gates.Verdict) -> int:
+        with self.db.write() as conn:
+            rs.add_event(conn, rollout, kind=state, detail=verdict.to_dict())
+            rs.update_rollout(
+                conn,
+                rollout,
+                state=state,
+                reason=verdict.reason,
+                state_detail=_with_verdict(rollout, verdict.to_dict()),
+            )
+            md.audit(conn, actor=ACTOR, action=f"rollout.{state}", target=rollout.deployment,
+                     detail={"rollout": rollout.id, "version": rollout.version,
+                             "reason": verdict.reason})  # fmt: skip
+        return 1
+
+    def _record(self, rollout: RolloutRecord, verdict: dict[str, JSON]) -> None:
+        """Keep the latest verdict of the current step (for `rollout status`)."""
+        with self.db.write() as conn:
+            rs.update_rollout(conn, rollout, state_detail=_with_verdict(rollout, verdict))
+
+    def _keep(self, rollout: RolloutRecord, key: str, step: str, value: Any) -> None:
+        detail = dict(rollout.state_detail)
+        kept = dict(detail.get(key) or {})
+        kept[step] = value
+        detail[key] = kept
+        with self.db.write() as conn:
+            rs.update_rollout(conn, rollout, state_detail=detail)
+        object.__setattr__(rollout, "state_detail", detail)
+
+    def _revision(self, deployment: str) -> int:
+        with self.db.read() as conn:
+            return md.get_deployment(conn, deployment).active_revision
+
+
+def _group(groups: list[dict[str, JSON]], version: int, role: str) -> dict[str, JSON] | None:
+    for group in groups:
+        if group["version"] == version and group["role"] == role:
+            return group
+    return None
+
+
+def _with_verdict(rollout: RolloutRecord, verdict: dict[str, JSON]) -> dict[str, JSON]:
+    detail = dict(rollout.state_detail)
+    verdicts = dict(detail.get("verdicts") or {})
+    verdicts[rollout.step] = {**verdict, "at": datetime.now().astimezone().isoformat()}
+    detail["verdicts"] = verdicts
+    return detail
+
+
+def _champion_accuracy(monitor: Monitor, rollout: RolloutRecord, champion: int) -> float | None:
+    """The champion's accuracy over the rollout so far: the bar the new champion must hold."""
+    groups = monitor.groups(rollout.deployment, since=rollout.created_at)
+    group = _group(groups, champion, "champion")
+    value = group.get("accuracy") if group else None
+    return float(value) if isinstance(value, int | float) else None

@@ -1,0 +1,168 @@
+"""Rollouts: one version's journey into production for one deployment, step by step.
+
+Starting, approving and aborting are recorded here; the controller (`controller.py`) moves a
+running rollout from step to step as the evidence comes in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from turnout.errors import BadRequest, Conflict, NotFound
+from turnout.lifecycle.plans import DEFAULT_PLAN, Plan
+from turnout.lifecycle.routing import RouteChange, Routing
+from turnout.registry.service import Registry
+from turnout.store import metadata as md
+from turnout.store import rollouts as rs
+from turnout.store.db import Database
+from turnout.store.records import RolloutRecord
+from turnout.types import JSON
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutView:
+    rollout: RolloutRecord
+    events: list[dict[str, JSON]]
+
+    def to_dict(self) -> dict[str, JSON]:
+        r = self.rollout
+        plan = Plan.model_validate(r.plan)
+        return {
+            "id": r.id,
+            "deployment": r.deployment,
+            "version": r.version,
+            "state": r.state,
+            "step": r.step,
+            "steps": plan.steps(),
+            "step_started_at": r.step_started_at.isoformat(),
+            "base_revision": r.base_revision,
+            "verdicts": r.state_detail.get("verdicts", {}),
+            "reason": r.reason,
+            "plan": r.plan,
+            "created_by": r.created_by,
+            "created_at": r.created_at.isoformat(),
+            "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+            "events": self.events,
+        }
+
+
+def parse_plan(plan: dict[str, Any] | None) -> Plan:
+    if plan is None:
+        return DEFAULT_PLAN
+    return Plan.parse(plan)
+
+
+class Rollouts:
+    def __init__(self, db: Database, registry: Registry, routing: Routing) -> None:
+        self.db = db
+        self.registry = registry
+        self.routing = routing
+
+    def start(
+        self, deployment: str, version: int, plan: dict[str, Any] | None, *, actor: str
+    ) -> RolloutView:
+        """Begin a rollout of `version`; a running rollout of the deployment is superseded
+        (its routing is replaced when the new one takes its first step)."""
+        parsed = parse_plan(plan)
+        with self.db.read() as conn:
+            record = md.get_deployment(conn, deployment)
+            revision = md.get_revision(conn, record, record.active_revision)
+        model = record.model
+        candidate = self.registry.get_version(model, version)
+        self.registry.verify(candidate)
+        if version == revision.config.champion:
+            raise Conflict(f"{model}:{version} is already the champion of {deployment!r}")
+        steps = parsed.steps()
+        with self.db.write() as conn:
+            previous = rs.active_rollout(conn, deployment)
+            if previous is not None:
+                rs.add_event(conn, previous, kind="superseded", detail={"by_version": version})
+                rs.update_rollout(
+                    conn, previous, state="superseded", reason=f"superseded by {model}:{version}"
+                )
+            rollout = rs.insert_rollout(
+                conn,
+                deployment=deployment,
+                version=version,
+                plan=parsed.to_dict(),
+                step=steps[0],
+                base_revision=revision.revision,
+                actor=actor,
+            )
+            rs.add_event(conn, rollout, kind="started", detail={"by": actor, "steps": steps})
+            md.audit(
+                conn,
+                actor=actor,
+                action="rollout.start",
+                target=deployment,
+                detail={"rollout": rollout.id, "version": version},
+            )
+        return self.status(deployment)
+
+    def status(self, deployment: str) -> RolloutView:
+        with self.db.read() as conn:
+            md.get_deployment(conn, deployment)
+            rollout = rs.latest_rollout(conn, deployment)
+            if rollout is None:
+                raise NotFound(f"deployment {deployment!r} has no rollout")
+            return RolloutView(rollout, rs.list_events(conn, rollout))
+
+    def _active(self, deployment: str) -> RolloutRecord:
+        with self.db.read() as conn:
+            md.get_deployment(conn, deployment)
+            rollout = rs.active_rollout(conn, deployment)
+        if rollout is None:
+            raise Conflict(f"deployment {deployment!r} has no rollout in progress")
+        return rollout
+
+    def approve(self, deployment: str, *, actor: str) -> RolloutView:
+        rollout = self._active(deployment)
+        if rollout.state != "waiting_approval":
+            raise Conflict(
+                f"the rollout of {deployment!r} is at step {rollout.step!r}, not waiting for "
+                "approval"
+            )
+        steps = Plan.model_validate(rollout.plan).steps()
+        following = steps[steps.index(rollout.step) + 1]
+        with self.db.write() as conn:
+            rs.add_event(conn, rollout, kind="approved", detail={"by": actor})
+            rs.update_rollout(conn, rollout, state="running", step=following)
+            md.audit(conn, actor=actor, action="rollout.approve", target=deployment,
+                     detail={"rollout": rollout.id, "version": rollout.version})  # fmt: skip
+        return self.status(deployment)
+
+    def abort(self, deployment: str, *, actor: str, reason: str = "") -> RolloutView:
+        """Stop the rollout; live routing goes back to the champion it started from at once."""
+        rollout = self._active(deployment)
+        self.restore(rollout, actor=actor)
+        why = reason or f"aborted by {actor}"
+        with self.db.write() as conn:
+            rs.add_event(conn, rollout, kind="aborted", detail={"by": actor, "reason": why})
+            rs.update_rollout(conn, rollout, state="aborted", reason=why)
+            md.audit(conn, actor=actor, action="rollout.abort", target=deployment,
+                     detail={"rollout": rollout.id, "version": rollout.version})  # fmt: skip
+        return self.status(deployment)
+
+    def restore(self, rollout: RolloutRecord, *, actor: str) -> None:
+        """Routing without this rollout's version: before promotion, drop it as shadow or
+        challenger; after, roll back to the revision before the promotion."""
+        promoted_from = rollout.state_detail.get("promoted_from_revision")
+        config = self.routing.current(rollout.deployment)
+        if promoted_from is not None and config.champion == rollout.version:
+            self.routing.rollback(
+                rollout.deployment,
+                to_revision=int(promoted_from),
+                actor=actor,
+            )
+            return
+        if rollout.version in config.challengers or rollout.version in config.shadows:
+            self.routing.route(RouteChange(deployment=rollout.deployment, clear=True, actor=actor))
+
+
+def plan_from_text(text: str) -> dict[str, Any]:
+    """A plan file's content as a dict, checked."""
+    return Plan.from_yaml(text).to_dict()
+
+
+__all__ = ["BadRequest", "RolloutView", "Rollouts", "parse_plan", "plan_from_text"]

@@ -1,0 +1,184 @@
+"""Rollouts moved by the controller, against a real metadata DB, registry, routing and
+prediction log. Evidence is written into the log as the gateways would write it, so each
+test decides what the gates see."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from tests.fixtures.registry import open_registry
+from tests.fixtures.routing_models import constant_model
+from turnout.errors import Conflict
+from turnout.lifecycle.controller import Controller
+from turnout.lifecycle.deployments import Deployments, NewDeployment
+from turnout.lifecycle.rollouts import Rollouts
+from turnout.lifecycle.routing import Routing
+from turnout.monitoring.layout import PREDICTION_SCHEMA, new_prediction_id
+from turnout.monitoring.segments import write_segment
+from turnout.monitoring.service import Monitor
+from turnout.registry.service import NewVersion, Registry
+
+PLAN: dict[str, Any] = {
+    "warmup": {"min_requests": 20, "max_error_rate": 0.05, "timeout_s": 60},
+    "challenge": {
+        "steps": [10, 50],
+        "min_samples": 200,
+        "metric": "error_rate",
+        "max_error_rate": 0.2,
+        "step_timeout_s": 60,
+    },
+    "bake": {"duration_s": 0.5, "max_error_rate": 0.05, "check_interval_s": 0.1},
+}
+
+
+class Stack:
+    def __init__(self, root: Path, registry: Registry) -> None:
+        self.root = root
+        self.registry = registry
+        self.db = registry.db
+        self.routing = Routing(self.db, registry, ack_timeout_s=1)
+        self.rollouts = Rollouts(self.db, registry, self.routing)
+        self.monitor = Monitor(self.db, registry, root / "log", writer="test")
+        self.controller = Controller(self.db, self.rollouts, self.routing, self.monitor)
+        for value in (1, 2, 3):
+            registry.register(NewVersion(
+                model="m", source=constant_model(root / f"v{value}", value), flavor="python"
+            ))  # fmt: skip
+        Deployments(self.db, registry).create(NewDeployment(name="d", model="m", version=1))
+
+    def answers(self, version: int, role: str, n: int, *, errors: int = 0) -> None:
+        """`n` logged answers of `version` in `role`, the first `errors` of them failed."""
+        now = datetime.now(UTC)
+        rows = [
+            {"prediction_id": new_prediction_id(), "deployment": "d", "revision": 1,
+             "model": "m", "version": version, "role": role, "ts": now, "latency_ms": 1.0,
+             "outcome": "error" if i < errors else "ok", "inputs": None,
+             "output": None if i < errors else "1.0", "probabilities": None, "error": None}
+            for i in range(n)
+        ]  # fmt: skip
+        table = pa.Table.from_pylist(rows, schema=PREDICTION_SCHEMA)
+        write_segment(self.root / "log", "predictions", "d", "test", table)
+
+    def state(self) -> tuple[str, str]:
+        status = self.rollouts.status("d").rollout
+        return status.state, status.step
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    with open_registry(tmp_path) as registry:
+        yield Stack(tmp_path, registry)
+
+
+def test_a_good_version_walks_through_every_gate_into_production(stack: Stack) -> None:
+    stack.rollouts.start("d", 2, PLAN, actor="alice")
+    assert stack.state() == ("running", "warmup")
+    stack.controller.tick()  # routing follows the step: 2 shadows the champion
+    config = stack.routing.current("d")
+    assert config.shadows == {2: 100.0}
+    assert stack.state() == ("running", "warmup")  # no evidence yet: wait
+    stack.answers(1, "champion", 30)
+    stack.answers(2, "shadow", 30)
+    stack.controller.tick()
+    assert stack.state() == ("running", "challenge:10")
+    stack.controller.tick()
+    assert stack.routing.current("d").challengers == {2: 10.0}
+    stack.answers(1, "champion", 2000, errors=200)
+    stack.answers(2, "challenger", 2000, errors=0)
+    stack.controller.tick()
+    assert stack.state() == ("running", "challenge:50")
+    stack.controller.tick()
+    stack.answers(1, "champion", 2000, errors=200)
+    stack.answers(2, "challenger", 2000, errors=0)
+    stack.controller.tick()
+    assert stack.state() == ("running", "promote")
+    stack.controller.tick()
+    assert stack.routing.current("d").champion == 2
+    assert stack.state() == ("running", "bake")
+    time.sleep(0.6)
+    stack.answers(2, "champion", 100)
+    stack.controller.tick()
+    assert stack.state()[0] == "succeeded"
+    kinds = [e["kind"] for e in stack.rollouts.status("d").events]
+    assert kinds[0] == "started"
+    assert "promoted" in kinds
+    assert kinds[-1] == "succeeded"
+
+
+def test_a_failing_shadow_stops_at_warm_up_and_routing_returns(stack: Stack) -> None:
+    stack.rollouts.start("d", 2, PLAN, actor="alice")
+    stack.controller.tick()
+    assert stack.routing.current("d").shadows == {2: 100.0}
+    stack.answers(2, "shadow", 40, errors=20)
+    stack.controller.tick()
+    state, step = stack.state()
+    assert (state, step) == ("failed", "warmup")
+    assert stack.routing.current("d").shadows == {}
+    assert stack.routing.current("d").champion == 1
+
+
+def test_abort_returns_traffic_to_the_champion_at_once(stack: Stack) -> None:
+    stack.rollouts.start("d", 2, PLAN, actor="alice")
+    stack.controller.tick()
+    stack.answers(1, "champion", 30)
+    stack.answers(2, "shadow", 30)
+    stack.controller.tick()
+    stack.controller.tick()
+    assert stack.routing.current("d").challengers == {2: 10.0}
+    stack.rollouts.abort("d", actor="bob")
+    assert stack.routing.current("d").challengers == {}
+    assert stack.state()[0] == "aborted"
+    with pytest.raises(Conflict):
+        stack.rollouts.abort("d", actor="bob")
+
+
+def test_a_restarted_controller_resumes_without_applying_a_step_twice(stack: Stack) -> None:
+    stack.rollouts.start("d", 2, {**PLAN, "warmup": None}, actor="alice")
+    stack.controller.tick()
+    stack.answers(1, "champion", 2000, errors=200)
+    stack.answers(2, "challenger", 2000)
+    stack.controller.tick()
+    assert stack.state() == ("running", "challenge:50")
+    stack.controller.stop()  # killed between looks
+    again = Controller(stack.db, stack.rollouts, stack.routing, stack.monitor)
+    again.tick()  # routing for the step it found
+    assert stack.routing.current("d").challengers == {2: 50.0}
+    history = Deployments(stack.db, stack.registry).history
+    revisions = len(history("d"))
+    again.tick()  # the same step again: routing already matches, no new revision
+    assert len(history("d")) == revisions
+
+
+def test_a_breach_while_baking_rolls_back(stack: Stack) -> None:
+    plan = {**PLAN, "warmup": None, "challenge": None, "bake": {"duration_s": 60}}
+    stack.rollouts.start("d", 2, plan, actor="alice")
+    stack.controller.tick()  # promote
+    assert stack.routing.current("d").champion == 2
+    stack.answers(2, "champion", 100, errors=50)
+    stack.controller.tick()
+    assert stack.state()[0] == "rolled_back"
+    assert stack.routing.current("d").champion == 1
+
+
+def test_a_newer_version_supersedes_the_running_rollout(stack: Stack) -> None:
+    stack.rollouts.start("d", 2, PLAN, actor="alice")
+    stack.controller.tick()
+    stack.rollouts.start("d", 3, PLAN, actor="alice")
+    stack.controller.tick()
+    assert stack.routing.current("d").shadows == {3: 100.0}
+    assert stack.rollouts.status("d").rollout.version == 3
+
+
+def test_only_one_controller_leads(stack: Stack) -> None:
+    other = Controller(stack.db, stack.rollouts, stack.routing, stack.monitor)
+    assert stack.controller.lead()
+    assert not other.lead()
+    stack.controller.stop()  # releases the lease
+    assert other.lead()
