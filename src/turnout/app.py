@@ -29,6 +29,7 @@ from turnout.gateway.shadow import ShadowMirror
 from turnout.gateway.table import RoutingTable
 from turnout.lifecycle.controller import Controller
 from turnout.lifecycle.deployments import Deployments
+from turnout.lifecycle.notify import Notifier
 from turnout.lifecycle.rollouts import Rollouts
 from turnout.lifecycle.routing import Routing
 from turnout.monitoring.layout import writer_name
@@ -304,7 +305,12 @@ def create_app(settings: Settings) -> TurnoutApp:
         logging=lambda: [w.logging for w in routing.live_workers()],
     )
     controller = Controller(
-        db, rollouts, routing, monitor, interval_s=settings.controller_interval_ms / 1000
+        db,
+        rollouts,
+        routing,
+        monitor,
+        interval_s=settings.controller_interval_ms / 1000,
+        notifier=Notifier(settings.webhook_url, secret=settings.webhook_secret),
     )
     services = Services(
         registry=registry,

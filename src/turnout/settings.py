@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     controller_interval_ms: int = 5_000
     """How often the controller looks at running rollouts and moves them forward."""
 
+    webhook_url: str | None = None
+    """Where rollout events are POSTed (every step, verdict, promotion, rollback)."""
+
+    webhook_secret: str | None = None
+    """Key of the `x-turnout-signature` header (HMAC-SHA256 of the body) on rollout events."""
+
     log_writer: str = "process"
     """Where the prediction log is encoded, compressed and written: `process` (a writer
     process beside each worker, off the serving CPU path) or `thread` (inside the worker)."""

@@ -107,7 +107,7 @@ def test_warmup_waits_for_enough_shadow_answers() -> None:
 
 
 def test_warmup_passes_within_every_limit() -> None:
-    plan = WarmupPlan()
+    plan = WarmupPlan(max_latency_ratio=1.5)
     shadow = group(requests=250, errors=1, p99=12.0, actuals=120, correct=108)
     live = champion(requests=250, p99=10.0, actuals=120, correct=109)
     verdict = warmup_gate(plan, shadow, live, timeout_ms=100, elapsed_s=60)
@@ -156,7 +156,7 @@ def test_warmup_latency_ceiling_defaults_to_the_deployment_timeout() -> None:
 
 def test_warmup_fails_when_much_slower_than_the_champion() -> None:
     verdict = warmup_gate(
-        WarmupPlan(),
+        WarmupPlan(max_latency_ratio=1.5),
         group(requests=300, p99=40.0),
         champion(requests=300, p99=20.0),
         timeout_ms=None,
@@ -168,7 +168,7 @@ def test_warmup_fails_when_much_slower_than_the_champion() -> None:
 
 def test_warmup_ignores_the_ratio_at_a_few_milliseconds() -> None:
     verdict = warmup_gate(
-        WarmupPlan(),
+        WarmupPlan(max_latency_ratio=1.5),
         group(requests=300, p99=3.0),
         champion(requests=300, p99=1.0),
         timeout_ms=None,

@@ -23,6 +23,7 @@ from typing import Any
 
 from turnout.errors import Conflict, TurnoutError
 from turnout.lifecycle import gates
+from turnout.lifecycle.notify import Notifier, event_body
 from turnout.lifecycle.plans import Plan
 from turnout.lifecycle.rollouts import Rollouts
 from turnout.lifecycle.routing import RouteChange, Routing
@@ -48,12 +49,15 @@ class Controller:
         monitor: Monitor,
         *,
         interval_s: float = 5.0,
+        notifier: Notifier | None = None,
     ) -> None:
+        """`notifier` POSTs every step, verdict, promotion and rollback to a webhook."""
         self.db = db
         self.rollouts = rollouts
         self.routing = routing
         self.monitor = monitor
         self.interval_s = interval_s
+        self.notifier = notifier or Notifier(None)
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -61,6 +65,7 @@ class Controller:
     # -- the loop ---------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.notifier.start()
         self._thread = threading.Thread(target=self._run, name="turnout-controller", daemon=True)
         self._thread.start()
 
@@ -68,6 +73,7 @@ class Controller:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        self.notifier.close(timeout_s=10.0)
         try:
             with self.db.write() as conn:
                 rs.release_lease(conn, LEASE, self.holder)
@@ -137,6 +143,7 @@ class Controller:
             with self.db.write() as conn:
                 rs.add_event(conn, rollout, kind="waiting", detail={"for": "approval"})
                 rs.update_rollout(conn, rollout, state="waiting_approval")
+            self._notify(rollout, "waiting", {"for": "approval"})
             return 0
         elif step == "promote":
             return self._promote(rollout)
@@ -197,6 +204,7 @@ class Controller:
         with self.db.write() as conn:
             rs.add_event(conn, rollout, kind="promoted", detail={"version": rollout.version})
             rs.update_rollout(conn, rollout, step="bake", state_detail=detail)
+        self._notify(rollout, "promoted", {"version": rollout.version})
         return 1
 
     def _bake(self, rollout: RolloutRecord, plan: Plan, elapsed_s: float) -> int:
@@ -236,6 +244,7 @@ class Controller:
             rs.add_event(conn, rollout, kind="passed", detail=verdict.to_dict())
             detail = _with_verdict(rollout, verdict.to_dict())
             rs.update_rollout(conn, rollout, step=following, state_detail=detail)
+        self._notify(rollout, "passed", verdict.to_dict())
         return 1
 
     def _finish(self, rollout: RolloutRecord, state: str, verdict: gates.Verdict) -> int:
@@ -251,7 +260,12 @@ class Controller:
             md.audit(conn, actor=ACTOR, action=f"rollout.{state}", target=rollout.deployment,
                      detail={"rollout": rollout.id, "version": rollout.version,
                              "reason": verdict.reason})  # fmt: skip
+        self._notify(rollout, state, verdict.to_dict())
         return 1
+
+    def _notify(self, rollout: RolloutRecord, kind: str, detail: dict[str, JSON]) -> None:
+        """After the transaction: a receiver never hears of a move that was not made."""
+        self.notifier.send(event_body(rollout, kind, detail))
 
     def _record(self, rollout: RolloutRecord, verdict: dict[str, JSON]) -> None:
         """Keep the latest verdict of the current step (for `rollout status`)."""

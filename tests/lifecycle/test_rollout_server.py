@@ -1,0 +1,154 @@
+"""Rollouts end to end in a real server: live traffic, the embedded controller, the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from tests.fixtures.routing_models import ROW, constant_model, raising_model
+from tests.fixtures.server import LiveServer
+from turnout.client import Client
+
+pytestmark = pytest.mark.server
+
+FAST_PLAN = """
+warmup:
+  min_requests: 40
+  timeout_s: 60
+challenge:
+  steps: [50]
+  metric: error_rate
+  margin: -0.01          # as good as the champion, within 1 point of error rate
+  min_samples: 100
+  step_timeout_s: 60
+bake:
+  duration_s: 2
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    live = LiveServer(
+        tmp_path_factory.mktemp("rollouts") / "home",
+        env={"TURNOUT_CONTROLLER_INTERVAL_MS": "300", "TURNOUT_LOG_FLUSH_MS": "200"},
+    ).start()
+    yield live
+    live.stop()
+
+
+class Traffic:
+    """Requests to a deployment from a thread, as an application would send them."""
+
+    def __init__(self, url: str, deployment: str) -> None:
+        self.url, self.deployment = url, deployment
+        self.failed = 0
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=10) as http:
+            while not self._stop.is_set():
+                r = http.post(f"/v1/deployments/{self.deployment}/predict",
+                              json={"instances": [ROW]})  # fmt: skip
+                self.sent += 1
+                self.failed += r.status_code != 200
+                time.sleep(0.002)
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def wait_for(client: Client, deployment: str, states: set[str], timeout_s: float = 90) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = client.rollout_status(deployment)
+        if status["state"] in states or time.monotonic() > deadline:
+            return status
+        time.sleep(0.3)
+
+
+def test_a_rollout_promotes_a_healthy_version_under_live_traffic(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    with server.client() as client:
+        for value in (1, 2):
+            client.register("good", constant_model(tmp_path / f"v{value}", value),
+                            flavor="python")  # fmt: skip
+        client.create_deployment("good-prod", model="good", version=1)
+        with Traffic(server.url, "good-prod") as traffic:
+            started = client.start_rollout("good-prod", version=2, plan=FAST_PLAN)
+            assert started["step"] == "warmup"
+            status = wait_for(client, "good-prod", {"succeeded", "failed", "rolled_back"})
+        assert status["state"] == "succeeded", (status["step"], status["reason"])
+        assert client.show_deployment("good-prod")["champion"] == 2
+        assert traffic.failed == 0
+        kinds = [e["kind"] for e in status["events"]]
+        assert kinds[0] == "started"
+        assert "promoted" in kinds
+
+
+def test_a_failing_version_is_stopped_at_warm_up_and_callers_never_see_it(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    with server.client() as client:
+        client.register("bad", constant_model(tmp_path / "v1", 1), flavor="python")
+        client.register("bad", raising_model(tmp_path / "v2"), flavor="python")
+        client.create_deployment("bad-prod", model="bad", version=1)
+        with Traffic(server.url, "bad-prod") as traffic:
+            client.start_rollout("bad-prod", version=2, plan=FAST_PLAN)
+            status = wait_for(client, "bad-prod", {"succeeded", "failed", "rolled_back"})
+        assert status["state"] == "failed", status
+        assert status["step"] == "warmup"
+        assert "error rate" in status["reason"]
+        deployment = client.show_deployment("bad-prod")
+        assert deployment["champion"] == 1
+        assert deployment["shadows"] in ({}, [], None)
+        assert traffic.failed == 0
+
+
+def test_rollout_cli_start_status_abort(server: LiveServer, tmp_path: Path) -> None:
+    with server.client() as client:
+        for value in (1, 2):
+            client.register("cli", constant_model(tmp_path / f"v{value}", value),
+                            flavor="python")  # fmt: skip
+        client.create_deployment("cli-prod", model="cli", version=1)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(FAST_PLAN.replace("min_requests: 40", "min_requests: 100000"))
+    env = {**server.env, "TURNOUT_TOKEN": server.token}
+
+    def turnout(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "turnout", *args], env=env,
+                              capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+
+    started = turnout("rollout", "start", "cli-prod", "--version", "2", "--plan", str(plan))
+    assert started.returncode == 0, started.stderr
+    status = turnout("rollout", "status", "cli-prod", "--json")
+    assert orjson.loads(status.stdout)["state"] == "running"
+    shown = turnout("rollout", "status", "cli-prod")
+    assert "warmup" in shown.stdout
+    aborted = turnout("rollout", "abort", "cli-prod", "--reason", "changed my mind")
+    assert aborted.returncode == 0, aborted.stderr
+    with server.client() as client:
+        assert client.rollout_status("cli-prod")["state"] == "aborted"
+        assert client.show_deployment("cli-prod")["shadows"] in ({}, [], None)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("challenge:\n  steps: [50, 10]\n")
+    refused = turnout("rollout", "start", "cli-prod", "--version", "2", "--plan", str(bad))
+    assert refused.returncode != 0
+    assert "steps" in refused.stderr
+    assert "Traceback" not in refused.stderr
