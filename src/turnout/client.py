@@ -235,6 +235,14 @@ class Client:
         body = {"reason": reason}
         return self._call("POST", f"/api/v1/deployments/{deployment}/rollout/abort", json=body)
 
+    def apply(self, spec: dict[str, Any] | str) -> JSON:
+        """Create or update a deployment from its spec (YAML text or a dict); only what
+        differs is changed."""
+        if isinstance(spec, str):
+            headers = {"content-type": "application/yaml"}
+            return self._call("POST", "/api/v1/apply", content=spec.encode(), headers=headers)
+        return self._call("POST", "/api/v1/apply", json=spec)
+
     # -- monitoring -------------------------------------------------------------------------
 
     def post_actuals(self, deployment: str, rows: list[dict[str, Any]]) -> JSON:

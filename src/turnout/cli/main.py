@@ -7,6 +7,7 @@ import sys
 import typer
 
 from turnout.cli import (
+    apply,
     deployments,
     models,
     monitoring,
@@ -31,6 +32,7 @@ app.command()(quickstart.quickstart)
 app.command()(routing.route)
 app.command()(routing.promote)
 app.command()(routing.rollback)
+app.command()(apply.apply)
 app.command()(monitoring.actuals)
 app.command()(monitoring.status)
 app.add_typer(models.app, name="models")

@@ -74,6 +74,7 @@ def free_port() -> int:
 def start_server(home: Path, port: int, temporary: bool) -> Server:
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "TURNOUT_HOME": str(home), "TURNOUT_URL": url}
+    env.setdefault("TURNOUT_CONTROLLER_INTERVAL_MS", "500")  # the tour's rollouts move quickly
     env.pop("TURNOUT_TOKEN", None)
     env.pop("TURNOUT_DATABASE_URL", None)
     env.pop("TURNOUT_ARTIFACT_ROOT", None)
@@ -204,6 +205,7 @@ def tour(client: Client, n_requests: int, *, temporary: bool) -> None:
             )
         _lifecycle(client, registered, x_test, y_test, n_requests)
         _actuals_and_status(client)
+        _rollouts(client, workdir, training_csv, registered, x_test)
         _resilience(client, workdir, training_csv, registered[1]["version"], x_test, y_test)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -324,6 +326,113 @@ def _resilience(
         answers = _send_traffic(client, rows, y_test.loc[rows.index], title, name)
         table(title, TRAFFIC_COLUMNS, answers)
     flag.unlink()
+
+
+TOUR_PLAN = """
+warmup: {min_requests: 30, timeout_s: 120}
+challenge: {steps: [50], metric: error_rate, margin: -0.01, min_samples: 60, step_timeout_s: 120}
+bake: {duration_s: 3, max_error_rate: 0.05}
+"""
+"""A plan sized for the tour's traffic; production plans ask for far more evidence."""
+
+ERRORS_AFTER_FLAG = """
+import pathlib
+
+import numpy as np
+
+FLAG = pathlib.Path({flag!r})
+
+
+class Model:
+    n_features = 30
+
+    def predict(self, X):
+        X = np.asarray(X, dtype=float)
+        if X.any() and ({always!r} or FLAG.exists()):
+            raise RuntimeError("feature store unavailable")
+        return np.zeros(len(X), dtype=np.int64)
+"""
+
+
+def _rollouts(
+    client: Client, workdir: Path, training_csv: Path, registered: list[Any], x_test: pd.DataFrame
+) -> None:
+    """Three rollouts through gates, moved by the server's controller under live traffic:
+    a good version promoted, a broken one stopped at warm-up, and one that breaks after its
+    promotion, rolled back by the bake guardrails."""
+    console.print(
+        "\n[bold]rollouts[/bold]: versions walk into production by themselves through gates "
+        "(warm-up in shadow -> 50% challenge with a sequential test -> promote -> bake)"
+    )
+    rows = x_test.to_numpy().tolist()
+    champion = client.show_deployment(DEPLOYMENT)["champion"]
+    good = next(r["version"] for r in registered if r["version"] != champion)
+    flag = workdir / "breaks-after-promotion"
+    broken = client.register(
+        MODEL, _source(workdir / "broken.py", ERRORS_AFTER_FLAG, flag, always=True),
+        flavor="python", description="fails on every live row",
+    )["version"]  # fmt: skip
+    fragile = client.register(
+        MODEL, _source(workdir / "fragile.py", ERRORS_AFTER_FLAG, flag, always=False),
+        flavor="python", description="fails once its feature store goes down",
+    )["version"]  # fmt: skip
+    results = []
+    for version, what in ((good, "a better version"), (broken, "a broken version"),
+                          (fragile, "a version that breaks after promotion")):  # fmt: skip
+        plan = (
+            TOUR_PLAN
+            if version != fragile
+            else TOUR_PLAN.replace("duration_s: 3", "duration_s: 60")
+        )
+        status = _run_rollout(client, version, plan, rows, flag if version == fragile else None)
+        results.append((f"{MODEL}:{version}", what, status["state"], status["step"],
+                        status["reason"] or ""))  # fmt: skip
+    table(
+        "rollouts",
+        ["version", "what it is", "outcome", "last step", "why"],
+        results,
+    )
+    console.print(
+        f"{DEPLOYMENT} now serves {MODEL}:{client.show_deployment(DEPLOYMENT)['champion']}; "
+        f"'turnout rollout status {DEPLOYMENT}' shows each gate's evidence"
+    )
+
+
+def _source(path: Path, template: str, flag: Path, *, always: bool) -> Path:
+    path.write_text(template.format(flag=str(flag), always=always))
+    return path
+
+
+def _run_rollout(
+    client: Client, version: int, plan: str, rows: list[list[float]], flag: Path | None
+) -> dict[str, Any]:
+    """Start a rollout and send traffic until it ends, showing its step as it moves."""
+    client.start_rollout(DEPLOYMENT, version=version, plan=plan)
+    progress = Progress(
+        TextColumn("[bold]rollout of {task.fields[version]}"),
+        TextColumn("{task.fields[step]}"),
+        TimeElapsedColumn(),
+        transient=True,
+    )
+    status: dict[str, Any] = {}
+    with progress:
+        task = progress.add_task("rollout", version=f"{MODEL}:{version}", step="warmup")
+        deadline = time.monotonic() + 240
+        i = 0
+        while time.monotonic() < deadline:
+            for _ in range(20):
+                with contextlib.suppress(ApiError):
+                    client.predict(DEPLOYMENT, [rows[i % len(rows)]])
+                i += 1
+            status = client.rollout_status(DEPLOYMENT)
+            progress.update(task, step=status["step"])
+            if flag is not None and status["step"] == "bake":
+                flag.touch()  # the feature store goes down after the promotion
+            if status["state"] not in ("running", "waiting_approval"):
+                break
+    if flag is not None:
+        flag.unlink(missing_ok=True)
+    return status
 
 
 def _actuals_and_status(client: Client) -> None:

@@ -170,17 +170,27 @@ class Controller:
         shadows: dict[int, float] | None = None,
         challengers: dict[int, float] | None = None,
     ) -> None:
-        """Make routing match the step (nothing happens when it already does)."""
-        config = self.routing.current(rollout.deployment)
+        """Make routing match the step (nothing happens when it already does).
+
+        Applied only on the revision read here and only if the rollout is still at this
+        step after that read: an abort in between (which marks the rollout, then restores
+        routing) makes this a no-op instead of undoing the abort."""
+        revision = self.routing.active(rollout.deployment)
+        config = revision.config
         wanted_shadows, wanted_challengers = shadows or {}, challengers or {}
         if config.shadows == wanted_shadows and config.challengers == wanted_challengers:
             return
+        with self.db.read() as conn:
+            now = rs.get_rollout(conn, rollout.id)
+        if (now.state, now.step) != (rollout.state, rollout.step):
+            raise Conflict(f"rollout {rollout.id} moved on meanwhile")
         self.routing.route(
             RouteChange(
                 deployment=rollout.deployment,
                 shadows=wanted_shadows,
                 challengers=wanted_challengers,
                 clear=True,
+                base_revision=revision.revision,
                 actor=ACTOR,
             )
         )

@@ -63,7 +63,11 @@ class Rollouts:
         self, deployment: str, version: int, plan: dict[str, Any] | None, *, actor: str
     ) -> RolloutView:
         """Begin a rollout of `version`; a running rollout of the deployment is superseded
-        (its routing is replaced when the new one takes its first step)."""
+        (its routing is replaced when the new one takes its first step). Without a plan, the
+        deployment's own (`turnout apply`) is followed, else the default one."""
+        if plan is None:
+            with self.db.read() as conn:
+                plan = md.get_rollout_plan(conn, deployment)
         parsed = parse_plan(plan)
         with self.db.read() as conn:
             record = md.get_deployment(conn, deployment)
@@ -135,13 +139,14 @@ class Rollouts:
     def abort(self, deployment: str, *, actor: str, reason: str = "") -> RolloutView:
         """Stop the rollout; live routing goes back to the champion it started from at once."""
         rollout = self._active(deployment)
-        self.restore(rollout, actor=actor)
         why = reason or f"aborted by {actor}"
+        # marked first, so the controller stops routing for it before routing is restored
         with self.db.write() as conn:
             rs.add_event(conn, rollout, kind="aborted", detail={"by": actor, "reason": why})
             rs.update_rollout(conn, rollout, state="aborted", reason=why)
             md.audit(conn, actor=actor, action="rollout.abort", target=deployment,
                      detail={"rollout": rollout.id, "version": rollout.version})  # fmt: skip
+        self.restore(rollout, actor=actor)
         return self.status(deployment)
 
     def restore(self, rollout: RolloutRecord, *, actor: str) -> None:

@@ -12,12 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
+import orjson
+
 from turnout.errors import BadRequest, Conflict, InvalidArtifact, TurnoutError
-from turnout.lifecycle.deployments import check_share
+from turnout.lifecycle.deployments import MAX_TIMEOUT_MS, check_share
 from turnout.registry.service import Registry
 from turnout.store import metadata as md
 from turnout.store.db import Database
 from turnout.store.records import RevisionRecord, RoutingConfig, VersionRecord, WorkerRecord
+from turnout.types import JSON
 
 WORKER_ALIVE_S = 5.0
 STICKY_SOURCES = ("header", "field")
@@ -32,6 +35,8 @@ class RouteChange:
     shadows: dict[int, float] = field(default_factory=dict)
     sticky_key: str | None = None
     clear: bool = False
+    base_revision: int | None = None
+    """When given, the change applies only if the active revision is still this one."""
     log_payloads: float | None = None
     """Share of requests whose inputs and outputs are logged; None keeps the current one."""
     actor: str = "local"
@@ -65,6 +70,11 @@ class Routing:
 
     def route(self, change: RouteChange) -> Applied:
         current = self._active(change.deployment)
+        if change.base_revision is not None and current.revision != change.base_revision:
+            raise Conflict(
+                f"{change.deployment!r} moved to revision {current.revision} meanwhile; "
+                "nothing was changed"
+            )
         config = current.config
         if change.clear:
             config = replace(config, challengers={}, shadows={}, sticky_key=None)
@@ -141,6 +151,44 @@ class Routing:
             # the champion rolled back from stays loaded, so undoing the rollback is instant too
             config = replace(config, standby=current.config.champion)
         reason = f"rollback to revision {target}"
+        return self._apply(current, config, reason=reason, actor=actor)
+
+    def configure(
+        self,
+        deployment: str,
+        *,
+        timeout_ms: int | None,
+        failover: int | None,
+        fallback: JSON,
+        has_fallback: bool,
+        log_payloads: float,
+        actor: str,
+    ) -> Applied:
+        """Change the deadline, failover version, fallback value and payload logging; what
+        answers (champion, challengers, shadows) stays as it is."""
+        current = self._active(deployment)
+        if timeout_ms is not None and not 0 < timeout_ms <= MAX_TIMEOUT_MS:
+            raise BadRequest(f"timeout_ms must be between 1 and {MAX_TIMEOUT_MS}")
+        if failover is not None and failover == current.config.champion:
+            raise BadRequest(
+                f"the failover version must differ from the champion ({failover} is the "
+                f"champion of {deployment!r})"
+            )
+        check_share(log_payloads)
+        config = replace(
+            current.config,
+            timeout_ms=timeout_ms,
+            failover=failover,
+            fallback=fallback if has_fallback else None,
+            has_fallback=has_fallback,
+            log_payloads=log_payloads,
+        )
+        changed = settings_changed(current.config, config)
+        if not changed:
+            raise BadRequest(f"nothing to change: {deployment!r} already has these settings")
+        if failover is not None and "failover" in changed:
+            self._check_servable(self._model_of(deployment), failover)
+        reason = "configure: " + ", ".join(_describe(config, name) for name in changed)
         return self._apply(current, config, reason=reason, actor=actor)
 
     # -- helpers ----------------------------------------------------------------------------
@@ -221,6 +269,10 @@ class Routing:
         acknowledged, workers = self.wait_for_workers(deployment, revision.revision)
         return Applied(revision, acknowledged, workers)
 
+    def active(self, deployment: str) -> RevisionRecord:
+        """The deployment's active revision."""
+        return self._active(deployment)
+
     def current(self, deployment: str) -> RoutingConfig:
         """The routing of the deployment's active revision."""
         return self._active(deployment).config
@@ -240,6 +292,36 @@ class Routing:
             if refused or time.monotonic() > deadline:
                 return False, workers
             time.sleep(0.05)
+
+
+SETTINGS = ("timeout_ms", "failover", "fallback", "log_payloads")
+"""What `configure` changes: everything in a revision but who answers."""
+
+
+def settings_changed(old: RoutingConfig, new: RoutingConfig) -> list[str]:
+    """Names of the SETTINGS that differ between two configs."""
+    return [name for name in SETTINGS if _setting(old, name) != _setting(new, name)]
+
+
+def _setting(config: RoutingConfig, name: str) -> JSON:
+    if name != "fallback":
+        return getattr(config, name)
+    if not config.has_fallback:
+        return None
+    # compared as JSON text: 0, 0.0 and false are different fallback values
+    return orjson.dumps(config.fallback, option=orjson.OPT_SORT_KEYS)
+
+
+def _describe(config: RoutingConfig, name: str) -> str:
+    if name == "timeout_ms":
+        return "no timeout" if config.timeout_ms is None else f"timeout {config.timeout_ms} ms"
+    if name == "failover":
+        return "no failover" if config.failover is None else f"failover {config.failover}"
+    if name == "fallback":
+        if not config.has_fallback:
+            return "no fallback"
+        return f"fallback {orjson.dumps(config.fallback).decode()}"
+    return f"payloads logged for {config.log_payloads:.0%} of requests"
 
 
 def _check_step(version: int, percent: float) -> None:

@@ -234,6 +234,23 @@ def add_revision(
     return RevisionRecord(deployment.name, number, config, reason, actor, stamp)
 
 
+def set_rollout_plan(conn: Connection, name: str, plan: dict[str, JSON] | None) -> None:
+    """The plan a rollout of this deployment follows when it is started without one."""
+    get_deployment(conn, name)
+    conn.execute(
+        update(t.deployments).where(t.deployments.c.name == name).values(rollout_plan=plan)
+    )
+
+
+def get_rollout_plan(conn: Connection, name: str) -> dict[str, JSON] | None:
+    plan = conn.execute(
+        select(t.deployments.c.rollout_plan).where(t.deployments.c.name == name)
+    ).scalar_one_or_none()
+    if plan is None:
+        get_deployment(conn, name)
+    return plan
+
+
 def _revision(row: Row[Any], deployment: str) -> RevisionRecord:
     return RevisionRecord(
         deployment=deployment,

@@ -56,6 +56,7 @@ deployments = Table(
     Column("active_revision", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("rollout_plan", JSON(none_as_null=True), nullable=True),
 )
 
 revisions = Table(
