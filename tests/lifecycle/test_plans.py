@@ -55,7 +55,7 @@ bake:
 
 def test_default_plan_is_production_ready() -> None:
     plan = DEFAULT_PLAN
-    assert plan.validation == ValidatePlan()
+    assert plan.validation is None  # until holdout validation is available
     assert plan.warmup is not None
     assert (plan.warmup.min_requests, plan.warmup.timeout_s) == (200, 600.0)
     assert plan.challenge is not None
@@ -63,7 +63,7 @@ def test_default_plan_is_production_ready() -> None:
     assert (plan.challenge.min_samples, plan.challenge.step_timeout_s) == (500, 3600.0)
     assert plan.approve is False
     assert plan.bake.duration_s == 600.0
-    assert plan.steps() == ["validate", "warmup", "challenge:10", "challenge:50", "promote", "bake"]
+    assert plan.steps() == ["warmup", "challenge:10", "challenge:50", "promote", "bake"]
 
 
 def test_default_plan_round_trips() -> None:

@@ -319,7 +319,7 @@ def split_step(name: str) -> tuple[str, float | None]:
 
 
 DEFAULT_PLAN = Plan(
-    validation=ValidatePlan(),
+    validation=None,  # validation on a holdout dataset is not available yet
     warmup=WarmupPlan(),
     challenge=ChallengePlan(),
     approve=False,
