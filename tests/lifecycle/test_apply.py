@@ -244,4 +244,4 @@ def test_a_deployment_without_a_plan_rolls_out_with_the_default_one(stack: Stack
 
     view = stack.rollouts.start("d", 2, None, actor="alice")
 
-    assert view.to_dict()["steps"][:2] == ["validate", "warmup"]
+    assert view.to_dict()["steps"][:2] == ["warmup", "challenge:10"]
