@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from turnout.errors import Conflict, NotFound
 from turnout.store import schema as t
@@ -151,7 +152,11 @@ def acquire_lease(conn: Connection, name: str, holder: str, ttl_s: float) -> boo
     row = conn.execute(select(t.leases).where(t.leases.c.name == name).with_for_update()).first()
     expires = at + timedelta(seconds=ttl_s)
     if row is None:
-        conn.execute(insert(t.leases).values(name=name, holder=holder, expires_at=expires))
+        try:
+            with conn.begin_nested():  # another process may insert the first row meanwhile
+                conn.execute(insert(t.leases).values(name=name, holder=holder, expires_at=expires))
+        except IntegrityError:
+            return False
         return True
     if row.holder != holder and aware(row.expires_at) > at:
         return False
