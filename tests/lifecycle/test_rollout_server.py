@@ -140,7 +140,7 @@ def test_rollout_cli_start_status_abort(server: LiveServer, tmp_path: Path) -> N
     status = turnout("rollout", "status", "cli-prod", "--json")
     assert orjson.loads(status.stdout)["state"] == "running"
     shown = turnout("rollout", "status", "cli-prod")
-    assert "warmup" in shown.stdout
+    assert "[warmup]" in shown.stdout  # the current step is marked
     aborted = turnout("rollout", "abort", "cli-prod", "--reason", "changed my mind")
     assert aborted.returncode == 0, aborted.stderr
     with server.client() as client:

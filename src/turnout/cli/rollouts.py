@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from turnout.cli.output import JsonOption, console, pairs, print_json, table
 from turnout.client import Client
@@ -14,13 +15,7 @@ app = typer.Typer(help="Move a version into production through gates.", no_args_
 
 
 def _show(data: dict[str, Any]) -> None:
-    steps = data["steps"]
-    marks = []
-    for step in steps:
-        if step == data["step"]:
-            marks.append(f"[{step}]")
-        else:
-            marks.append(step)
+    marks = [escape(f"[{s}]") if s == data["step"] else s for s in data["steps"]]
     pairs(
         f"rollout {data['id']} of {data['deployment']}: version {data['version']}",
         [
