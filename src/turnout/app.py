@@ -295,7 +295,8 @@ def create_app(settings: Settings) -> TurnoutApp:
         worker_id=worker_id,
     )
     routing = Routing(db, registry, warm_up=warm_up)
-    rollouts = Rollouts(db, registry, routing)
+    notifier = Notifier(settings.webhook_url, secret=settings.webhook_secret)
+    rollouts = Rollouts(db, registry, routing, notifier=notifier)
     monitor = Monitor(
         db,
         registry,
@@ -310,7 +311,7 @@ def create_app(settings: Settings) -> TurnoutApp:
         routing,
         monitor,
         interval_s=settings.controller_interval_ms / 1000,
-        notifier=Notifier(settings.webhook_url, secret=settings.webhook_secret),
+        notifier=notifier,
     )
     services = Services(
         registry=registry,

@@ -15,9 +15,11 @@ import pytest
 
 from tests.fixtures.registry import open_registry
 from tests.fixtures.routing_models import constant_model
+from tests.lifecycle.test_notify import Receiver
 from turnout.errors import Conflict
 from turnout.lifecycle.controller import Controller
 from turnout.lifecycle.deployments import Deployments, NewDeployment
+from turnout.lifecycle.notify import Notifier
 from turnout.lifecycle.rollouts import Rollouts
 from turnout.lifecycle.routing import Routing
 from turnout.monitoring.layout import PREDICTION_SCHEMA, new_prediction_id
@@ -182,3 +184,21 @@ def test_only_one_controller_leads(stack: Stack) -> None:
     assert not other.lead()
     stack.controller.stop()  # releases the lease
     assert other.lead()
+
+
+def test_a_webhook_hears_every_move_of_a_rollout(stack: Stack, receiver: Receiver) -> None:
+    notifier = Notifier(receiver.url, attempts=2, backoff_s=0.05)
+    stack.rollouts.notifier = notifier
+    stack.controller.notifier = notifier
+    notifier.start()
+    stack.rollouts.start("d", 2, PLAN, actor="alice")
+    stack.controller.tick()
+    stack.answers(1, "champion", 30)
+    stack.answers(2, "shadow", 30)
+    stack.controller.tick()  # warm-up passes
+    stack.rollouts.abort("d", actor="bob")
+    notifier.close()
+    events = receiver.delivered()
+    assert [e["kind"] for e in events] == ["started", "passed", "aborted"]
+    assert {e["deployment"] for e in events} == {"d"}
+    assert events[1]["step"] == "warmup"

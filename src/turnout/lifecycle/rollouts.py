@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from turnout.errors import BadRequest, Conflict, NotFound
+from turnout.lifecycle.notify import Notifier, event_body
 from turnout.lifecycle.plans import DEFAULT_PLAN, Plan
 from turnout.lifecycle.routing import RouteChange, Routing
 from turnout.registry.service import Registry
@@ -54,10 +55,20 @@ def parse_plan(plan: dict[str, Any] | None) -> Plan:
 
 
 class Rollouts:
-    def __init__(self, db: Database, registry: Registry, routing: Routing) -> None:
+    def __init__(
+        self,
+        db: Database,
+        registry: Registry,
+        routing: Routing,
+        *,
+        notifier: Notifier | None = None,
+    ) -> None:
+        """`notifier` tells the webhook about starts, approvals and aborts (the controller
+        tells it about every other move)."""
         self.db = db
         self.registry = registry
         self.routing = routing
+        self.notifier = notifier or Notifier(None)
 
     def start(
         self, deployment: str, version: int, plan: dict[str, Any] | None, *, actor: str
@@ -102,6 +113,7 @@ class Rollouts:
                 target=deployment,
                 detail={"rollout": rollout.id, "version": version},
             )
+        self.notifier.send(event_body(rollout, "started", {"by": actor, "steps": steps}))
         return self.status(deployment)
 
     def status(self, deployment: str) -> RolloutView:
@@ -134,6 +146,7 @@ class Rollouts:
             rs.update_rollout(conn, rollout, state="running", step=following)
             md.audit(conn, actor=actor, action="rollout.approve", target=deployment,
                      detail={"rollout": rollout.id, "version": rollout.version})  # fmt: skip
+        self.notifier.send(event_body(rollout, "approved", {"by": actor}))
         return self.status(deployment)
 
     def abort(self, deployment: str, *, actor: str, reason: str = "") -> RolloutView:
@@ -146,6 +159,7 @@ class Rollouts:
             rs.update_rollout(conn, rollout, state="aborted", reason=why)
             md.audit(conn, actor=actor, action="rollout.abort", target=deployment,
                      detail={"rollout": rollout.id, "version": rollout.version})  # fmt: skip
+        self.notifier.send(event_body(rollout, "aborted", {"by": actor, "reason": why}))
         self.restore(rollout, actor=actor)
         return self.status(deployment)
 
