@@ -305,6 +305,17 @@ def create_app(settings: Settings) -> TurnoutApp:
         settle_s=settings.log_flush_ms / 1000 + SETTLE_MARGIN_S,
         logging=lambda: [w.logging for w in routing.live_workers()],
     )
+
+    def score(model: str, version: int, rows: Any) -> Any:
+        """A version's prediction for the validate step, where models run."""
+
+        async def run() -> Any:
+            servable = await pool.get(model, version)
+            return await live.predict(servable, rows)
+
+        assert loop.running is not None
+        return asyncio.run_coroutine_threadsafe(run(), loop.running).result(timeout=300)
+
     controller = Controller(
         db,
         rollouts,
@@ -312,6 +323,7 @@ def create_app(settings: Settings) -> TurnoutApp:
         monitor,
         interval_s=settings.controller_interval_ms / 1000,
         notifier=notifier,
+        predict=score,
     )
     services = Services(
         registry=registry,

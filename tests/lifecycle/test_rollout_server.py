@@ -152,3 +152,28 @@ def test_rollout_cli_start_status_abort(server: LiveServer, tmp_path: Path) -> N
     assert refused.returncode != 0
     assert "steps" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_validation_scores_the_candidate_in_its_runner_on_labelled_traffic(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    """Version 1 answers 1.0, version 2 answers 2.0; the actuals say 1.0. Version 2 is
+    scored on the logged inputs in its own runner and stopped at validation."""
+    with server.client() as client:
+        for value in (1, 2):
+            client.register("val", constant_model(tmp_path / f"v{value}", value),
+                            flavor="python")  # fmt: skip
+        client.create_deployment("val-prod", model="val", version=1)
+        ids = [client.predict("val-prod", [ROW])["prediction_ids"][0] for _ in range(60)]
+        report = client.post_actuals("val-prod", [{"prediction_id": i, "actual": 1.0}
+                                                  for i in ids])  # fmt: skip
+        assert report["accepted"] == 60
+        plan = ("validate: {min_rows: 50, max_metrics: {mae: 0.5}}\n"
+                "bake: {duration_s: 60}\n")  # fmt: skip
+        client.start_rollout("val-prod", version=2, plan=plan)
+        status = wait_for(client, "val-prod", {"succeeded", "failed", "rolled_back"})
+        assert (status["state"], status["step"]) == ("failed", "validate"), status["reason"]
+        evidence = status["verdicts"]["validate"]["evidence"]
+        assert evidence["n"] == 60
+        assert evidence["candidate"]["mae"] == pytest.approx(1.0)
+        assert client.show_deployment("val-prod")["champion"] == 1

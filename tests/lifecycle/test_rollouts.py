@@ -5,16 +5,17 @@ test decides what the gates see."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pytest
 
 from tests.fixtures.registry import open_registry
-from tests.fixtures.routing_models import constant_model
+from tests.fixtures.routing_models import ROW, constant_model
 from tests.lifecycle.test_notify import Receiver
 from turnout.errors import Conflict
 from turnout.lifecycle.controller import Controller
@@ -22,7 +23,7 @@ from turnout.lifecycle.deployments import Deployments, NewDeployment
 from turnout.lifecycle.notify import Notifier
 from turnout.lifecycle.rollouts import Rollouts
 from turnout.lifecycle.routing import Routing
-from turnout.monitoring.layout import PREDICTION_SCHEMA, new_prediction_id
+from turnout.monitoring.layout import ACTUAL_SCHEMA, PREDICTION_SCHEMA, new_prediction_id
 from turnout.monitoring.segments import write_segment
 from turnout.monitoring.service import Monitor
 from turnout.registry.service import NewVersion, Registry
@@ -202,3 +203,64 @@ def test_a_webhook_hears_every_move_of_a_rollout(stack: Stack, receiver: Receive
     assert [e["kind"] for e in events] == ["started", "passed", "aborted"]
     assert {e["deployment"] for e in events} == {"d"}
     assert events[1]["step"] == "warmup"
+
+
+def graded_traffic(stack: Stack, n: int, actual: float) -> None:
+    """`n` champion answers (version 1 answers 1.0) with their inputs and an actual each."""
+    now = datetime.now(UTC)
+    ids = [new_prediction_id() for _ in range(n)]
+    inputs = orjson.dumps(ROW).decode()
+    answers = [
+        {"prediction_id": i, "deployment": "d", "revision": 1, "model": "m", "version": 1,
+         "role": "champion", "ts": now, "latency_ms": 1.0, "outcome": "ok", "inputs": inputs,
+         "output": "1.0", "probabilities": None, "error": None}
+        for i in ids
+    ]  # fmt: skip
+    write_segment(stack.root / "log", "predictions", "d", "test",
+                  pa.Table.from_pylist(answers, schema=PREDICTION_SCHEMA))  # fmt: skip
+    actuals = [
+        {"prediction_id": i, "deployment": "d", "actual": orjson.dumps(actual).decode(),
+         "received_at": now, "revision": 1, "model": "m", "version": 1, "role": "champion",
+         "predicted_at": now, "outcome": "ok", "output": "1.0", "probabilities": None}
+        for i in ids
+    ]  # fmt: skip
+    write_segment(stack.root / "log", "actuals", "d", "test",
+                  pa.Table.from_pylist(actuals, schema=ACTUAL_SCHEMA))  # fmt: skip
+
+
+def in_process(registry: Registry) -> Callable[[str, int, Any], Any]:
+    def score(model: str, version: int, rows: Any) -> Any:
+        return registry.load(registry.get_version(model, version)).predict(rows)
+
+    return score
+
+
+VALIDATE = {"validate": {"min_rows": 50, "max_metrics": {"mae": 0.5},
+                         "max_regression": {"mae": 0.5}},
+            "warmup": None, "challenge": None, "bake": {"duration_s": 60}}  # fmt: skip
+
+
+def test_validation_scores_the_candidate_on_labelled_traffic(stack: Stack) -> None:
+    """Version 1 (champion) and 3 answer 1.0 and 3.0; the actuals are 1.0: version 3's
+    mean absolute error of 2 fails the plan's ceiling of 0.5, before any live traffic."""
+    stack.controller.predict = in_process(stack.registry)
+    stack.rollouts.start("d", 3, VALIDATE, actor="alice")
+    stack.controller.tick()
+    assert stack.state() == ("running", "validate")  # no labelled rows yet: wait
+    graded_traffic(stack, 60, actual=1.0)
+    stack.controller.tick()
+    status = stack.rollouts.status("d")
+    assert status.rollout.state == "failed"
+    assert "mae" in status.rollout.reason
+    assert stack.routing.current("d").champion == 1
+
+
+def test_validation_passes_a_candidate_as_good_as_the_champion(stack: Stack) -> None:
+    stack.controller.predict = in_process(stack.registry)
+    graded_traffic(stack, 60, actual=1.5)
+    plan = {**VALIDATE, "validate": {"min_rows": 50, "max_regression": {"mae": 0.1}}}
+    stack.rollouts.start("d", 2, plan, actor="alice")  # answers 2.0: mae 0.5, as version 1
+    stack.controller.tick()
+    assert stack.state() == ("running", "promote")
+    verdict = stack.rollouts.status("d").rollout.state_detail["verdicts"]["validate"]
+    assert verdict["outcome"] == "pass"

@@ -27,7 +27,9 @@ from turnout.lifecycle.notify import Notifier, event_body
 from turnout.lifecycle.plans import Plan
 from turnout.lifecycle.rollouts import Rollouts
 from turnout.lifecycle.routing import RouteChange, Routing
+from turnout.lifecycle.validation import Predict, validate
 from turnout.monitoring.service import Monitor
+from turnout.registry.signature import Signature
 from turnout.store import metadata as md
 from turnout.store import rollouts as rs
 from turnout.store.db import Database
@@ -37,6 +39,8 @@ from turnout.types import JSON
 log = logging.getLogger("turnout.controller")
 
 LEASE = "controller"
+VALIDATE_TIMEOUT_S = 3600.0
+"""How long the validate step waits for enough labelled rows before it fails."""
 ACTOR = "controller"
 
 
@@ -50,6 +54,7 @@ class Controller:
         *,
         interval_s: float = 5.0,
         notifier: Notifier | None = None,
+        predict: Predict | None = None,
     ) -> None:
         """`notifier` POSTs every step, verdict, promotion and rollback to a webhook."""
         self.db = db
@@ -58,6 +63,8 @@ class Controller:
         self.monitor = monitor
         self.interval_s = interval_s
         self.notifier = notifier or Notifier(None)
+        self.predict = predict
+        """Scores a version on labelled rows for the validate step (None: it is skipped)."""
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -116,11 +123,7 @@ class Controller:
         step = rollout.step
         elapsed_s = (md.now() - rollout.step_started_at).total_seconds()
         if step == "validate":
-            verdict = gates.Verdict(
-                "pass",
-                "validation on a holdout dataset is not available yet; the step is skipped",
-                {},
-            )
+            verdict = self._validate(rollout, plan, elapsed_s)
         elif step == "warmup":
             assert plan.warmup is not None
             self._route(rollout, shadows={rollout.version: float(plan.warmup.share)})
@@ -152,6 +155,30 @@ class Controller:
         else:
             raise Conflict(f"unknown step {step!r}")
         return self._conclude(rollout, plan, verdict)
+
+    def _validate(self, rollout: RolloutRecord, plan: Plan, elapsed_s: float) -> gates.Verdict:
+        assert plan.validation is not None
+        if self.predict is None:
+            return gates.Verdict("pass", "no scorer in this process: validation skipped", {})
+        config = self.routing.current(rollout.deployment)
+        model = self.rollouts.registry.get_version
+        with self.db.read() as conn:
+            name = md.get_deployment(conn, rollout.deployment).model
+        verdict = validate(
+            plan.validation,
+            reader=self.monitor.reader,
+            deployment=rollout.deployment,
+            model=name,
+            champion=config.champion,
+            candidate=rollout.version,
+            champion_signature=Signature.from_dict(model(name, config.champion).signature),
+            candidate_signature=Signature.from_dict(model(name, rollout.version).signature),
+            predict=self.predict,
+        )
+        if verdict.outcome == "inconclusive" and elapsed_s > VALIDATE_TIMEOUT_S:
+            reason = f"{verdict.reason} Still undecided after {VALIDATE_TIMEOUT_S:.0f} s."
+            return gates.Verdict("fail", reason, verdict.evidence)
+        return verdict
 
     def _evidence(
         self, rollout: RolloutRecord, role: str

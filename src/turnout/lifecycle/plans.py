@@ -319,7 +319,7 @@ def split_step(name: str) -> tuple[str, float | None]:
 
 
 DEFAULT_PLAN = Plan(
-    validation=None,  # validation on a holdout dataset is not available yet
+    validation=None,  # needs labelled traffic (actuals): a plan opts in with `validate:`
     warmup=WarmupPlan(),
     challenge=ChallengePlan(),
     approve=False,

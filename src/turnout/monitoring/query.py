@@ -86,6 +86,14 @@ WHERE prediction_id BETWEEN $low AND $high
 ORDER BY ts, prediction_id, version, role
 """
 
+_INPUTS = """
+SELECT prediction_id, inputs
+FROM {source}
+WHERE prediction_id BETWEEN $low AND $high
+  AND prediction_id IN (SELECT prediction_id FROM wanted)
+  AND version = $version AND role = $role AND inputs IS NOT NULL
+"""
+
 _PAYLOADS = """
 SELECT inputs, output
 FROM {source}
@@ -161,6 +169,24 @@ class LogReader:
         bounds = _bounds(wanted)
         found = self._select(PREDICTIONS, deployment, _LOOKUP, params=bounds, wanted=wanted)
         return found.cast(ANSWER_SCHEMA)
+
+    def inputs_of(
+        self, deployment: str, ids: Sequence[str], *, version: int, role: str
+    ) -> dict[str, str]:
+        """The logged inputs (JSON rows) of these prediction ids as `version` in `role` saw
+        them; ids without logged inputs are left out."""
+        wanted = _id_table(ids)
+        if wanted.num_rows == 0:
+            return {}
+        params = {**_bounds(wanted), "version": version, "role": role}
+        found = self._select(PREDICTIONS, deployment, _INPUTS, params=params, wanted=wanted)
+        return dict(
+            zip(
+                found.column("prediction_id").to_pylist(),
+                found.column("inputs").to_pylist(),
+                strict=True,
+            )
+        )
 
     def payloads(
         self,
