@@ -264,3 +264,19 @@ def test_validation_passes_a_candidate_as_good_as_the_champion(stack: Stack) -> 
     assert stack.state() == ("running", "promote")
     verdict = stack.rollouts.status("d").rollout.state_detail["verdicts"]["validate"]
     assert verdict["outcome"] == "pass"
+
+
+def test_a_breach_the_old_champion_had_as_well_aborts_instead_of_blaming(stack: Stack) -> None:
+    """The old champion was failing as often before the promotion: the new version is not
+    to blame, so the rollout stops (aborted, with the evidence) and routing goes back."""
+    plan = {**PLAN, "warmup": None, "challenge": None, "bake": {"duration_s": 60}}
+    stack.rollouts.start("d", 2, plan, actor="alice")
+    stack.answers(1, "champion", 100, errors=50)  # before the promotion
+    stack.controller.tick()  # promote
+    assert stack.routing.current("d").champion == 2
+    stack.answers(2, "champion", 100, errors=50)
+    stack.controller.tick()
+    status = stack.rollouts.status("d").rollout
+    assert status.state == "aborted"
+    assert status.state_detail["verdicts"]["bake"]["evidence"]["both_bad"] is True
+    assert stack.routing.current("d").champion == 1

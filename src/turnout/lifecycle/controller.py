@@ -226,7 +226,7 @@ class Controller:
         config = self.routing.current(rollout.deployment)
         detail = dict(rollout.state_detail)
         if config.champion != rollout.version:
-            before = _champion_accuracy(self.monitor, rollout, config.champion)
+            before = _champion_before(self.monitor, rollout, config.champion)
             revision = self._revision(rollout.deployment)
             if config.challengers or config.shadows:
                 self._route(rollout)  # the promoted version answers alone
@@ -236,7 +236,8 @@ class Controller:
                 promoted_from_revision=revision,
                 promoted_revision=applied.revision.revision,
                 previous_champion=config.champion,
-                champion_accuracy=before,
+                champion_before=before,
+                champion_accuracy=before.get("accuracy") if before else None,
             )
         with self.db.write() as conn:
             rs.add_event(conn, rollout, kind="promoted", detail={"version": rollout.version})
@@ -246,16 +247,14 @@ class Controller:
 
     def _bake(self, rollout: RolloutRecord, plan: Plan, elapsed_s: float) -> int:
         champion, _ = self._evidence(rollout, "champion")
-        previous_version = rollout.state_detail.get("previous_champion")
-        previous = None
-        if previous_version is not None:
-            groups = self.monitor.groups(rollout.deployment, since=rollout.step_started_at)
-            previous = _group(groups, int(previous_version), "standby")
+        # the old champion's record before the promotion: a limit it was breaching as well
+        # points at something both share (a dependency, the traffic), not the new version
+        previous = rollout.state_detail.get("champion_before")
         baseline = rollout.state_detail.get("champion_accuracy")
         verdict = gates.bake_gate(
             plan.bake,
             champion,
-            previous=previous,
+            previous=previous if isinstance(previous, dict) else None,
             baseline_accuracy=float(baseline) if baseline is not None else None,
             elapsed_s=elapsed_s,
         )
@@ -338,9 +337,18 @@ def _with_verdict(rollout: RolloutRecord, verdict: dict[str, JSON]) -> dict[str,
     return detail
 
 
-def _champion_accuracy(monitor: Monitor, rollout: RolloutRecord, champion: int) -> float | None:
-    """The champion's accuracy over the rollout so far: the bar the new champion must hold."""
+BEFORE_KEYS = (
+    "requests", "ok", "errors", "timeouts", "fallbacks", "error_rate", "timeout_rate",
+    "fallback_rate", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "actuals", "correct",
+    "accuracy",
+)  # fmt: skip
+
+
+def _champion_before(
+    monitor: Monitor, rollout: RolloutRecord, champion: int
+) -> dict[str, JSON] | None:
+    """The champion's record over the rollout so far: the bar the new champion must hold
+    while baking (accuracy), and what tells a shared problem from the new version's own."""
     groups = monitor.groups(rollout.deployment, since=rollout.created_at)
     group = _group(groups, champion, "champion")
-    value = group.get("accuracy") if group else None
-    return float(value) if isinstance(value, int | float) else None
+    return {k: group.get(k) for k in BEFORE_KEYS} if group else None
