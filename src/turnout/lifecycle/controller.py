@@ -141,7 +141,7 @@ class Controller:
             verdict, state = gates.challenge_gate(
                 plan.challenge, challenger, champion, elapsed_s=elapsed_s, test_state=state
             )
-            self._keep(rollout, "test", step, state)
+            rollout = self._keep(rollout, "test", step, state)
         elif step == "approve":
             with self.db.write() as conn:
                 rs.add_event(conn, rollout, kind="waiting", detail={"for": "approval"})
@@ -308,14 +308,14 @@ class Controller:
         with self.db.write() as conn:
             rs.update_rollout(conn, rollout, state_detail=_with_verdict(rollout, verdict))
 
-    def _keep(self, rollout: RolloutRecord, key: str, step: str, value: Any) -> None:
+    def _keep(self, rollout: RolloutRecord, key: str, step: str, value: Any) -> RolloutRecord:
+        """Store `value` under `key` for `step`; returns the rollout as now stored."""
         detail = dict(rollout.state_detail)
         kept = dict(detail.get(key) or {})
         kept[step] = value
         detail[key] = kept
         with self.db.write() as conn:
-            rs.update_rollout(conn, rollout, state_detail=detail)
-        object.__setattr__(rollout, "state_detail", detail)
+            return rs.update_rollout(conn, rollout, state_detail=detail)
 
     def _revision(self, deployment: str) -> int:
         with self.db.read() as conn:

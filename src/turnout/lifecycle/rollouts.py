@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from turnout.errors import BadRequest, Conflict, NotFound
+from turnout.errors import Conflict, NotFound
 from turnout.lifecycle.notify import Notifier, event_body
 from turnout.lifecycle.plans import DEFAULT_PLAN, Plan
 from turnout.lifecycle.routing import RouteChange, Routing
@@ -177,11 +177,3 @@ class Rollouts:
             return
         if rollout.version in config.challengers or rollout.version in config.shadows:
             self.routing.route(RouteChange(deployment=rollout.deployment, clear=True, actor=actor))
-
-
-def plan_from_text(text: str) -> dict[str, Any]:
-    """A plan file's content as a dict, checked."""
-    return Plan.from_yaml(text).to_dict()
-
-
-__all__ = ["BadRequest", "RolloutView", "Rollouts", "parse_plan", "plan_from_text"]
