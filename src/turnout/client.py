@@ -228,6 +228,10 @@ class Client:
     def rollout_status(self, deployment: str) -> JSON:
         return self._call("GET", f"/api/v1/deployments/{deployment}/rollout")
 
+    def rollout_history(self, deployment: str) -> JSON:
+        """Every step and verdict of every rollout of the deployment, oldest first."""
+        return self._call("GET", f"/api/v1/deployments/{deployment}/rollout/history")
+
     def approve_rollout(self, deployment: str) -> JSON:
         return self._call("POST", f"/api/v1/deployments/{deployment}/rollout/approve")
 

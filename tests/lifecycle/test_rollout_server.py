@@ -146,6 +146,19 @@ def test_rollout_cli_start_status_abort(server: LiveServer, tmp_path: Path) -> N
     with server.client() as client:
         assert client.rollout_status("cli-prod")["state"] == "aborted"
         assert client.show_deployment("cli-prod")["shadows"] in ({}, [], None)
+    listed = turnout("rollout", "history", "cli-prod", "--json")
+    assert listed.returncode == 0, listed.stderr
+    events = orjson.loads(listed.stdout)
+    assert events[0]["kind"] == "started"
+    assert events[-1]["kind"] == "aborted"
+    assert events[-1]["detail"]["reason"] == "changed my mind"
+    assert {e["version"] for e in events} == {2}
+    history = turnout("deployments", "history", "cli-prod")
+    assert history.returncode == 0, history.stderr
+    assert "steps and verdicts" in history.stdout
+    assert "changed my mind" in history.stdout
+    revisions = orjson.loads(turnout("deployments", "history", "cli-prod", "--json").stdout)
+    assert all("revision" in r for r in revisions)  # the JSON form still lists revisions
     bad = tmp_path / "bad.yaml"
     bad.write_text("challenge:\n  steps: [50, 10]\n")
     refused = turnout("rollout", "start", "cli-prod", "--version", "2", "--plan", str(bad))

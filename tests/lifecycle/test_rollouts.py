@@ -280,3 +280,60 @@ def test_a_breach_the_old_champion_had_as_well_aborts_instead_of_blaming(stack: 
     assert status.state == "aborted"
     assert status.state_detail["verdicts"]["bake"]["evidence"]["both_bad"] is True
     assert stack.routing.current("d").champion == 1
+
+
+def test_each_challenge_step_waits_for_its_own_samples_when_shares_are_uneven(
+    stack: Stack,
+) -> None:
+    """Steps of 5%, 30% and 55% of 400 requests a round give the challenger 20, 120 and
+    220 answers a round, the champion 380, 280 and 180. With 200 samples per arm needed in
+    each step (nothing carried over from the step before), the steps can pass after 10,
+    2 and 2 rounds: never sooner, whatever the test thinks of the evidence."""
+    plan = {
+        "warmup": None,
+        "challenge": {"steps": [5, 30, 55], "min_samples": 200, "metric": "error_rate",
+                      "max_error_rate": 0.5, "step_timeout_s": 600},
+        "bake": {"duration_s": 60},
+    }  # fmt: skip
+    stack.rollouts.start("d", 2, plan, actor="alice")
+    passed_after: dict[str, int] = {}
+    rounds = 0
+    while stack.state()[1] != "promote" and rounds < 40:
+        step = stack.state()[1]
+        stack.controller.tick()  # routing follows the step
+        share = float(step.partition(":")[2])
+        assert stack.routing.current("d").challengers == {2: share}
+        rounds += 1
+        challenger = round(400 * share / 100)
+        stack.answers(1, "champion", 400 - challenger, errors=(400 - challenger) // 4)
+        stack.answers(2, "challenger", challenger)
+        stack.controller.tick()
+        if stack.state()[1] != step:
+            passed_after[step] = rounds
+    assert passed_after == {"challenge:5": 10, "challenge:30": 12, "challenge:55": 14}
+    verdicts = stack.rollouts.status("d").rollout.state_detail["verdicts"]
+    for step in passed_after:
+        samples = verdicts[step]["evidence"]["samples"]
+        assert min(samples.values()) >= 200
+
+
+def test_a_challenge_step_is_held_for_its_minimum_time(stack: Stack) -> None:
+    plan = {
+        "warmup": None,
+        "challenge": {"steps": [50], "min_samples": 200, "metric": "error_rate",
+                      "max_error_rate": 0.5, "min_step_s": 2.0},
+        "bake": {"duration_s": 60},
+    }  # fmt: skip
+    stack.rollouts.start("d", 2, plan, actor="alice")
+    started = time.monotonic()
+    stack.controller.tick()
+    stack.answers(1, "champion", 1000, errors=300)
+    stack.answers(2, "challenger", 1000)
+    stack.controller.tick()
+    if time.monotonic() - started < 2.0:  # decided, but held for the step's minimum
+        assert stack.state() == ("running", "challenge:50")
+        verdict = stack.rollouts.status("d").rollout.state_detail["verdicts"]["challenge:50"]
+        assert "runs at least 2 s" in verdict["reason"]
+    time.sleep(max(0.0, 2.1 - (time.monotonic() - started)))
+    stack.controller.tick()
+    assert stack.state() == ("running", "promote")

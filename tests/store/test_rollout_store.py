@@ -77,3 +77,30 @@ def test_one_holder_of_the_lease_among_many_contenders(db: Database) -> None:
         rs.release_lease(conn, "controller", holder)
     with db.write() as conn:
         assert rs.acquire_lease(conn, "controller", "late", ttl_s=30)
+
+
+def test_a_deployments_events_span_its_rollouts_oldest_first(db: Database) -> None:
+    with db.write() as conn:
+        first = rs.insert_rollout(
+            conn, deployment="d", version=2, plan={}, step="warmup", base_revision=1, actor="t"
+        )
+        rs.add_event(conn, first, kind="started", detail={"by": "t"})
+        rs.add_event(conn, first, kind="superseded", detail={"by_version": 3})
+        second = rs.insert_rollout(
+            conn, deployment="d", version=3, plan={}, step="warmup", base_revision=1, actor="t"
+        )
+        rs.add_event(conn, second, kind="started", detail={"by": "t"})
+        other = md.insert_deployment(conn, "e", md.get_model(conn, "m"))
+        md.add_revision(conn, other, RoutingConfig(champion=1), reason="create", actor="t")
+        elsewhere = rs.insert_rollout(
+            conn, deployment="e", version=2, plan={}, step="warmup", base_revision=1, actor="t"
+        )
+        rs.add_event(conn, elsewhere, kind="started", detail={"by": "t"})
+    with db.read() as conn:
+        events = rs.deployment_events(conn, "d")
+        newest = rs.deployment_events(conn, "d", limit=1)
+    assert [(e["version"], e["kind"]) for e in events] == [
+        (2, "started"), (2, "superseded"), (3, "started")
+    ]  # fmt: skip
+    assert [e["rollout"] for e in events] == [first.id, first.id, second.id]
+    assert [(e["version"], e["kind"]) for e in newest] == [(3, "started")]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from turnout.api.auth import Principal
@@ -49,6 +49,18 @@ def rollout_status(
 ) -> dict[str, JSON]:
     """The latest rollout of the deployment: its step, each gate's evidence and verdict."""
     return svc.rollouts.status(name).to_dict()
+
+
+@router.get("/{name}/rollout/history")
+def rollout_history(
+    name: str,
+    svc: Annotated[Services, Depends(services)],
+    _: Annotated[Principal, Depends(viewer)],
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> list[dict[str, JSON]]:
+    """Every step, verdict, approval and abort of every rollout of the deployment, oldest
+    first (the newest `limit` events)."""
+    return svc.rollouts.history(name, limit=limit)
 
 
 @router.post("/{name}/rollout/approve")

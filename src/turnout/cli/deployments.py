@@ -6,6 +6,7 @@ import orjson
 import typer
 
 from turnout.cli.output import JsonOption, pairs, print_json, table
+from turnout.cli.rollouts import events_table
 from turnout.client import _UNSET, Client
 from turnout.types import JSON
 
@@ -143,9 +144,11 @@ def _ms(value: float | None) -> str:
 
 @app.command()
 def history(name: str, json: bool = JsonOption) -> None:
-    """List every revision of a deployment, oldest first."""
+    """List every revision of a deployment, oldest first, then its rollouts' steps and
+    verdicts (`turnout rollout history NAME --json` has those as JSON)."""
     with Client() as client:
         data = client.history(name)
+        events = [] if json else client.rollout_history(name)
     if json:
         print_json(data)
         return
@@ -158,3 +161,5 @@ def history(name: str, json: bool = JsonOption) -> None:
                      r["created_by"], r["created_at"]))  # fmt: skip
     columns = ["revision", "champion", "challengers", "shadows", "reason", "by", "at"]
     table(f"history of {name}", columns, rows)
+    if events:
+        events_table(f"rollouts of {name}: steps and verdicts", events)

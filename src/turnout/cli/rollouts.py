@@ -104,3 +104,43 @@ def abort(
         print_json(data)
         return
     console.print(f"aborted: {name} serves its champion again", highlight=False)
+
+
+@app.command()
+def history(
+    name: str = typer.Argument(..., help="Deployment name."), json: bool = JsonOption
+) -> None:
+    """Every step, verdict, approval and abort of every rollout of the deployment."""
+    with Client() as client:
+        data = client.rollout_history(name)
+    if json:
+        print_json(data)
+        return
+    events_table(f"rollouts of {name}", data)
+
+
+def events_table(title: str, events: list[dict[str, Any]]) -> None:
+    """One row per rollout event: when, which rollout and version, the step, what happened
+    and why (a verdict's reason, who approved, what superseded it)."""
+    table(
+        title,
+        ["at", "rollout", "version", "step", "event", "why"],
+        [
+            (e["at"][:19], e["rollout"], e["version"], e["step"], e["kind"], _why(e["detail"]))
+            for e in events
+        ],
+    )
+
+
+def _why(detail: Any) -> str:
+    if not isinstance(detail, dict):
+        return ""
+    if detail.get("reason"):
+        return str(detail["reason"])
+    if detail.get("by"):
+        return f"by {detail['by']}"
+    if detail.get("by_version"):
+        return f"by version {detail['by_version']}"
+    if detail.get("steps"):
+        return " -> ".join(map(str, detail["steps"]))
+    return ""

@@ -45,6 +45,7 @@ _LABELS = {
     "agreement": ("agreement with the champion", "%"),
     "accuracy_drop": ("accuracy drop", "%"),
     "latency_ms": ("latency", "ms"),
+    "correlation": ("score correlation with the champion", ""),
 }
 """How each checked number is named and shown in reasons; others show as their name."""
 
@@ -306,6 +307,10 @@ def challenge_gate(
         why = _breaches(f"{why}, but the challenger's", breached) + (
             f" on fewer than {GUARDRAIL_MIN_REQUESTS} requests"
         )
+    if outcome == Outcome.PASS and elapsed_s < plan.min_step_s:
+        evidence["min_step_s"] = plan.min_step_s
+        why = f"{why}, but the step runs at least {plan.min_step_s:g} s"
+        outcome = Outcome.INCONCLUSIVE
     if outcome == Outcome.INCONCLUSIVE:
         return _undecided(plan, elapsed_s, why, evidence), test.to_dict()
     return _verdict(outcome, why, evidence), test.to_dict()
@@ -469,9 +474,27 @@ def validation_verdict(plan: ValidatePlan, report: Mapping[str, Any]) -> Verdict
     if n < plan.min_rows:
         reason = f"Only {n} labelled rows to validate on; at least {plan.min_rows} are needed."
         return _verdict(Outcome.INCONCLUSIVE, reason, evidence)
+    for key in ("source", "agreement", "correlation", "latency_ms", "robustness"):
+        if key in report:
+            evidence[key] = report[key]
     breached = [limit for limit in limits if limit.breached]
     if breached:
         return _verdict(Outcome.FAIL, _breaches("The candidate's", breached) + ".", evidence)
+    robustness: Mapping[str, Any] = report.get("robustness") or {}
+    if plan.robustness and robustness.get("failures"):
+        failed = robustness.get("failed") or []
+        why: dict[str, list[str]] = {}
+        for failure in failed:
+            why.setdefault(str(failure["candidate"]), []).append(str(failure["probe"]))
+        shown = "; ".join(
+            f"{', '.join(probes[:3])}{' and more' if len(probes) > 3 else ''}: {message}"
+            for message, probes in list(why.items())[:3]
+        )
+        reason = (
+            f"The candidate fails {robustness['failures']} of {robustness.get('probes')} "
+            f"broken rows that the champion answers ({shown})."
+        )
+        return _verdict(Outcome.FAIL, reason, evidence)
     if missing:
         reason = f"Cannot judge the candidate without {', '.join(missing)}."
         return _verdict(Outcome.INCONCLUSIVE, reason, evidence)
@@ -509,6 +532,12 @@ def _validation_limits(
             )
             if agreement is None:
                 missing.append("its agreement with the champion")
+        if plan.min_correlation > 0:
+            correlation = _number(report, "correlation")
+            limits.append(Limit(name="correlation", value=correlation,
+                                limit=plan.min_correlation, upper=False))  # fmt: skip
+            if correlation is None:
+                missing.append("scores to correlate with the champion's")
     if plan.max_latency_ms is not None:
         latency = _number(report, "latency_ms")
         limits.append(Limit(name="latency_ms", value=latency, limit=plan.max_latency_ms))

@@ -36,6 +36,12 @@ def _positive(value: float) -> float:
     return value
 
 
+def _not_negative(value: float) -> float:
+    if value < 0:
+        raise ValueError(f"must be 0 or more, not {value:g}")
+    return value
+
+
 def _at_least_one(value: int) -> int:
     if value < 1:
         raise ValueError(f"must be at least 1, not {value}")
@@ -82,8 +88,11 @@ class ValidatePlan(_Section):
     """Offline check of the candidate against the champion on the same labelled rows."""
 
     holdout: str | None = None
-    """A registered dataset to score on; None scores the deployment's recent logged
-    traffic that has actuals."""
+    """A CSV or Parquet file on the server (the model's input columns and a label column)
+    to score both versions on; None scores the deployment's recent logged traffic that has
+    actuals, where the champion's logged answers are compared."""
+    label_column: str = "actual"
+    """The holdout file's column holding the true value."""
     min_rows: Count = 100
     """Labelled rows needed before the check can pass; fewer leave it inconclusive."""
     min_metrics: dict[str, float] = Field(default_factory=dict)
@@ -95,8 +104,14 @@ class ValidatePlan(_Section):
     (e.g. `{accuracy: 0.02}` allows 0.91 against 0.93)."""
     min_agreement: Rate = 0.0
     """Share of rows where the candidate gives the champion's label; 0 skips the check."""
+    min_correlation: Rate = 0.0
+    """Floor on the correlation of the two versions' scores (numbers, or class
+    probabilities); 0 skips the check."""
     max_latency_ms: Millis | None = None
     """Ceiling on the candidate's mean latency per row during the check."""
+    robustness: bool = True
+    """Send both versions rows with one column missing or far out of range: the candidate
+    fails if it raises or answers NaN where the champion answers."""
 
     @field_validator("min_metrics")
     @classmethod
@@ -176,6 +191,9 @@ class ChallengePlan(_Section):
     """Guardrail checked at every look: ceiling on (errors + timeouts) / requests."""
     max_latency_p99_ms: Millis | None = None
     """Guardrail checked at every look: ceiling on the challenger's p99 latency."""
+    min_step_s: Annotated[float, AfterValidator(_not_negative)] = 0.0
+    """A step passes no sooner than this, even when the test has decided (to take in a
+    whole daily cycle, say); a failing challenger is still stopped at once."""
     step_timeout_s: Seconds = 3600.0
     """A step still undecided after this long fails."""
 

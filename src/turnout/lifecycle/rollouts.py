@@ -7,9 +7,10 @@ running rollout from step to step as the evidence comes in.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from turnout.errors import Conflict, NotFound
+from turnout.errors import BadRequest, Conflict, NotFound
 from turnout.lifecycle.notify import Notifier, event_body
 from turnout.lifecycle.plans import DEFAULT_PLAN, Plan
 from turnout.lifecycle.routing import RouteChange, Routing
@@ -88,6 +89,12 @@ class Rollouts:
         self.registry.verify(candidate)
         if version == revision.config.champion:
             raise Conflict(f"{model}:{version} is already the champion of {deployment!r}")
+        holdout = parsed.validation.holdout if parsed.validation is not None else None
+        if holdout is not None and not Path(holdout).expanduser().is_file():
+            raise BadRequest(
+                f"validate.holdout: {holdout} is not a file on the server; give a path the "
+                "server can read (CSV or Parquet with the model's columns and the label)"
+            )
         steps = parsed.steps()
         with self.db.write() as conn:
             previous = rs.active_rollout(conn, deployment)
@@ -123,6 +130,13 @@ class Rollouts:
             if rollout is None:
                 raise NotFound(f"deployment {deployment!r} has no rollout")
             return RolloutView(rollout, rs.list_events(conn, rollout))
+
+    def history(self, deployment: str, *, limit: int = 1000) -> list[dict[str, JSON]]:
+        """Every step, verdict, approval and abort of the deployment's rollouts, oldest
+        first."""
+        with self.db.read() as conn:
+            md.get_deployment(conn, deployment)
+            return rs.deployment_events(conn, deployment, limit=limit)
 
     def _active(self, deployment: str) -> RolloutRecord:
         with self.db.read() as conn:

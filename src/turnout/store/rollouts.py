@@ -144,6 +144,26 @@ def list_events(conn: Connection, rollout: RolloutRecord) -> list[dict[str, JSON
     ]
 
 
+def deployment_events(
+    conn: Connection, deployment: str, *, limit: int = 1000
+) -> list[dict[str, JSON]]:
+    """Every rollout event of a deployment, oldest first (the newest `limit`), each with its
+    rollout's id and version: the steps and verdicts of the deployment's history."""
+    rows = conn.execute(
+        select(t.rollout_events, t.rollouts.c.version)
+        .join(t.rollouts, t.rollouts.c.id == t.rollout_events.c.rollout_id)
+        .join(t.deployments, t.deployments.c.id == t.rollouts.c.deployment_id)
+        .where(t.deployments.c.name == deployment)
+        .order_by(t.rollout_events.c.id.desc())
+        .limit(limit)
+    ).all()
+    return [
+        {"at": aware(r.at).isoformat(), "rollout": r.rollout_id, "version": r.version,
+         "step": r.step, "kind": r.kind, "detail": r.detail}
+        for r in reversed(rows)
+    ]  # fmt: skip
+
+
 def acquire_lease(conn: Connection, name: str, holder: str, ttl_s: float) -> bool:
     """Take or renew the lease `name` for `holder` unless another holder's is still valid.
     Run inside a write transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL: the row lock of
