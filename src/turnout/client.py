@@ -120,7 +120,11 @@ class Client:
         training_data: str | Path | None = None,
         target: str | None = None,
         parent_version: int | None = None,
+        pipeline: str | None = None,
     ) -> JSON:
+        """Register a version; `pipeline` names the training code for retraining: an import
+        path (`pkg.mod:fit`, importable on the server) or a local Python file (`train.py`
+        or `train.py:function`), which is uploaded with the version."""
         source = Path(path)
         if not source.exists():
             raise TurnoutError(f"{source} does not exist")
@@ -139,6 +143,20 @@ class Client:
             if not data.is_file():
                 raise TurnoutError(f"training data {data} is not a file")
             files["training_data"] = (data.name, data.read_bytes(), "application/octet-stream")
+        if pipeline is not None:
+            file_part, _, function = pipeline.partition(".py:")
+            if pipeline.endswith(".py") or function:
+                code = Path(pipeline if not function else file_part + ".py").expanduser()
+                if not code.is_file():
+                    raise TurnoutError(f"pipeline file {code} does not exist")
+                meta["pipeline"] = {
+                    "kind": "file",
+                    "name": code.name,
+                    "function": function or "fit",
+                }
+                files["pipeline_file"] = (code.name, code.read_bytes(), "text/x-python")
+            else:
+                meta["pipeline"] = {"kind": "import", "ref": pipeline}
         form = {"flavor": flavor, "metadata": orjson.dumps(meta).decode()}
         return self._call("POST", f"/api/v1/models/{name}/versions", data=form, files=files)
 

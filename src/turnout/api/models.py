@@ -15,6 +15,7 @@ from turnout.api.uploads import unpack
 from turnout.api.views import model_json, version_json
 from turnout.errors import BadRequest, PayloadTooLarge
 from turnout.registry.names import check_name
+from turnout.registry.pipelines import PipelineRef, parse_pipeline
 from turnout.registry.service import NewVersion, scratch_dir
 from turnout.types import JSON
 
@@ -75,6 +76,30 @@ def _metadata(raw: str) -> dict[str, Any]:
     return meta
 
 
+def _pipeline(
+    described: Any, upload: UploadFile | None, workdir: Path, limit: int
+) -> PipelineRef | None:
+    """The pipeline named in the metadata: an import path, or the uploaded file."""
+    if described is None:
+        if upload is not None and upload.filename:
+            raise BadRequest("pipeline_file was sent without metadata.pipeline")
+        return None
+    if not isinstance(described, dict) or described.get("kind") not in ("import", "file"):
+        raise BadRequest('metadata.pipeline must be {"kind": "import", "ref": "pkg.mod:fit"} '
+                         'or {"kind": "file", "name": "train.py", "function": "fit"}')  # fmt: skip
+    if described["kind"] == "import":
+        return parse_pipeline(str(described.get("ref", "")))
+    if upload is None or not upload.filename:
+        raise BadRequest("metadata.pipeline names a file but no pipeline_file was uploaded")
+    name = Path(str(described.get("name") or upload.filename)).name
+    if not name.endswith(".py"):
+        raise BadRequest(f"the pipeline file must be a .py file, not {name!r}")
+    folder = workdir / "pipeline"
+    folder.mkdir()
+    path = _save(upload, folder / name, limit)
+    return parse_pipeline(f"{path}:{described.get('function') or 'fit'}")
+
+
 def _save(upload: UploadFile, dest: Path, limit: int) -> Path:
     size = 0
     with dest.open("wb") as out:
@@ -95,6 +120,7 @@ def register_version(
     flavor: Annotated[str, Form()],
     metadata: Annotated[str, Form()] = "{}",
     training_data: Annotated[UploadFile | None, File()] = None,
+    pipeline_file: Annotated[UploadFile | None, File(description="training pipeline .py")] = None,
 ) -> dict[str, JSON]:
     """Register a new version from an uploaded tar of its file (kind=file) or folder."""
     check_name(name, "model")
@@ -115,6 +141,7 @@ def register_version(
         if training_data is not None and training_data.filename:
             data_name = Path(training_data.filename).name or "training.csv"
             data_path = _save(training_data, workdir / data_name, svc.max_upload_bytes)
+        pipeline = _pipeline(meta.get("pipeline"), pipeline_file, workdir, svc.max_upload_bytes)
         record = svc.registry.register(
             NewVersion(
                 model=name,
@@ -127,6 +154,7 @@ def register_version(
                 training_data=data_path,
                 target=meta.get("target"),
                 parent_version=meta.get("parent_version"),
+                pipeline=pipeline,
                 actor=who.name,
             )
         )

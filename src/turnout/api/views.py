@@ -43,6 +43,7 @@ def version_json(record: VersionRecord) -> dict[str, JSON]:
         "training": record.training,
         "parent_version": record.parent_version,
         "lineage": record.lineage,
+        "pipeline": record.pipeline,
         "created_by": record.created_by,
         "created_at": record.created_at.isoformat(),
     }

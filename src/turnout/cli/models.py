@@ -35,6 +35,12 @@ def register(
     training_data: Path = typer.Option(None, help="CSV/Parquet training data (baseline stats)."),
     target: str = typer.Option(None, help="Target column in the training data."),
     parent: int = typer.Option(None, help="Parent version (lineage)."),
+    pipeline: str = typer.Option(
+        None,
+        help="Training pipeline for retraining: pkg.module:fit (importable on the server) or "
+        "a Python file, train.py or train.py:function (uploaded). It is called as "
+        "fit(DataFrame, params) with this version's --param values.",
+    ),
     json: bool = JsonOption,
 ) -> None:
     """Register a new immutable version of NAME from PATH."""
@@ -50,6 +56,7 @@ def register(
             training_data=training_data,
             target=target,
             parent_version=parent,
+            pipeline=pipeline,
         )
     if json:
         print_json(record)
@@ -107,6 +114,14 @@ def _short(values: dict[str, object]) -> str:
     )
 
 
+def _pipeline(record: object) -> str | None:
+    if not isinstance(record, dict):
+        return None
+    if record.get("kind") == "file":
+        return f"{record.get('name')}:{record.get('function')} ({str(record.get('sha256'))[:12]})"
+    return str(record.get("ref"))
+
+
 def _show_version(data: dict[str, object]) -> None:
     signature = data["signature"]
     assert isinstance(signature, dict)
@@ -125,6 +140,7 @@ def _show_version(data: dict[str, object]) -> None:
             ("tags", data["tags"]),
             ("training rows", training.get("rows")),
             ("data fingerprint", training.get("fingerprint")),
+            ("pipeline", _pipeline(data.get("pipeline"))),
             ("parent version", data["parent_version"]),
             ("created", f"{data['created_at']} by {data['created_by']}"),
         ],

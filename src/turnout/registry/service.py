@@ -20,6 +20,7 @@ from turnout.registry.baseline import baseline, feature_stats, read_table
 from turnout.registry.flavors import LoadedModel, get_flavor
 from turnout.registry.inference import feature_frame, infer_signature
 from turnout.registry.names import check_name
+from turnout.registry.pipelines import PipelineRef, check_stored, store_pipeline
 from turnout.registry.servable import Servable, frame
 from turnout.registry.signature import Signature
 from turnout.store import metadata as md
@@ -49,6 +50,9 @@ class NewVersion:
     target: str | None = None
     parent_version: int | None = None
     lineage: dict[str, JSON] = field(default_factory=dict)
+    pipeline: PipelineRef | dict[str, JSON] | None = None
+    """The training pipeline (for retraining): what the user named, or a stored record
+    carried over from the parent version."""
     actor: str = "local"
 
 
@@ -95,6 +99,11 @@ class Registry:
                 training["prediction_stats"] = outputs
             sha, size = self.artifacts.put(new.training_data)
             training["file"] = {"name": new.training_data.name, "sha256": sha, "size": size}
+        pipeline = None
+        if isinstance(new.pipeline, PipelineRef):
+            pipeline = store_pipeline(new.pipeline, self.artifacts)
+        elif new.pipeline is not None:
+            pipeline = check_stored(new.pipeline)
         artifact = self._store_files(source)
         self._check_parent(new)
         values: dict[str, JSON] = {
@@ -108,6 +117,7 @@ class Registry:
             "training": training,
             "parent_version": new.parent_version,
             "lineage": new.lineage,
+            "pipeline": pipeline,
             "created_by": new.actor,
         }
         return self._insert(new.model, values, actor=new.actor)

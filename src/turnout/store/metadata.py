@@ -106,6 +106,7 @@ def _version(row: Row[Any], model: str) -> VersionRecord:
         lineage=row.lineage,
         created_by=row.created_by,
         created_at=aware(row.created_at),
+        pipeline=row.pipeline,
     )
 
 
@@ -249,6 +250,40 @@ def get_rollout_plan(conn: Connection, name: str) -> dict[str, JSON] | None:
     if plan is None:
         get_deployment(conn, name)
     return plan
+
+
+def set_retrain_policy(conn: Connection, name: str, policy: dict[str, JSON] | None) -> None:
+    """When and how the deployment's champion is retrained; None removes the policy."""
+    get_deployment(conn, name)
+    conn.execute(
+        update(t.deployments).where(t.deployments.c.name == name).values(retrain_policy=policy)
+    )
+
+
+def get_retrain_policy(conn: Connection, name: str) -> dict[str, JSON] | None:
+    policy = conn.execute(
+        select(t.deployments.c.retrain_policy).where(t.deployments.c.name == name)
+    ).scalar_one_or_none()
+    if policy is None:
+        get_deployment(conn, name)
+    return policy
+
+
+def retrain_policies(conn: Connection) -> list[tuple[str, dict[str, JSON], dict[str, JSON]]]:
+    """(deployment, policy, trigger state) of every deployment with a retrain policy."""
+    rows = conn.execute(
+        select(t.deployments.c.name, t.deployments.c.retrain_policy, t.deployments.c.retrain_state)
+        .where(t.deployments.c.retrain_policy.is_not(None))
+        .order_by(t.deployments.c.name)
+    )
+    return [(r.name, r.retrain_policy, r.retrain_state or {}) for r in rows if r.retrain_policy]
+
+
+def set_retrain_state(conn: Connection, name: str, state: dict[str, JSON]) -> None:
+    """What the trigger checks keep between looks (when they last looked, and saw)."""
+    conn.execute(
+        update(t.deployments).where(t.deployments.c.name == name).values(retrain_state=state)
+    )
 
 
 def _revision(row: Row[Any], deployment: str) -> RevisionRecord:

@@ -91,6 +91,9 @@ class VersionRecord:
     lineage: dict[str, JSON]
     created_by: str
     created_at: datetime
+    pipeline: dict[str, JSON] | None = None
+    """The training pipeline that made the version, for retraining: `{"kind": "import",
+    "ref": "pkg.mod:fit"}` or `{"kind": "file", "name", "sha256", "size", "function"}`."""
 
     @property
     def ref(self) -> str:
@@ -230,3 +233,61 @@ class RolloutRecord:
     @property
     def active(self) -> bool:
         return self.state in ACTIVE_ROLLOUT_STATES
+
+
+ACTIVE_JOB_STATES = ("queued", "running")
+FINISHED_JOB_STATES = ("succeeded", "failed", "cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """One retrain job of one deployment: what it was asked to do and how far it got."""
+
+    id: int
+    kind: str
+    """`retrain`."""
+    deployment: str
+    model: str
+    parent_version: int
+    """The version retrained: its pipeline and params are reused."""
+    trigger: str
+    """manual | schedule | drift | accuracy | actuals."""
+    trigger_detail: dict[str, JSON]
+    state: str
+    """queued | running | succeeded | failed | cancelled."""
+    spec: dict[str, JSON]
+    """Everything the job needs, fixed when it was created (see `lifecycle.retrain.job`)."""
+    progress: float
+    message: str
+    """The current stage while running; why it failed or was cancelled after."""
+    result: dict[str, JSON]
+    """The new version, data fingerprint, rows and metrics once it succeeded, and the
+    rollout started with it."""
+    host: str | None
+    pid: int | None
+    cancel_requested: bool
+    created_by: str
+    created_at: datetime
+    started_at: datetime | None
+    heartbeat_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_JOB_STATES
+
+    def to_dict(self) -> dict[str, JSON]:
+        def iso(value: datetime | None) -> str | None:
+            return value.isoformat() if value is not None else None
+
+        return {
+            "id": self.id, "kind": self.kind, "deployment": self.deployment,
+            "model": self.model, "parent_version": self.parent_version,
+            "trigger": self.trigger, "trigger_detail": self.trigger_detail,
+            "state": self.state, "spec": self.spec, "progress": self.progress,
+            "message": self.message, "result": self.result, "host": self.host,
+            "pid": self.pid, "cancel_requested": self.cancel_requested,
+            "created_by": self.created_by, "created_at": iso(self.created_at),
+            "started_at": iso(self.started_at), "heartbeat_at": iso(self.heartbeat_at),
+            "finished_at": iso(self.finished_at),
+        }  # fmt: skip

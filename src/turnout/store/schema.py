@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     MetaData,
@@ -44,6 +46,7 @@ versions = Table(
     Column("lineage", JSON, nullable=False),
     Column("created_by", String(128), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("pipeline", JSON(none_as_null=True), nullable=True),
     UniqueConstraint("model_id", "version", name="uq_versions_model_version"),
 )
 
@@ -57,6 +60,8 @@ deployments = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("rollout_plan", JSON(none_as_null=True), nullable=True),
+    Column("retrain_policy", JSON(none_as_null=True), nullable=True),
+    Column("retrain_state", JSON(none_as_null=True), nullable=True),
 )
 
 revisions = Table(
@@ -145,4 +150,29 @@ leases = Table(
     Column("name", String(64), primary_key=True),
     Column("holder", String(256), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("deployment_id", Integer, ForeignKey("deployments.id"), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("parent_version", Integer, nullable=False),
+    Column("trigger", String(32), nullable=False),
+    Column("trigger_detail", JSON, nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("progress", Float, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("result", JSON, nullable=False),
+    Column("host", String(256), nullable=True),
+    Column("pid", Integer, nullable=True),
+    Column("cancel_requested", Boolean, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
 )

@@ -1,0 +1,1 @@
+"""Retraining: policies (when), jobs (how, out of the serving processes), lineage (what)."""
