@@ -30,6 +30,8 @@ from turnout.gateway.table import RoutingTable
 from turnout.lifecycle.controller import Controller
 from turnout.lifecycle.deployments import Deployments
 from turnout.lifecycle.notify import Notifier
+from turnout.lifecycle.retrain.executor import LocalExecutor, child_env
+from turnout.lifecycle.retrain.service import Retraining
 from turnout.lifecycle.rollouts import Rollouts
 from turnout.lifecycle.routing import Routing
 from turnout.monitoring.layout import writer_name
@@ -316,6 +318,14 @@ def create_app(settings: Settings) -> TurnoutApp:
         assert loop.running is not None
         return asyncio.run_coroutine_threadsafe(run(), loop.running).result(timeout=300)
 
+    retraining = Retraining(
+        db,
+        registry,
+        monitor,
+        rollouts,
+        LocalExecutor(settings.home / "jobs", child_env(settings)),
+        notify=notifier.send,
+    )
     controller = Controller(
         db,
         rollouts,
@@ -324,12 +334,14 @@ def create_app(settings: Settings) -> TurnoutApp:
         interval_s=settings.controller_interval_ms / 1000,
         notifier=notifier,
         predict=score,
+        retraining=retraining,
     )
     services = Services(
         registry=registry,
         deployments=Deployments(db, registry),
         routing=routing,
         rollouts=rollouts,
+        retraining=retraining,
         monitor=monitor,
         tokens=tokens,
         upload_dir=settings.home / "tmp",

@@ -73,6 +73,20 @@ class Client:
     def __exit__(self, *_: object) -> None:
         self.close()
 
+    def _text(self, method: str, path: str, **kwargs: Any) -> str:
+        """Like `_call`, for an endpoint that answers plain text."""
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(f"cannot reach turnout at {self.url} ({exc})") from exc
+        if response.status_code >= 400:
+            try:
+                message = response.json().get("error", response.text)
+            except ValueError:
+                message = response.text or response.reason_phrase
+            raise ApiError(response.status_code, str(message))
+        return response.text
+
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)
@@ -249,6 +263,46 @@ class Client:
     def rollout_history(self, deployment: str) -> JSON:
         """Every step and verdict of every rollout of the deployment, oldest first."""
         return self._call("GET", f"/api/v1/deployments/{deployment}/rollout/history")
+
+    # -- retraining -------------------------------------------------------------------------
+
+    def set_retrain_policy(self, deployment: str, policy: str | dict[str, Any]) -> JSON:
+        """Set the deployment's retrain policy, as YAML text or a mapping."""
+        return self._call(
+            "PUT", f"/api/v1/deployments/{deployment}/retrain-policy", json={"policy": policy}
+        )
+
+    def retrain_policy(self, deployment: str) -> JSON:
+        return self._call("GET", f"/api/v1/deployments/{deployment}/retrain-policy")
+
+    def clear_retrain_policy(self, deployment: str) -> None:
+        self._call("DELETE", f"/api/v1/deployments/{deployment}/retrain-policy")
+
+    def retrain(
+        self, deployment: str, *, data: dict[str, Any] | None = None, reason: str = ""
+    ) -> JSON:
+        """Queue a retrain of the champion; returns the job."""
+        body = {"data": data, "reason": reason}
+        return self._call("POST", f"/api/v1/deployments/{deployment}/retrain", json=body)
+
+    def jobs(
+        self, *, deployment: str | None = None, state: str | None = None, limit: int = 100
+    ) -> JSON:
+        params: dict[str, Any] = {"limit": limit}
+        if deployment is not None:
+            params["deployment"] = deployment
+        if state is not None:
+            params["state"] = state
+        return self._call("GET", "/api/v1/jobs", params=params)
+
+    def job(self, job_id: int) -> JSON:
+        return self._call("GET", f"/api/v1/jobs/{job_id}")
+
+    def job_logs(self, job_id: int, *, tail_bytes: int = 64 * 1024) -> str:
+        return self._text("GET", f"/api/v1/jobs/{job_id}/logs", params={"tail_bytes": tail_bytes})
+
+    def cancel_job(self, job_id: int) -> JSON:
+        return self._call("POST", f"/api/v1/jobs/{job_id}/cancel")
 
     def approve_rollout(self, deployment: str) -> JSON:
         return self._call("POST", f"/api/v1/deployments/{deployment}/rollout/approve")

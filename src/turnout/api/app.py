@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from turnout import __version__
-from turnout.api import apply, deployments, models, monitoring, rollouts, tokens
+from turnout.api import apply, deployments, models, monitoring, retrain, rollouts, tokens
 from turnout.api.deps import Services
 from turnout.errors import TurnoutError
 from turnout.monitoring.prometheus import FleetCollector, scrape
@@ -40,6 +40,7 @@ def create_api(svc: Services, *, fleet: FleetCollector | None = None) -> FastAPI
         deployments.router,
         monitoring.router,
         rollouts.router,
+        retrain.router,
         tokens.router,
     ):
         api.include_router(router, prefix=API_PREFIX)

@@ -36,7 +36,7 @@ async def spec_body(request: Request) -> Any:
 
 
 def applier(svc: Annotated[Services, Depends(services)]) -> Applier:
-    return Applier(svc.deployments, svc.routing, svc.rollouts, svc.deployments.db)
+    return Applier(svc.deployments, svc.routing, svc.rollouts, svc.deployments.db, svc.retraining)
 
 
 @router.post(

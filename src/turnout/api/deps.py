@@ -10,6 +10,7 @@ from fastapi import Request
 
 from turnout.api.auth import Principal, Tokens
 from turnout.lifecycle.deployments import Deployments
+from turnout.lifecycle.retrain.service import Retraining
 from turnout.lifecycle.rollouts import Rollouts
 from turnout.lifecycle.routing import Routing
 from turnout.monitoring.service import Monitor
@@ -23,6 +24,7 @@ class Services:
     deployments: Deployments
     routing: Routing
     rollouts: Rollouts
+    retraining: Retraining
     monitor: Monitor
     tokens: Tokens
     upload_dir: Path

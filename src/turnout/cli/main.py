@@ -12,6 +12,7 @@ from turnout.cli import (
     models,
     monitoring,
     quickstart,
+    retrain,
     rollouts,
     routing,
     serve,
@@ -39,6 +40,9 @@ app.add_typer(models.app, name="models")
 app.add_typer(deployments.app, name="deployments")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(rollouts.app, name="rollout")
+app.command()(retrain.retrain)
+app.add_typer(retrain.policy_app, name="retrain-policy")
+app.add_typer(retrain.jobs_app, name="jobs")
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -102,8 +103,21 @@ def show(
         ]
         table(f"model {name}", ["version", "flavor", "metrics", "by", "created"], rows)
     elif lineage:
-        rows = [(v["ref"], v["parent_version"], v["lineage"], v["created_at"]) for v in data]
-        table(f"lineage of {ref}", ["version", "parent", "lineage", "created"], rows)
+        rows = [_lineage_row(v) for v in data]
+        table(
+            f"lineage of {ref} (newest first)",
+            [
+                "version",
+                "parent",
+                "job",
+                "trigger",
+                "data fingerprint",
+                "rows",
+                "metrics",
+                "created",
+            ],
+            rows,
+        )
     else:
         _show_version(data)
 
@@ -111,6 +125,29 @@ def show(
 def _short(values: dict[str, object]) -> str:
     return ", ".join(
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
+    )
+
+
+def _lineage_row(version: dict[str, Any]) -> tuple[object, ...]:
+    """One link of the chain: what made the version (job, trigger, data) and its scores."""
+    lineage = version.get("lineage") or {}
+    training = version.get("training") or {}
+    fingerprint = lineage.get("data_fingerprint") or training.get("fingerprint")
+    rows = lineage.get("rows")
+    shown_rows = (
+        ", ".join(f"{k} {v}" for k, v in rows.items())
+        if isinstance(rows, dict)
+        else training.get("rows")
+    )
+    return (
+        version["ref"],
+        version["parent_version"],
+        lineage.get("job"),
+        lineage.get("trigger") or ("registered" if version["parent_version"] is None else None),
+        str(fingerprint)[:16] if fingerprint else None,
+        shown_rows,
+        _short(version.get("metrics") or {}),
+        version["created_at"][:19],
     )
 
 

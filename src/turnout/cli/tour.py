@@ -18,6 +18,7 @@ from typing import Any
 import joblib
 import numpy as np
 import pandas as pd
+import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
@@ -207,6 +208,7 @@ def tour(client: Client, n_requests: int, *, temporary: bool) -> None:
         _actuals_and_status(client)
         _rollouts(client, workdir, training_csv, registered, x_test)
         _resilience(client, workdir, training_csv, registered[1]["version"], x_test, y_test)
+        _retraining(client, workdir, training_csv, x_train, y_train, data, target)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     _next_steps(client, temporary, registered[1]["version"])
@@ -408,6 +410,13 @@ def _run_rollout(
 ) -> dict[str, Any]:
     """Start a rollout and send traffic until it ends, showing its step as it moves."""
     client.start_rollout(DEPLOYMENT, version=version, plan=plan)
+    return _follow_rollout(client, DEPLOYMENT, version, rows, flag)
+
+
+def _follow_rollout(
+    client: Client, deployment: str, version: int, rows: list[list[float]], flag: Path | None
+) -> dict[str, Any]:
+    """Send traffic until the deployment's rollout ends, showing its step as it moves."""
     progress = Progress(
         TextColumn("[bold]rollout of {task.fields[version]}"),
         TextColumn("{task.fields[step]}"),
@@ -422,9 +431,9 @@ def _run_rollout(
         while time.monotonic() < deadline:
             for _ in range(20):
                 with contextlib.suppress(ApiError):
-                    client.predict(DEPLOYMENT, [rows[i % len(rows)]])
+                    client.predict(deployment, [rows[i % len(rows)]])
                 i += 1
-            status = client.rollout_status(DEPLOYMENT)
+            status = client.rollout_status(deployment)
             progress.update(task, step=status["step"])
             if flag is not None and status["step"] == "bake":
                 flag.touch()  # the feature store goes down after the promotion
@@ -433,6 +442,140 @@ def _run_rollout(
     if flag is not None:
         flag.unlink(missing_ok=True)
     return status
+
+
+PIPELINE = """
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+
+def fit(data, params):
+    \"\"\"The training pipeline: the same code and params retrain the model on new rows.\"\"\"
+    target = data.attrs["target"]
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=float(params["C"]), max_iter=2000))
+    return model.fit(data.drop(columns=[target]), data[target])
+"""
+
+DRIFT_DEPLOYMENT = "breast-cancer-scanner"
+RECALIBRATED = ("mean area", "worst area", "area error", "mean perimeter", "worst perimeter")
+"""Columns a recalibrated scanner reports in new units (x1.8): the world the model knew moved."""
+
+RETRAIN_POLICY = {
+    "data": {"log": "1h"},  # the deployment's own traffic, joined with its actuals
+    "triggers": {"drifted_features": 3, "window": "1h", "min_rows": 100},
+    "cooldown": "1h",
+    "check_every": "1s",
+    "min_rows": 100,
+}
+
+
+def _retraining(
+    client: Client,
+    workdir: Path,
+    training_csv: Path,
+    x_train: pd.DataFrame,
+    y_train: pd.Series,
+    data: pd.DataFrame,
+    target: pd.Series,
+) -> None:
+    """A deployment whose inputs drift: the retrain policy notices, a job retrains the model
+    with its registered pipeline and params on the logged traffic and its actuals, and the
+    new version is rolled out through the usual gates."""
+    console.print(
+        "\n[bold]retraining[/bold]: a version registered with its training pipeline is "
+        "retrained by policy when its traffic drifts"
+    )
+    pipeline = workdir / "train.py"
+    pipeline.write_text(PIPELINE)
+    model = _train(x_train, y_train, 1.0)
+    path = workdir / "model-pipeline.joblib"
+    joblib.dump(model, path)
+    record = client.register(
+        MODEL, path, flavor="sklearn", params={"C": "1.0"}, training_data=training_csv,
+        target="target", pipeline=str(pipeline),
+        description="StandardScaler + LogisticRegression(C=1.0), with its training pipeline",
+    )  # fmt: skip
+    client.apply({
+        "deployment": DRIFT_DEPLOYMENT, "model": MODEL, "version": record["version"],
+        "rollout": yaml.safe_load(TOUR_PLAN), "retrain": RETRAIN_POLICY,
+    })  # fmt: skip
+    console.print(
+        f"deployed {record['ref']} as [bold]{DRIFT_DEPLOYMENT}[/bold] with a retrain policy: "
+        "retrain on the last hour of traffic when 3 or more features drift"
+    )
+    shifted = data.copy()
+    for column in RECALIBRATED:
+        shifted[column] = shifted[column] * 1.8
+    ids: list[str] = []
+    progress = Progress(TextColumn("[bold]traffic from the recalibrated scanner"), BarColumn(),
+                        MofNCompleteColumn(), transient=True)  # fmt: skip
+    with progress:
+        task = progress.add_task("traffic", total=len(shifted))
+        for start in range(0, len(shifted), 10):
+            part = shifted.iloc[start : start + 10]
+            ids += client.predict(DRIFT_DEPLOYMENT, part.to_numpy().tolist())["prediction_ids"]
+            progress.advance(task, len(part))
+    client.post_actuals(
+        DRIFT_DEPLOYMENT,
+        [{"prediction_id": i, "actual": int(y)} for i, y in zip(ids, target, strict=True)],
+    )
+    metrics = client.metrics(DRIFT_DEPLOYMENT, window="1h")
+    render_status(metrics)
+    job = _wait_for_retrain(client)
+    if job is None or job["state"] != "succeeded":
+        reason = "no retrain started" if job is None else job["message"]
+        console.print(f"[red]the retrain did not succeed:[/red] {reason}", highlight=False)
+        return
+    result = job["result"]
+    console.print(
+        f"job {job['id']} ({job['trigger']} trigger) registered [bold]{MODEL}:"
+        f"{result['version']}[/bold] from {result['rows']['train']} logged rows "
+        f"(data fingerprint {result['data_fingerprint'][:12]}); on the newest "
+        f"{result['rows']['holdout']} rows it scores accuracy "
+        f"{result['metrics'].get('accuracy', float('nan')):.3f}, its parent "
+        f"{result['parent_metrics'].get('accuracy', float('nan')):.3f}",
+        highlight=False,
+    )
+    status = _follow_rollout(
+        client, DRIFT_DEPLOYMENT, int(result["version"]), shifted.to_numpy().tolist(), None
+    )
+    console.print(
+        f"rollout of {MODEL}:{result['version']}: {status['state']}"
+        + (f" ({status['reason']})" if status["reason"] else ""),
+        highlight=False,
+    )
+    chain = client.lineage(MODEL, int(result["version"]))
+    table(
+        f"lineage of {MODEL}:{result['version']}",
+        ["version", "parent", "job", "trigger", "data fingerprint"],
+        [
+            (v["ref"], v["parent_version"], v["lineage"].get("job"), v["lineage"].get("trigger"),
+             str(v["lineage"].get("data_fingerprint") or (v["training"] or {}).get("fingerprint")
+                 or "")[:12])
+            for v in chain
+        ],
+    )  # fmt: skip
+
+
+def _wait_for_retrain(client: Client) -> dict[str, Any] | None:
+    """The retrain job the drift trigger starts, followed until it ends."""
+    progress = Progress(
+        TextColumn("[bold]retrain"), BarColumn(), TextColumn("{task.description}"),
+        TimeElapsedColumn(), transient=True,
+    )  # fmt: skip
+    with progress:
+        task = progress.add_task("waiting for the drift trigger", total=1.0)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            jobs = client.jobs(deployment=DRIFT_DEPLOYMENT, limit=1)
+            if jobs:
+                job = jobs[0]
+                progress.update(task, completed=job["progress"], description=job["message"])
+                if job["state"] in ("succeeded", "failed", "cancelled"):
+                    return dict(job)
+            time.sleep(0.5)
+    return None
 
 
 def _actuals_and_status(client: Client) -> None:
@@ -478,6 +621,10 @@ def _next_steps(client: Client, temporary: bool, challenger: int) -> None:
         f"  turnout route breast-cancer-prod --challenger {challenger}=20\n"
         f"  turnout promote breast-cancer-prod --version {challenger}\n"
         "  turnout rollback breast-cancer-prod\n"
+        "  turnout rollout history breast-cancer-prod\n"
+        "  turnout jobs list\n"
+        "  turnout retrain-policy show breast-cancer-scanner\n"
+        "  turnout retrain breast-cancer-scanner --wait\n"
         f"  curl -s {url}/v2/models/{DEPLOYMENT}\n"
         f"  curl -s -X POST {url}/v1/deployments/{DEPLOYMENT}/predict "
         '-d \'{"instances": [[17.99,10.38,122.8,1001,0.1184,0.2776,0.3001,0.1471,0.2419,'

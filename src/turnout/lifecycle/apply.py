@@ -16,6 +16,9 @@ A spec, in YAML (or the same mapping as JSON)::
     rollout:                 # optional: the plan `turnout rollout start` follows when given
       warmup: {min_requests: 200}   # none, and that a changed `version` starts with
       bake: {duration_s: 600}
+    retrain:                 # optional: the retrain policy (see lifecycle/retrain/policy.py)
+      data: {log: 30d}
+      triggers: {drift_psi: 0.2, accuracy_below: 0.85}
 
 Every setting the spec leaves out takes its default: the spec is the whole desired state.
 """
@@ -38,6 +41,8 @@ from pydantic import (
 from turnout.errors import BadRequest
 from turnout.lifecycle.deployments import MAX_TIMEOUT_MS, Deployments, NewDeployment
 from turnout.lifecycle.plans import Plan
+from turnout.lifecycle.retrain.policy import RetrainPolicy
+from turnout.lifecycle.retrain.service import Retraining
 from turnout.lifecycle.rollouts import Rollouts
 from turnout.lifecycle.routing import Routing, settings_changed
 from turnout.store import metadata as md
@@ -91,6 +96,8 @@ class DeploymentSpec(BaseModel):
     """Share of requests whose inputs and outputs are logged."""
     rollout: Plan | None = None
     """The plan rollouts of this deployment follow when started without one."""
+    retrain: RetrainPolicy | None = None
+    """When and how the champion is retrained; None: no automatic retraining."""
 
     @property
     def has_fallback(self) -> bool:
@@ -104,7 +111,7 @@ def parse_spec(data: object) -> DeploymentSpec:
     if not isinstance(data, Mapping):
         raise BadRequest(
             "a deployment spec must be a mapping (deployment, model, version, timeout_ms, "
-            f"failover, fallback, log_payloads, rollout), not {type(data).__name__}"
+            f"failover, fallback, log_payloads, rollout, retrain), not {type(data).__name__}"
         )
     try:
         return DeploymentSpec.model_validate(data)
@@ -116,12 +123,18 @@ class Applier:
     """Brings a deployment to what its spec says, writing only what differs."""
 
     def __init__(
-        self, deployments: Deployments, routing: Routing, rollouts: Rollouts, db: Database
+        self,
+        deployments: Deployments,
+        routing: Routing,
+        rollouts: Rollouts,
+        db: Database,
+        retraining: Retraining | None = None,
     ) -> None:
         self.deployments = deployments
         self.routing = routing
         self.rollouts = rollouts
         self.db = db
+        self.retraining = retraining
 
     def apply(self, spec: Mapping[str, Any] | str, *, actor: str) -> dict[str, JSON]:
         """Create or update the deployment. The report says what changed (`created`, the
@@ -156,6 +169,8 @@ class Applier:
         )
         if spec.rollout is not None:
             self._store_plan(spec, actor=actor)
+        if spec.retrain is not None:
+            self._store_policy(spec, actor=actor)
         revision = view.revision.revision
         acknowledged, _ = self.routing.wait_for_workers(spec.deployment, revision)
         return _report(spec, changed=[], revision=revision, acknowledged=acknowledged)
@@ -197,6 +212,8 @@ class Applier:
             revision, acknowledged = applied.revision.revision, applied.acknowledged
         if self._store_plan(spec, actor=actor):
             changed.append("rollout")
+        if self._store_policy(spec, actor=actor):
+            changed.append("retrain")
         rollout = None
         if target is not None:
             rollout, started = self._roll_out(spec, target, actor=actor)
@@ -252,6 +269,20 @@ class Applier:
                 target=spec.deployment,
                 detail={"plan": plan},
             )
+        return True
+
+    def _store_policy(self, spec: DeploymentSpec, *, actor: str) -> bool:
+        """Keep the spec's retrain policy with the deployment; False when it already was."""
+        policy = spec.retrain.to_dict() if spec.retrain is not None else None
+        with self.db.read() as conn:
+            if md.get_retrain_policy(conn, spec.deployment) == policy:
+                return False
+        if self.retraining is None:
+            raise BadRequest("retraining is not available on this server")
+        if policy is None:
+            self.retraining.clear_policy(spec.deployment, actor=actor)
+        else:
+            self.retraining.set_policy(spec.deployment, policy, actor=actor)
         return True
 
     def _roll_out(self, spec: DeploymentSpec, version: int, *, actor: str) -> tuple[int, bool]:

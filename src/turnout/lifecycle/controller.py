@@ -25,6 +25,7 @@ from turnout.errors import Conflict, TurnoutError
 from turnout.lifecycle import gates
 from turnout.lifecycle.notify import Notifier, event_body
 from turnout.lifecycle.plans import Plan
+from turnout.lifecycle.retrain.service import Retraining
 from turnout.lifecycle.rollouts import Rollouts
 from turnout.lifecycle.routing import RouteChange, Routing
 from turnout.lifecycle.validation import Predict, validate
@@ -55,8 +56,10 @@ class Controller:
         interval_s: float = 5.0,
         notifier: Notifier | None = None,
         predict: Predict | None = None,
+        retraining: Retraining | None = None,
     ) -> None:
-        """`notifier` POSTs every step, verdict, promotion and rollback to a webhook."""
+        """`notifier` POSTs every step, verdict, promotion and rollback to a webhook;
+        `retraining` has its triggers checked and its jobs supervised on every look."""
         self.db = db
         self.rollouts = rollouts
         self.routing = routing
@@ -65,6 +68,7 @@ class Controller:
         self.notifier = notifier or Notifier(None)
         self.predict = predict
         """Scores a version on labelled rows for the validate step (None: it is skipped)."""
+        self.retraining = retraining
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -114,6 +118,11 @@ class Controller:
             except TurnoutError as exc:
                 log.warning("rollout %s of %s: %s", rollout.id, rollout.deployment, exc.message)
                 self._record(rollout, {"outcome": "error", "reason": exc.message})
+        if self.retraining is not None:
+            try:
+                self.retraining.tick()
+            except Exception:  # retraining trouble must never stop rollouts moving
+                log.warning("retraining look failed", exc_info=True)
         return moved
 
     # -- one rollout ------------------------------------------------------------------------

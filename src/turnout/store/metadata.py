@@ -279,6 +279,14 @@ def retrain_policies(conn: Connection) -> list[tuple[str, dict[str, JSON], dict[
     return [(r.name, r.retrain_policy, r.retrain_state or {}) for r in rows if r.retrain_policy]
 
 
+def get_deployment_retrain_state(conn: Connection, name: str) -> dict[str, JSON] | None:
+    get_deployment(conn, name)
+    state: dict[str, JSON] | None = conn.execute(
+        select(t.deployments.c.retrain_state).where(t.deployments.c.name == name)
+    ).scalar_one_or_none()
+    return state
+
+
 def set_retrain_state(conn: Connection, name: str, state: dict[str, JSON]) -> None:
     """What the trigger checks keep between looks (when they last looked, and saw)."""
     conn.execute(

@@ -39,6 +39,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from sqlalchemy.engine import make_url
 
 from turnout.errors import BadRequest
 from turnout.types import JSON
@@ -215,6 +216,23 @@ class RetrainPolicy(_Section):
 
     def to_dict(self) -> dict[str, JSON]:
         return self.model_dump(mode="json", exclude_none=True)
+
+
+def redacted(value: Any) -> Any:
+    """A policy, data source or job spec as shown to people: any database `url` with its
+    password hidden (the stored one keeps it, for the job that connects)."""
+    if isinstance(value, dict):
+        shown = {k: redacted(v) for k, v in value.items()}
+        url = shown.get("url")
+        if isinstance(url, str):
+            try:
+                shown["url"] = make_url(url).render_as_string(hide_password=True)
+            except Exception:  # not a URL SQLAlchemy can parse: show none of it
+                shown["url"] = "(unparseable URL hidden)"
+        return shown
+    if isinstance(value, list):
+        return [redacted(v) for v in value]
+    return value
 
 
 def policy_error(error: ValidationError) -> BadRequest:

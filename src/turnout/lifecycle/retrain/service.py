@@ -1,0 +1,306 @@
+"""Retraining as a service: policies per deployment, manual and automatic triggers, jobs run
+out of the serving processes, and the hand-off of a finished job to a rollout.
+
+`tick()` is called by the controller (the lease holder) on every look: it evaluates the
+triggers of each policy that is due, supervises jobs (start, time out, cancel, detect a dead
+process), and hands every succeeded job's new version to a rollout (or only registers it,
+per policy). Everything it needs between looks is in the metadata DB, so a restarted
+controller carries on: a job is handed off exactly once (compare-and-set on its result).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from turnout.errors import BadRequest, Conflict, TurnoutError
+from turnout.lifecycle.retrain import triggers
+from turnout.lifecycle.retrain.executor import Executor, supervise
+from turnout.lifecycle.retrain.policy import DataSource, RetrainPolicy, redacted
+from turnout.lifecycle.retrain.spec import JobSpec
+from turnout.lifecycle.rollouts import Rollouts
+from turnout.monitoring.service import Monitor
+from turnout.registry.service import Registry
+from turnout.registry.signature import Signature
+from turnout.store import jobs as js
+from turnout.store import metadata as md
+from turnout.store.db import Database
+from turnout.store.records import JobRecord, VersionRecord
+from turnout.types import JSON
+
+log = logging.getLogger("turnout.retrain")
+
+RETRAINABLE_FLAVORS = ("sklearn", "xgboost", "lightgbm")
+LOG_TAIL_BYTES = 64 * 1024
+
+
+class Retraining:
+    def __init__(
+        self,
+        db: Database,
+        registry: Registry,
+        monitor: Monitor,
+        rollouts: Rollouts,
+        executor: Executor,
+        *,
+        notify: Callable[[dict[str, JSON]], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.registry = registry
+        self.monitor = monitor
+        self.rollouts = rollouts
+        self.executor = executor
+        self.notify = notify or (lambda body: None)
+        self._watching: set[int] = set()
+        """Jobs seen running: `supervise` reports each once it has finished."""
+
+    # -- policies ---------------------------------------------------------------------------
+
+    def set_policy(self, deployment: str, policy: object, *, actor: str) -> dict[str, JSON]:
+        """Validate and store the deployment's policy (YAML text or a mapping); the current
+        champion must be retrainable (registered with a pipeline, in a retrainable flavor)."""
+        parsed = RetrainPolicy.parse(policy)
+        champion = self._champion(deployment)
+        self._check_retrainable(champion)
+        self._target(parsed, champion)
+        stored = parsed.to_dict()
+        with self.db.write() as conn:
+            md.set_retrain_policy(conn, deployment, stored)
+            md.audit(conn, actor=actor, action="retrain.policy", target=deployment,
+                     detail={"policy": redacted(stored)})  # fmt: skip
+        return self.policy(deployment)
+
+    def clear_policy(self, deployment: str, *, actor: str) -> None:
+        with self.db.write() as conn:
+            md.set_retrain_policy(conn, deployment, None)
+            md.audit(conn, actor=actor, action="retrain.policy.clear", target=deployment,
+                     detail={})  # fmt: skip
+
+    def policy(self, deployment: str) -> dict[str, JSON]:
+        """The stored policy (None when there is none) and what the last check saw."""
+        with self.db.read() as conn:
+            policy = md.get_retrain_policy(conn, deployment)
+            state = dict(md.get_deployment_retrain_state(conn, deployment) or {})
+            running = js.active_job(conn, deployment)
+        return {
+            "deployment": deployment,
+            "policy": redacted(policy),
+            "state": state,
+            "running_job": running.id if running is not None else None,
+        }
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    def retrain(
+        self,
+        deployment: str,
+        *,
+        actor: str,
+        trigger: str = "manual",
+        detail: dict[str, JSON] | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> JobRecord:
+        """Queue a retrain of the deployment's champion; the controller starts it. `data`
+        overrides the policy's data source (needed when there is no policy)."""
+        with self.db.read() as conn:
+            stored = md.get_retrain_policy(conn, deployment)
+        if stored is None and data is None:
+            raise BadRequest(
+                f"deployment {deployment!r} has no retrain policy; set one "
+                "(turnout retrain-policy set) or name the data to train on (--data)"
+            )
+        policy = RetrainPolicy.parse(stored if stored is not None else {"data": data})
+        if data is not None:
+            policy = policy.model_copy(update={"data": _source(data)})
+        champion = self._champion(deployment)
+        self._check_retrainable(champion)
+        assert champion.pipeline is not None
+        spec = JobSpec(
+            deployment=deployment,
+            model=champion.model,
+            parent_version=champion.version,
+            flavor=champion.flavor,
+            pipeline=champion.pipeline,
+            params=dict(champion.params),
+            data=policy.data.model_dump(mode="json", exclude_none=True),
+            target=self._target(policy, champion),
+            columns=list(Signature.from_dict(champion.signature).names),
+            holdout_fraction=policy.holdout_fraction,
+            min_rows=policy.min_rows,
+            timeout_s=policy.timeout,
+            on_success=policy.on_success,
+            tags=dict(champion.tags),
+        )
+        with self.db.write() as conn:
+            job = js.insert_job(
+                conn,
+                deployment=deployment,
+                model=champion.model,
+                parent_version=champion.version,
+                trigger=trigger,
+                trigger_detail=detail or {},
+                spec=spec.to_dict(),
+                actor=actor,
+            )
+            md.audit(conn, actor=actor, action="retrain.start", target=deployment,
+                     detail={"job": job.id, "trigger": trigger,
+                             "version": champion.version})  # fmt: skip
+        self._notify(job, "queued")
+        return job
+
+    def jobs(
+        self, *, deployment: str | None = None, state: str | None = None, limit: int = 100
+    ) -> list[JobRecord]:
+        with self.db.read() as conn:
+            if deployment is not None:
+                md.get_deployment(conn, deployment)
+            return js.list_jobs(
+                conn, deployment=deployment, states=(state,) if state else None, limit=limit
+            )
+
+    def job(self, job_id: int) -> JobRecord:
+        with self.db.read() as conn:
+            return js.get_job(conn, job_id)
+
+    def logs(self, job_id: int, *, tail_bytes: int = LOG_TAIL_BYTES) -> str:
+        """The end of the job's log (what its process printed)."""
+        self.job(job_id)
+        path = self.executor.log_path(job_id)
+        if not path.is_file():
+            return ""
+        with path.open("rb") as fh:
+            size = fh.seek(0, 2)
+            fh.seek(max(0, size - tail_bytes))
+            return fh.read().decode("utf-8", errors="replace")
+
+    def cancel(self, job_id: int, *, actor: str) -> JobRecord:
+        with self.db.write() as conn:
+            job = js.request_cancel(conn, job_id)
+            md.audit(conn, actor=actor, action="retrain.cancel", target=job.deployment,
+                     detail={"job": job_id})  # fmt: skip
+        return job
+
+    # -- the controller's look --------------------------------------------------------------
+
+    def tick(self, now: datetime | None = None) -> None:
+        now = now or datetime.now(UTC)
+        self._check_triggers(now)
+        for job in supervise(self.db, self.executor, now=now, watching=self._watching):
+            self._notify(job, job.state)
+        self._hand_off()
+
+    def _check_triggers(self, now: datetime) -> None:
+        with self.db.read() as conn:
+            policies = md.retrain_policies(conn)
+        for deployment, stored, state in policies:
+            try:
+                policy = RetrainPolicy.model_validate(stored)
+                checked = state.get("checked_at")
+                if checked and now < _parse(str(checked)) + timedelta(seconds=policy.check_every):
+                    continue
+                facts = triggers.gather(
+                    self.monitor, self.registry, self.db, deployment, policy, state, now
+                )
+                decision = triggers.decide(policy, facts)
+                fired = None
+                if decision.fire:
+                    assert decision.trigger is not None
+                    detail = {"reason": decision.reason, **decision.detail}
+                    job = self.retrain(
+                        deployment, actor="controller", trigger=decision.trigger, detail=detail
+                    )
+                    fired = job.id
+                with self.db.write() as conn:
+                    md.set_retrain_state(conn, deployment, {
+                        **state, "checked_at": now.isoformat(), "fire": decision.fire,
+                        "trigger": decision.trigger, "reason": decision.reason,
+                        "detail": decision.detail, "job": fired if fired else state.get("job"),
+                    })  # fmt: skip
+            except TurnoutError as exc:
+                log.warning("retrain check of %s: %s", deployment, exc.message)
+                with self.db.write() as conn:
+                    md.set_retrain_state(conn, deployment, {
+                        **state, "checked_at": now.isoformat(), "fire": False,
+                        "reason": f"check failed: {exc.message}",
+                    })  # fmt: skip
+
+    def _hand_off(self) -> None:
+        """Give each succeeded job's version to a rollout, once."""
+        with self.db.read() as conn:
+            done = js.list_jobs(conn, states=("succeeded",), limit=50)
+        for job in done:
+            if "handoff" in job.result or job.result.get("version") is None:
+                continue
+            version = int(str(job.result["version"]))
+            spec = JobSpec.from_dict(job.spec)
+            handoff: dict[str, JSON]
+            if spec.on_success != "rollout":
+                handoff = {"action": "registered"}
+            else:
+                try:
+                    view = self.rollouts.start(job.deployment, version, None, actor=f"job:{job.id}")
+                    handoff = {"action": "rollout", "rollout": view.rollout.id}
+                except TurnoutError as exc:
+                    handoff = {"action": "none", "error": exc.message}
+            try:
+                with self.db.write() as conn:
+                    js.update_job(conn, job, result={**job.result, "handoff": handoff})
+            except Conflict:
+                continue
+            self._notify(job, "handed_off", handoff)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _champion(self, deployment: str) -> VersionRecord:
+        with self.db.read() as conn:
+            record = md.get_deployment(conn, deployment)
+            revision = md.get_revision(conn, record, record.active_revision)
+        return self.registry.get_version(record.model, revision.config.champion)
+
+    def _check_retrainable(self, version: VersionRecord) -> None:
+        if version.pipeline is None:
+            raise BadRequest(
+                f"{version.ref} was registered without a training pipeline, so it cannot be "
+                "retrained; register a version with --pipeline (pkg.module:fit or train.py)"
+            )
+        if version.flavor not in RETRAINABLE_FLAVORS:
+            raise BadRequest(
+                f"{version.ref} is a {version.flavor} model; retraining supports "
+                + ", ".join(RETRAINABLE_FLAVORS)
+            )
+
+    def _target(self, policy: RetrainPolicy, version: VersionRecord) -> str:
+        if policy.target:
+            return policy.target
+        training = version.training or {}
+        if isinstance(training.get("target"), str):
+            return str(training["target"])
+        if policy.data.log is not None:
+            return "actual"
+        raise BadRequest(
+            f"the retrain policy names no target column and {version.ref} was registered "
+            "without one (--target); set `target:` in the policy"
+        )
+
+    def _notify(self, job: JobRecord, kind: str, detail: dict[str, JSON] | None = None) -> None:
+        self.notify({
+            "deployment": job.deployment, "job": job.id, "kind": f"retrain.{kind}",
+            "trigger": job.trigger, "parent_version": job.parent_version,
+            "detail": detail if detail is not None else {"message": job.message,
+                                                         "result": job.result},
+            "at": datetime.now(UTC).isoformat(),
+        })  # fmt: skip
+
+
+def _source(data: dict[str, Any]) -> DataSource:
+    try:
+        return RetrainPolicy.parse({"data": data}).data
+    except BadRequest as exc:
+        raise BadRequest(exc.message.replace("policy.data", "data")) from None
+
+
+def _parse(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -1,0 +1,209 @@
+"""Retraining end to end in a real server: drifted traffic is noticed by the policy's drift
+trigger, a retrain job runs the registered pipeline in its own process on the logged
+traffic and its actuals, and the new version walks through a rollout into production."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import joblib
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from tests.fixtures.models import breast_cancer
+from tests.fixtures.server import LiveServer
+
+pytestmark = pytest.mark.server
+
+PIPELINE = """
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+
+def fit(data, params):
+    target = data.attrs["target"]
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=float(params["C"]), max_iter=2000))
+    return model.fit(data.drop(columns=[target]), data[target])
+"""
+
+SPEC = """
+deployment: drift-prod
+model: drift
+version: 1
+rollout:
+  warmup: {min_requests: 30, timeout_s: 120}
+  challenge: {steps: [50], metric: error_rate, margin: -0.01, min_samples: 60,
+              step_timeout_s: 120}
+  bake: {duration_s: 2}
+retrain:
+  data: {log: 1h}
+  target: actual
+  triggers: {drifted_features: 3, window: 1h, min_rows: 100}
+  cooldown: 1h
+  check_every: 1s
+  holdout_fraction: 0.2
+  min_rows: 100
+"""
+
+DRIFTED = ("mean area", "worst area", "area error", "mean perimeter", "worst perimeter")
+"""Columns whose units change (a recalibrated scanner): every value x1.8."""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    live = LiveServer(
+        tmp_path_factory.mktemp("retrain") / "home",
+        env={"TURNOUT_CONTROLLER_INTERVAL_MS": "300", "TURNOUT_LOG_FLUSH_MS": "200"},
+    ).start()
+    yield live
+    live.stop()
+
+
+def drifted() -> tuple[pd.DataFrame, pd.Series]:
+    features, target = breast_cancer()
+    shifted = features.copy()
+    for column in DRIFTED:
+        shifted[column] = shifted[column] * 1.8
+    return shifted, target
+
+
+class Traffic:
+    """Drifted rows sent from a thread, as the application keeps calling."""
+
+    def __init__(self, url: str, rows: list[list[float]]) -> None:
+        self.url, self.rows = url, rows
+        self.failed = self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=10) as http:
+            while not self._stop.is_set():
+                row = self.rows[self.sent % len(self.rows)]
+                answer = http.post("/v1/deployments/drift-prod/predict", json={"instances": [row]})
+                self.sent += 1
+                self.failed += answer.status_code != 200
+                time.sleep(0.005)
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def wait(check: Any, timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_drifted_traffic_is_retrained_rolled_out_and_promoted(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    features, target = breast_cancer()
+    train = features.assign(actual=target)
+    data = tmp_path / "train.csv"
+    train.to_csv(data, index=False)
+    pipeline = tmp_path / "train.py"
+    pipeline.write_text(PIPELINE)
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+    joblib.dump(model.fit(features, target), tmp_path / "model.joblib")
+    env = {**server.env, "TURNOUT_TOKEN": server.token}
+
+    def turnout(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([sys.executable, "-m", "turnout", *args], env=env,
+                              capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done
+
+    turnout("models", "register", "drift", str(tmp_path / "model.joblib"), "--flavor", "sklearn",
+            "--param", "C=1.0", "--training-data", str(data),
+            "--target", "actual", "--pipeline", str(pipeline))  # fmt: skip
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC)
+    turnout("apply", "-f", str(spec))
+    shown = orjson.loads(turnout("retrain-policy", "show", "drift-prod", "--json").stdout)
+    assert shown["policy"]["triggers"]["drifted_features"] == 3
+
+    rows, truth = drifted()
+    with server.client() as client:
+        ids = []
+        for start in range(0, 300, 50):
+            answer = client.predict("drift-prod", rows.iloc[start : start + 50].to_numpy().tolist())
+            ids += answer["prediction_ids"]
+        report = client.post_actuals(
+            "drift-prod",
+            [
+                {"prediction_id": i, "actual": int(y)}
+                for i, y in zip(ids, truth.iloc[:300], strict=True)
+            ],
+        )
+        assert report["accepted"] == 300
+
+        jobs = wait(lambda: client.jobs(deployment="drift-prod"), 60, "the drift trigger")
+        assert jobs[0]["trigger"] == "drift"
+        job = wait(
+            lambda: (j := client.job(jobs[0]["id"]))["state"] in ("succeeded", "failed") and j,
+            180,
+            "the retrain job",
+        )
+        assert job["state"] == "succeeded", (job["message"], client.job_logs(job["id"]))
+        new = int(job["result"]["version"])
+        assert new == 2
+        handoff = wait(lambda: client.job(job["id"])["result"].get("handoff"), 30, "the hand-off")
+        assert handoff["action"] == "rollout"
+        with Traffic(server.url, rows.to_numpy().tolist()) as traffic:
+            rollout = wait(
+                lambda: (
+                    (r := client.rollout_status("drift-prod"))["state"]
+                    not in ("running", "waiting_approval")
+                    and r
+                ),
+                240,
+                "the rollout of the retrained version",
+            )
+        assert rollout["version"] == new
+        assert rollout["state"] == "succeeded", rollout["reason"]
+        assert client.show_deployment("drift-prod")["champion"] == new
+        assert traffic.failed == 0
+
+        version = client.show_version("drift", new)
+        assert version["params"] == {"C": "1.0"}  # exactly the parent's
+        assert version["parent_version"] == 1
+        assert version["lineage"]["job"] == job["id"]
+        assert version["lineage"]["trigger"] == "drift"
+        assert version["lineage"]["data_fingerprint"] == job["result"]["data_fingerprint"]
+        assert version["pipeline"] == client.show_version("drift", 1)["pipeline"]
+        # the retrained model learned the new units: better on drifted rows than its parent
+        holdout = job["result"]
+        assert holdout["metrics"]["accuracy"] >= holdout["parent_metrics"]["accuracy"]
+
+    chain = orjson.loads(turnout("models", "show", "drift:2", "--lineage", "--json").stdout)
+    assert [v["version"] for v in chain] == [2, 1]
+    listed = orjson.loads(turnout("jobs", "list", "--json").stdout)
+    assert listed[0]["id"] == job["id"]
+    logs = turnout("jobs", "logs", str(job["id"])).stdout
+    assert "training on" in logs
+    table = turnout("models", "show", "drift:2", "--lineage").stdout
+    assert "drift" in table
+    assert np.isfinite(float(holdout["metrics"]["accuracy"]))
