@@ -572,8 +572,10 @@ def _wait_for_retrain(client: Client) -> dict[str, Any] | None:
             if jobs:
                 job = jobs[0]
                 progress.update(task, completed=job["progress"], description=job["message"])
-                if job["state"] in ("succeeded", "failed", "cancelled"):
+                if job["state"] in ("failed", "cancelled"):
                     return dict(job)
+                if job["state"] == "succeeded" and job["result"].get("handoff"):
+                    return dict(job)  # the controller has started the rollout
             time.sleep(0.5)
     return None
 

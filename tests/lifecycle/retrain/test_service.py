@@ -1,0 +1,201 @@
+"""The retraining service against a real metadata DB, registry and prediction log:
+policies, manual retrains, triggers checked by the controller's look, and the hand-off of a
+finished job to a rollout. Job processes themselves are covered in `test_jobs.py`; here a
+finished job is recorded in the DB as its process would record it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pytest
+
+from tests.fixtures.models import breast_cancer, save_joblib, sklearn_pipeline
+from tests.fixtures.registry import open_registry
+from tests.lifecycle.retrain.pipelines import REFERENCE, write
+from turnout.errors import BadRequest, Conflict
+from turnout.lifecycle.apply import Applier
+from turnout.lifecycle.deployments import Deployments, NewDeployment
+from turnout.lifecycle.retrain.executor import LocalExecutor, child_env
+from turnout.lifecycle.retrain.service import Retraining
+from turnout.lifecycle.rollouts import Rollouts
+from turnout.lifecycle.routing import Routing
+from turnout.monitoring.layout import ACTUAL_SCHEMA, new_prediction_id
+from turnout.monitoring.segments import write_segment
+from turnout.monitoring.service import Monitor
+from turnout.registry.pipelines import parse_pipeline
+from turnout.registry.service import NewVersion, Registry
+from turnout.settings import Settings
+from turnout.store import jobs as js
+from turnout.store import metadata as md
+
+
+class Stack:
+    """`bc:1` (with its pipeline) and `bc:2` (without) registered; `bc-prod` serves 1."""
+
+    def __init__(self, root: Path, registry: Registry) -> None:
+        self.root = root
+        self.registry = registry
+        self.db = registry.db
+        features, target = breast_cancer()
+        self.data = root / "train.csv"
+        features.assign(target=target).to_csv(self.data, index=False)
+        pipeline = parse_pipeline(str(write(root / "code", REFERENCE)))
+        for version, code in ((1, pipeline), (2, None)):
+            folder = root / f"v{version}"
+            folder.mkdir()
+            registry.register(NewVersion(
+                model="bc", source=save_joblib(sklearn_pipeline(0.5), folder), flavor="sklearn",
+                params={"C": "0.5", "max_iter": "1000"}, training_data=self.data,
+                target="target", pipeline=code,
+            ))  # fmt: skip
+        self.routing = Routing(self.db, registry, ack_timeout_s=1)
+        self.rollouts = Rollouts(self.db, registry, self.routing)
+        self.deployments = Deployments(self.db, registry)
+        self.deployments.create(NewDeployment(name="bc-prod", model="bc", version=1))
+        self.monitor = Monitor(self.db, registry, root / "log", writer="test")
+        executor = LocalExecutor(root / "jobs", child_env(Settings(home=root)))
+        self.events: list[dict[str, Any]] = []
+        self.retraining = Retraining(
+            self.db, registry, self.monitor, self.rollouts, executor, notify=self.events.append
+        )
+
+    def finish(self, job_id: int, version: int) -> None:
+        """Record a job as succeeded with `version`, as its process does at its end."""
+        with self.db.write() as conn:
+            job = js.get_job(conn, job_id)
+            running = js.update_job(conn, job, state="running")
+            js.update_job(conn, running, state="succeeded", progress=1.0,
+                          result={"version": version})  # fmt: skip
+
+    def actuals(self, n: int, at: datetime) -> None:
+        rows = [
+            {"prediction_id": new_prediction_id(), "deployment": "bc-prod",
+             "actual": orjson.dumps(1).decode(), "received_at": at, "revision": 1,
+             "model": "bc", "version": 1, "role": "champion", "predicted_at": at,
+             "outcome": "ok", "output": "1", "probabilities": None}
+            for _ in range(n)
+        ]  # fmt: skip
+        table = pa.Table.from_pylist(rows, schema=ACTUAL_SCHEMA)
+        write_segment(self.root / "log", "actuals", "bc-prod", "test", table)
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    with open_registry(tmp_path) as registry:
+        yield Stack(tmp_path, registry)
+
+
+def test_a_policy_is_stored_validated_and_shown_without_a_password(stack: Stack) -> None:
+    policy = {"data": {"sql": "select * from t", "url": "postgresql://u:hunter2@db/x"},
+              "triggers": {"drift_psi": 0.3}}  # fmt: skip
+    shown = stack.retraining.set_policy("bc-prod", policy, actor="alice")
+    assert shown["policy"]["triggers"]["drift_psi"] == 0.3
+    assert "hunter2" not in orjson.dumps(shown).decode()
+    with stack.db.read() as conn:
+        stored = md.get_retrain_policy(conn, "bc-prod")
+        audit = orjson.dumps(md.list_audit(conn)).decode()
+    assert stored is not None
+    assert "hunter2" in str(stored["data"])  # the job needs it to connect
+    assert "hunter2" not in audit
+    with pytest.raises(BadRequest, match=r"policy\.triggers\.schedule"):
+        stack.retraining.set_policy(
+            "bc-prod", {"data": {"log": "30d"}, "triggers": {"schedule": "every day"}},
+            actor="alice",
+        )  # fmt: skip
+
+
+def test_a_champion_without_a_pipeline_cannot_get_a_policy(stack: Stack) -> None:
+    stack.routing.promote("bc-prod", 2, actor="alice")
+    with pytest.raises(BadRequest, match="without a training pipeline"):
+        stack.retraining.set_policy("bc-prod", {"data": {"log": "30d"}}, actor="alice")
+    with pytest.raises(BadRequest, match="without a training pipeline"):
+        stack.retraining.retrain("bc-prod", actor="alice", data={"path": str(stack.data)})
+
+
+def test_a_manual_retrain_needs_a_policy_or_data_and_copies_the_champion(stack: Stack) -> None:
+    with pytest.raises(BadRequest, match="no retrain policy"):
+        stack.retraining.retrain("bc-prod", actor="alice")
+    job = stack.retraining.retrain("bc-prod", actor="alice", data={"path": str(stack.data)})
+    champion = stack.registry.get_version("bc", 1)
+    assert job.state == "queued"
+    assert job.trigger == "manual"
+    assert job.spec["params"] == champion.params
+    assert job.spec["pipeline"] == champion.pipeline
+    assert job.spec["target"] == "target"
+    assert job.spec["data"] == {"path": str(stack.data)}
+    with pytest.raises(Conflict, match="one runs at a time"):
+        stack.retraining.retrain("bc-prod", actor="bob", data={"path": str(stack.data)})
+    assert [e["kind"] for e in stack.events] == ["retrain.queued"]
+
+
+def test_a_finished_job_is_handed_to_a_rollout_once(stack: Stack) -> None:
+    job = stack.retraining.retrain("bc-prod", actor="alice", data={"path": str(stack.data)})
+    stack.finish(job.id, 2)
+    stack.retraining.tick()
+    stack.retraining.tick()  # a second look must not start a second rollout
+    handed = stack.retraining.job(job.id)
+    assert handed.result["handoff"]["action"] == "rollout"
+    status = stack.rollouts.status("bc-prod")
+    assert status.rollout.version == 2
+    assert status.rollout.created_by == f"job:{job.id}"
+    with stack.db.read() as conn:
+        started = [e for e in md.list_audit(conn) if e["action"] == "rollout.start"]
+    assert len(started) == 1
+
+
+def test_a_register_only_policy_leaves_routing_alone(stack: Stack) -> None:
+    stack.retraining.set_policy(
+        "bc-prod", {"data": {"path": str(stack.data)}, "on_success": "register"}, actor="alice"
+    )
+    job = stack.retraining.retrain("bc-prod", actor="alice")
+    stack.finish(job.id, 2)
+    stack.retraining.tick()
+    assert stack.retraining.job(job.id).result["handoff"] == {"action": "registered"}
+    with pytest.raises(Exception, match="has no rollout"):
+        stack.rollouts.status("bc-prod")
+
+
+def test_the_controllers_look_fires_a_trigger_and_respects_check_every(stack: Stack) -> None:
+    stack.retraining.set_policy(
+        "bc-prod",
+        {"data": {"path": str(stack.data)}, "triggers": {"new_actuals": 50},
+         "check_every": "1h"},
+        actor="alice",
+    )  # fmt: skip
+    now = datetime.now(UTC) + timedelta(seconds=1)  # after the champion's registration
+    stack.actuals(49, now)
+    stack.retraining._check_triggers(now + timedelta(seconds=1))
+    assert stack.retraining.jobs(deployment="bc-prod") == []
+    state = stack.retraining.policy("bc-prod")["state"]
+    assert state["fire"] is False
+    assert "49" in state["reason"]
+    stack.actuals(1, now)
+    stack.retraining._check_triggers(now + timedelta(minutes=1))  # not due: checked 1 min ago
+    assert stack.retraining.jobs(deployment="bc-prod") == []
+    stack.retraining._check_triggers(now + timedelta(hours=2))
+    jobs = stack.retraining.jobs(deployment="bc-prod")
+    assert [j.trigger for j in jobs] == ["actuals"]
+    assert jobs[0].created_by == "controller"
+    assert stack.retraining.policy("bc-prod")["state"]["job"] == jobs[0].id
+
+
+def test_a_spec_sets_the_policy_and_applying_it_again_changes_nothing(stack: Stack) -> None:
+    applier = Applier(stack.deployments, stack.routing, stack.rollouts, stack.db, stack.retraining)
+    spec = {"deployment": "bc-prod", "model": "bc", "version": 1,
+            "retrain": {"data": {"log": "30d"}, "triggers": {"accuracy_below": 0.9}}}  # fmt: skip
+    assert "retrain" in applier.apply(spec, actor="alice")["changed"]
+    assert applier.apply(spec, actor="alice")["changed"] == []
+    policy = stack.retraining.policy("bc-prod")["policy"]
+    assert policy["triggers"]["accuracy_below"] == 0.9
+    without = {k: v for k, v in spec.items() if k != "retrain"}
+    assert "retrain" in applier.apply(without, actor="alice")["changed"]
+    assert stack.retraining.policy("bc-prod")["policy"] is None
+    with pytest.raises(BadRequest, match=r"retrain\.triggers\.accuracy_below"):
+        applier.apply({**spec, "retrain": {"data": {"log": "30d"},
+                                           "triggers": {"accuracy_below": 2}}},
+                      actor="alice")  # fmt: skip
