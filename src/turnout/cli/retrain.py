@@ -35,7 +35,8 @@ def retrain(
     json: bool = JsonOption,
 ) -> None:
     """Retrain the deployment's champion now: same pipeline and params, newer data. The new
-    version is rolled out with the deployment's plan (or only registered, per policy)."""
+    version is rolled out with the deployment's plan (or only registered, per policy).
+    With --wait, the exit code is 0 only when the job succeeded."""
     source = None
     if data is not None:
         if data.startswith("log:"):
@@ -49,6 +50,8 @@ def retrain(
             job = _follow(client, int(job["id"]), quiet=json)
     if json:
         print_json(job)
+        if wait and job["state"] != "succeeded":
+            raise typer.Exit(1)  # a script waiting on the job learns how it ended
         return
     if not wait:
         console.print(

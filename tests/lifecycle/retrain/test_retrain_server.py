@@ -207,3 +207,68 @@ def test_drifted_traffic_is_retrained_rolled_out_and_promoted(
     table = turnout("models", "show", "drift:2", "--lineage").stdout
     assert "drift" in table
     assert np.isfinite(float(holdout["metrics"]["accuracy"]))
+
+
+CRASHES = """
+def fit(data, params):
+    raise RuntimeError("the feature table is empty")
+"""
+
+
+def test_the_cli_names_what_is_wrong_and_a_crashing_retrain_changes_nothing(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    features, target = breast_cancer()
+    data = tmp_path / "train.csv"
+    features.assign(target=target).to_csv(data, index=False)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    joblib.dump(model.fit(features, target), tmp_path / "model.joblib")
+    crashes = tmp_path / "crashes.py"
+    crashes.write_text(CRASHES)
+    env = {**server.env, "TURNOUT_TOKEN": server.token}
+
+    def turnout(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "turnout", *args], env=env,
+                              capture_output=True, text=True, timeout=180, check=False)  # fmt: skip
+
+    register = ["models", "register", "fragile", str(tmp_path / "model.joblib"), "--flavor",
+                "sklearn", "--training-data", str(data), "--target", "target"]  # fmt: skip
+    assert turnout(*register).returncode == 0  # fragile:1, no pipeline
+    assert turnout(*register, "--pipeline", str(crashes)).returncode == 0  # fragile:2
+    assert turnout("deployments", "create", "fragile-prod", "--model", "fragile",
+                   "--version", "1").returncode == 0  # fmt: skip
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("data: {log: 7d}\n")
+
+    refused = turnout("retrain-policy", "set", "fragile-prod", "-f", str(policy))
+    assert refused.returncode == 1
+    assert "without a training pipeline" in refused.stderr
+    no_policy = turnout("retrain", "fragile-prod")
+    assert no_policy.returncode == 1
+    assert "no retrain policy" in no_policy.stderr
+    policy.write_text("data: {log: 7d}\ntriggers: {drift_psi: -1}\n")
+    with server.client() as client:
+        client.promote("fragile-prod", version=2)
+    invalid = turnout("retrain-policy", "set", "fragile-prod", "-f", str(policy))
+    assert invalid.returncode == 1
+    assert "policy.triggers.drift_psi" in invalid.stderr
+    missing = turnout("jobs", "show", "99999")
+    assert missing.returncode == 1
+    assert "job 99999 not found" in missing.stderr
+
+    crashed = turnout("retrain", "fragile-prod", "--data", str(data), "--wait", "--json")
+    assert crashed.returncode == 1, crashed.stderr
+    job = orjson.loads(crashed.stdout)
+    assert job["state"] == "failed"
+    assert "RuntimeError: the feature table is empty" in job["message"]
+    logs = turnout("jobs", "logs", str(job["id"])).stdout
+    assert "Traceback" in logs
+    assert "the feature table is empty" in logs
+    done = turnout("jobs", "cancel", str(job["id"]))
+    assert done.returncode == 1
+    assert "already failed" in done.stderr
+    with server.client() as client:
+        assert [v["version"] for v in client.show_model("fragile")["version_list"]] == [1, 2]
+        assert client.show_deployment("fragile-prod")["champion"] == 2
+    for result in (refused, no_policy, invalid, missing, crashed, done):
+        assert "Traceback" not in result.stderr
