@@ -35,3 +35,6 @@ def test_quickstart_runs_to_completion(tmp_path: Path) -> None:
     assert "failover" in out
     assert "5. breast-cancer-fallback: champion hangs" in out
     assert "│ fallback │" in out
+    assert "(drift trigger) registered breast-cancer:7" in out
+    assert "rollout of breast-cancer:7: succeeded" in out
+    assert "lineage of breast-cancer:7" in out
