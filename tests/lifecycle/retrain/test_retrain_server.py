@@ -198,13 +198,21 @@ def test_drifted_traffic_is_retrained_rolled_out_and_promoted(
         holdout = job["result"]
         assert holdout["metrics"]["accuracy"] >= holdout["parent_metrics"]["accuracy"]
 
-    chain = orjson.loads(turnout("models", "show", "drift:2", "--lineage", "--json").stdout)
-    assert [v["version"] for v in chain] == [2, 1]
-    listed = orjson.loads(turnout("jobs", "list", "--json").stdout)
-    assert listed[0]["id"] == job["id"]
+    # the retrained champion retrains in turn (by hand): the chain grows by one link
+    again = orjson.loads(turnout("retrain", "drift-prod", "--wait", "--json").stdout)
+    assert again["state"] == "succeeded", again["message"]
+    assert again["parent_version"] == 2
+    chain = orjson.loads(turnout("models", "show", "drift:3", "--lineage", "--json").stdout)
+    assert [v["version"] for v in chain] == [3, 2, 1]
+    assert [v["lineage"].get("trigger") for v in chain] == ["manual", "drift", None]
+    assert [v["parent_version"] for v in chain] == [2, 1, None]
+    assert all(v["params"] == {"C": "1.0"} for v in chain)
+    assert chain[0]["lineage"]["job"] == again["id"]
+    listed = orjson.loads(turnout("jobs", "list", "--deployment", "drift-prod", "--json").stdout)
+    assert [j["id"] for j in listed] == [again["id"], job["id"]]
     logs = turnout("jobs", "logs", str(job["id"])).stdout
     assert "training on" in logs
-    table = turnout("models", "show", "drift:2", "--lineage").stdout
+    table = turnout("models", "show", "drift:3", "--lineage").stdout
     assert "drift" in table
     assert np.isfinite(float(holdout["metrics"]["accuracy"]))
 
