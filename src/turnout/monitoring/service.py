@@ -119,11 +119,20 @@ class Monitor:
     # -- metrics ----------------------------------------------------------------------------
 
     def groups(
-        self, deployment: str, *, since: datetime | None, until: datetime | None = None
+        self,
+        deployment: str,
+        *,
+        since: datetime | None,
+        until: datetime | None = None,
+        performance: bool = True,
     ) -> list[dict[str, JSON]]:
-        """Traffic, latency and graded performance per (version, role): what gates read."""
+        """Traffic, latency and graded performance per (version, role): what gates read.
+        `performance=False` leaves out the full metric report (with its bootstrap
+        intervals); accuracy and the actuals count are there either way."""
         model = self._model_of(deployment)
         groups = self.reader.summary(deployment, since=since, until=until)
+        if not performance:
+            return groups
         by_group = _graded_by_group(self.reader.graded(deployment, since=since, until=until))
         signatures: dict[int, Signature] = {}
         for group in groups:
@@ -133,6 +142,17 @@ class Monitor:
             pairs = by_group.get((version, str(group["role"])))
             group["performance"] = _performance(signatures[version], pairs) if pairs else None
         return groups
+
+    def drift(
+        self, deployment: str, version: int, *, since: datetime | None, until: datetime
+    ) -> dict[str, JSON]:
+        """One version's input and prediction drift against its training data, as in
+        `metrics`, without grading every group."""
+        record = self.registry.get_version(self._model_of(deployment), version)
+        inputs, outputs = self.reader.payloads(
+            deployment, version, since=since, until=until, limit=DRIFT_ROWS
+        )
+        return _drift(record.training, record.signature, inputs, outputs)
 
     def metrics(self, deployment: str, window: Window) -> dict[str, JSON]:
         model = self._model_of(deployment)

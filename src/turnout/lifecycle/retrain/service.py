@@ -11,6 +11,7 @@ controller carries on: a job is handed off exactly once (compare-and-set on its 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,6 +34,9 @@ from turnout.types import JSON
 log = logging.getLogger("turnout.retrain")
 
 RETRAINABLE_FLAVORS = ("sklearn", "xgboost", "lightgbm")
+CHECK_BUDGET_S = 2.0
+"""Time one controller look may spend on trigger checks (a check of a deployment with a
+million logged predictions a day takes about a second)."""
 LOG_TAIL_BYTES = 64 * 1024
 
 
@@ -192,9 +196,16 @@ class Retraining:
         self._hand_off()
 
     def _check_triggers(self, now: datetime) -> None:
+        """Check the policies that are due, longest-waiting first, for at most
+        CHECK_BUDGET_S per look: the rest wait for the next look, so checks on a large log
+        never hold up the rollouts the same loop moves."""
         with self.db.read() as conn:
             policies = md.retrain_policies(conn)
+        policies.sort(key=lambda entry: str(entry[2].get("checked_at") or ""))
+        started = time.monotonic()
         for deployment, stored, state in policies:
+            if time.monotonic() - started > CHECK_BUDGET_S:
+                break
             try:
                 policy = RetrainPolicy.model_validate(stored)
                 checked = state.get("checked_at")

@@ -282,12 +282,12 @@ def gather(
     wants_accuracy = triggers.accuracy_below is not None or triggers.accuracy_drop is not None
     drift: dict[str, JSON] | None = None
     groups: list[dict[str, JSON]] = []
-    if wants_drift:  # metrics grades the groups too
-        metrics = monitor.metrics(deployment, window)
-        drift = metrics["drift"].get(str(champion))
-        groups = metrics["groups"]
-    elif wants_accuracy:
-        groups = monitor.groups(deployment, since=window.since, until=window.until)
+    if wants_drift:
+        drift = monitor.drift(deployment, champion, since=window.since, until=window.until)
+    if wants_accuracy:  # the summary's accuracy and actuals; no full metric report
+        groups = monitor.groups(
+            deployment, since=window.since, until=window.until, performance=False
+        )
     accuracy, actuals = _champion_accuracy(groups, champion) if wants_accuracy else (None, 0)
     new_actuals = 0
     if triggers.new_actuals is not None:
