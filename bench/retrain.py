@@ -272,28 +272,19 @@ def time_checks(stack: Stack, log: Path, rows: int, repeats: int) -> CheckResult
 
 
 def check_parts(stack: Stack, monitor: Monitor, now: datetime, repeats: int) -> dict[str, float]:
-    """The pieces of an all-triggers check, each the median of `repeats`: the two log queries
-    behind the per-version groups (summary, graded actuals); grading those actuals in Python
-    (`Monitor.groups` less the queries); drift (`Monitor.metrics` less `groups`: the newest
-    50,000 logged inputs read, parsed and tested); and counting the new actuals."""
+    """The pieces of an all-triggers check, each the median of `repeats`, as `gather` reads
+    them: the per-version summary (accuracy and actuals come with it), the champion's drift
+    (the newest 50,000 logged inputs read, parsed and tested), and counting the new actuals."""
     window = Window.parse(f"{HOURS}h", now=now)
     span = {"since": window.since, "until": window.until}
-    reader = monitor.reader
-    queries_s = median_s(
-        lambda: (reader.summary(DEPLOYMENT, **span), reader.graded(DEPLOYMENT, **span)), repeats
-    )
-    groups_s = median_s(lambda: monitor.groups(DEPLOYMENT, **span), repeats)
-    metrics_s = median_s(lambda: monitor.metrics(DEPLOYMENT, window), repeats)
+    champion = stack.parent.version
+    summary_s = median_s(lambda: monitor.groups(DEPLOYMENT, **span, performance=False), repeats)
+    drift_s = median_s(lambda: monitor.drift(DEPLOYMENT, champion, **span), repeats)
     since = stack.parent.created_at
     count_s = median_s(
         lambda: count_actuals(monitor.root, DEPLOYMENT, since=since, until=now), repeats
     )
-    return {
-        "queries": queries_s,
-        "grading": groups_s - queries_s,
-        "drift": metrics_s - groups_s,
-        "new actuals": count_s,
-    }
+    return {"summary": summary_s, "drift": drift_s, "new actuals": count_s}
 
 
 def medians(call: Callable[[], object], repeats: int) -> tuple[float, float]:
@@ -448,15 +439,14 @@ def check_table(results: list[CheckResult], every_s: float) -> list[str]:
 
 def parts_table(results: list[CheckResult]) -> list[str]:
     lines = [
-        "| logged predictions | log queries (summary, graded) | grading actuals in Python "
+        "| logged predictions | summary (outcomes, latency, accuracy) "
         "| drift (newest <= 50,000 inputs) | new actuals count |",
-        "| ---: | ---: | ---: | ---: | ---: |",
+        "| ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         p = r.parts_s
         lines.append(
-            f"| {r.rows:,} | {ms(p['queries'])} | {ms(p['grading'])} | {ms(p['drift'])} "
-            f"| {ms(p['new actuals'])} |"
+            f"| {r.rows:,} | {ms(p['summary'])} | {ms(p['drift'])} | {ms(p['new actuals'])} |"
         )
     return lines
 
