@@ -430,7 +430,9 @@ def test_bake_both_bad_when_the_previous_champion_breaches_too() -> None:
     verdict = bake_gate(BakePlan(), new, previous=old, baseline_accuracy=None, elapsed_s=60)
     assert verdict.outcome == FAIL
     assert verdict.evidence["both_bad"] is True
-    assert "the previous champion breaches them too (error rate 6%)" in verdict.reason
+    assert "the previous champion breached them too before the promotion (error rate 6%)" in (
+        verdict.reason
+    )
     assert verdict.evidence["previous_checks"]["error_rate"]["ok"] is False
     assert serialisable(verdict)["evidence"]["previous"]["version"] == 1
 
@@ -448,6 +450,32 @@ def test_bake_blames_the_new_version_when_only_it_breaches() -> None:
     assert partly.evidence["both_bad"] is False
     quiet_old = group("standby", version=1, requests=10, errors=6)
     quiet = bake_gate(BakePlan(), new, previous=quiet_old, baseline_accuracy=None, elapsed_s=60)
+    assert quiet.evidence["both_bad"] is False
+
+
+def test_bake_both_bad_when_the_mirrored_previous_champion_fails_the_same_traffic() -> None:
+    """The new champion falls back and errs; the previous one, answering a mirrored 10% of
+    the same traffic in shadow, errs as often: a shared cause (its errors stand for the
+    fallbacks, which a shadow never has)."""
+    new = champion(version=2, requests=300, errors=30, fallbacks=30)
+    mirror = group("shadow", version=1, requests=30, errors=4)
+    verdict = bake_gate(BakePlan(), new, previous=mirror, baseline_accuracy=None,
+                        elapsed_s=60, mirrored=True)  # fmt: skip
+    assert verdict.outcome == FAIL
+    assert verdict.evidence["both_bad"] is True
+    assert verdict.evidence["previous_mirrored"] is True
+    assert "answering the same traffic in shadow, breaches them too" in verdict.reason
+
+
+def test_bake_blames_the_new_version_when_its_mirrored_predecessor_is_fine() -> None:
+    new = champion(version=2, requests=300, errors=30)
+    healthy = group("shadow", version=1, requests=30)
+    verdict = bake_gate(BakePlan(), new, previous=healthy, baseline_accuracy=None,
+                        elapsed_s=60, mirrored=True)  # fmt: skip
+    assert verdict.evidence["both_bad"] is False
+    thin = group("shadow", version=1, requests=19, errors=19)  # below 20 answers: no verdict
+    quiet = bake_gate(BakePlan(), new, previous=thin, baseline_accuracy=None,
+                      elapsed_s=60, mirrored=True)  # fmt: skip
     assert quiet.evidence["both_bad"] is False
 
 

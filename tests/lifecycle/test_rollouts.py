@@ -282,6 +282,52 @@ def test_a_breach_the_old_champion_had_as_well_aborts_instead_of_blaming(stack: 
     assert stack.routing.current("d").champion == 1
 
 
+def test_while_baking_the_previous_champion_answers_a_mirrored_share(stack: Stack) -> None:
+    """After the promotion the old champion shadows 10% of traffic. When it fails the same
+    traffic as the new champion, the cause is shared: the rollout is aborted, not blamed."""
+    plan = {**PLAN, "warmup": None, "challenge": None, "bake": {"duration_s": 60}}
+    stack.rollouts.start("d", 2, plan, actor="alice")
+    stack.controller.tick()  # promote
+    stack.controller.tick()  # the bake's first look starts the mirror
+    assert stack.routing.current("d").shadows == {1: 10.0}
+    stack.answers(2, "champion", 300, errors=60)
+    stack.answers(1, "shadow", 30, errors=6)
+    stack.controller.tick()
+    status = stack.rollouts.status("d").rollout
+    assert status.state == "aborted"
+    evidence = status.state_detail["verdicts"]["bake"]["evidence"]
+    assert evidence["both_bad"] is True
+    assert evidence["previous_mirrored"] is True
+    assert stack.routing.current("d").champion == 1
+
+
+def test_a_healthy_mirror_leaves_the_blame_on_the_new_version(stack: Stack) -> None:
+    plan = {**PLAN, "warmup": None, "challenge": None, "bake": {"duration_s": 60}}
+    stack.rollouts.start("d", 2, plan, actor="alice")
+    stack.controller.tick()
+    stack.controller.tick()
+    stack.answers(2, "champion", 300, errors=60)
+    stack.answers(1, "shadow", 30)
+    stack.controller.tick()
+    assert stack.state()[0] == "rolled_back"
+    assert stack.routing.current("d").champion == 1
+
+
+def test_the_mirror_ends_with_a_successful_bake(stack: Stack) -> None:
+    plan = {**PLAN, "warmup": None, "challenge": None,
+            "bake": {"duration_s": 0.3, "check_interval_s": 0.1}}  # fmt: skip
+    stack.rollouts.start("d", 2, plan, actor="alice")
+    stack.controller.tick()
+    stack.controller.tick()
+    assert stack.routing.current("d").shadows == {1: 10.0}
+    time.sleep(0.4)
+    stack.answers(2, "champion", 100)
+    stack.controller.tick()
+    assert stack.state()[0] == "succeeded"
+    config = stack.routing.current("d")
+    assert (config.champion, config.shadows) == (2, {})
+
+
 def test_each_challenge_step_waits_for_its_own_samples_when_shares_are_uneven(
     stack: Stack,
 ) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from turnout.errors import Conflict, TurnoutError
 from turnout.lifecycle import gates
+from turnout.lifecycle.gates import MIRROR_MIN_REQUESTS
 from turnout.lifecycle.notify import Notifier, event_body
 from turnout.lifecycle.plans import Plan
 from turnout.lifecycle.retrain.service import Retraining
@@ -255,10 +256,18 @@ class Controller:
         return 1
 
     def _bake(self, rollout: RolloutRecord, plan: Plan, elapsed_s: float) -> int:
-        champion, _ = self._evidence(rollout, "champion")
-        # the old champion's record before the promotion: a limit it was breaching as well
-        # points at something both share (a dependency, the traffic), not the new version
-        previous = rollout.state_detail.get("champion_before")
+        old = rollout.state_detail.get("previous_champion")
+        mirror = plan.bake.mirror_previous if old is not None else 0.0
+        if mirror > 0:  # the previous champion answers a share of the same traffic, unseen
+            self._route(rollout, shadows={int(str(old)): mirror})
+        groups = self.monitor.groups(rollout.deployment, since=rollout.step_started_at)
+        champion = _group(groups, rollout.version, "champion")
+        # a limit the old champion breaches as well points at something both share (a
+        # dependency, the traffic), not the new version: judged on its mirrored answers
+        # when it has enough of them, else on its record before the promotion
+        mirrored = _group(groups, int(str(old)), "shadow") if mirror > 0 else None
+        live = mirrored is not None and int(mirrored["requests"] or 0) >= MIRROR_MIN_REQUESTS
+        previous = mirrored if live else rollout.state_detail.get("champion_before")
         baseline = rollout.state_detail.get("champion_accuracy")
         verdict = gates.bake_gate(
             plan.bake,
@@ -266,11 +275,14 @@ class Controller:
             previous=previous if isinstance(previous, dict) else None,
             baseline_accuracy=float(baseline) if baseline is not None else None,
             elapsed_s=elapsed_s,
+            mirrored=live,
         )
         if verdict.outcome == "inconclusive":
             self._record(rollout, verdict.to_dict())
             return 0
         if verdict.outcome == "pass":
+            if mirror > 0:
+                self._route(rollout)  # the mirror ends with the bake
             return self._finish(rollout, "succeeded", verdict)
         both_bad = bool(verdict.evidence.get("both_bad"))
         self.rollouts.restore(rollout, actor=ACTOR)

@@ -31,6 +31,8 @@ GUARDRAIL_MIN_REQUESTS = 100
 """Requests a shadow or challenger must have answered before a guardrail breach fails it."""
 BAKE_MIN_REQUESTS = 50
 """Requests the new champion must have answered before a breach rolls it back."""
+MIRROR_MIN_REQUESTS = 20
+"""Shadow answers of the previous champion needed before its errors while baking count."""
 MIN_ACTUALS = 100
 """Actuals each side needs before accuracies are compared."""
 RATIO_FLOOR_MS = 5.0
@@ -380,12 +382,18 @@ def bake_gate(
     previous: Group | None,
     baseline_accuracy: float | None,
     elapsed_s: float,
+    mirrored: bool = False,
 ) -> Verdict:
     """Fail on any guardrail breach of the new champion; pass once `duration_s` has gone by
-    without one. `previous` is the former champion (now standby) if it still answers some
-    traffic: when it breaches every limit the new one does, the trouble is not the new
-    version, and the evidence says `both_bad` so the rollout is aborted rather than blamed
-    on it. `baseline_accuracy` is the former champion's accuracy before promotion."""
+    without one.
+
+    `previous` is the former champion (now standby): when it breaches every limit the new
+    one does, the trouble is not the new version, and the evidence says `both_bad` so the
+    rollout is aborted rather than blamed on it. With `mirrored`, `previous` is what it
+    answered in shadow on a share of the same live traffic since the bake began (it never
+    falls back, so its errors stand for the new champion's fallbacks too); without, its
+    record before the promotion. `baseline_accuracy` is the former champion's accuracy
+    before promotion."""
     limits = _bake_limits(plan, champion, baseline_accuracy)
     evidence: dict[str, JSON] = {
         "elapsed_s": elapsed_s,
@@ -398,9 +406,10 @@ def bake_gate(
         "previous": _snapshot(previous),
         "both_bad": False,
     }
+    evidence["previous_mirrored"] = mirrored
     breached = [limit for limit in limits if limit.breached]
     if breached:
-        return _bake_failure(plan, breached, previous, baseline_accuracy, evidence)
+        return _bake_failure(plan, breached, previous, baseline_accuracy, evidence, mirrored)
     if elapsed_s >= plan.duration_s:
         reason = (
             f"No guardrail breached in {plan.duration_s:g} s of baking "
@@ -411,8 +420,13 @@ def bake_gate(
     return _verdict(Outcome.INCONCLUSIVE, reason, evidence)
 
 
-def _bake_limits(plan: BakePlan, group: Group | None, baseline: float | None) -> list[Limit]:
-    counted = _count(group, "requests") >= BAKE_MIN_REQUESTS
+def _bake_limits(
+    plan: BakePlan,
+    group: Group | None,
+    baseline: float | None,
+    min_requests: int = BAKE_MIN_REQUESTS,
+) -> list[Limit]:
+    counted = _count(group, "requests") >= min_requests
     fallbacks = _number(group, "fallback_rate")
     limits = [
         Limit(name="error_rate", value=error_rate(group), limit=plan.max_error_rate),
@@ -434,16 +448,28 @@ def _bake_failure(
     previous: Group | None,
     baseline: float | None,
     evidence: dict[str, JSON],
+    mirrored: bool = False,
 ) -> Verdict:
-    before = {limit.name: limit for limit in _bake_limits(plan, previous, baseline)}
-    shared = [before[limit.name] for limit in breached if before[limit.name].breached]
+    least = MIRROR_MIN_REQUESTS if mirrored else BAKE_MIN_REQUESTS
+    before = {limit.name: limit for limit in _bake_limits(plan, previous, baseline, least)}
+    # a shadow never falls back: the new champion's fallbacks are matched by its errors
+    counterpart = {"fallback_rate": "error_rate"} if mirrored else {}
+    shared = [
+        before[counterpart.get(limit.name, limit.name)]
+        for limit in breached
+        if before[counterpart.get(limit.name, limit.name)].breached
+    ]
     evidence["previous_checks"] = _checks(list(before.values()))
     reason = _breaches("After promotion, the new champion's", breached)
     if previous is not None and len(shared) == len(breached):
         evidence["both_bad"] = True
-        values = ", ".join(limit.shown() for limit in shared)
-        reason += f"; the previous champion breaches them too ({values}), "
-        reason += "so the cause is not the new version"
+        values = ", ".join(limit.shown() for limit in {id(x): x for x in shared}.values())
+        whose = (
+            "the previous champion, answering the same traffic in shadow, breaches them too"
+            if mirrored
+            else "the previous champion breached them too before the promotion"
+        )
+        reason += f"; {whose} ({values}), so the cause is not the new version"
     return _verdict(Outcome.FAIL, reason + ".", evidence)
 
 

@@ -64,6 +64,13 @@ def _shadow_share(value: float) -> float:
     return value
 
 
+def _mirror_share(value: float) -> float:
+    if not 0.0 <= value <= 100.0:
+        raise ValueError(f"must be between 0 (off) and 100, not {value:g}")
+    _check_share_step(value)
+    return value
+
+
 def _check_share_step(percent: float) -> None:
     steps = percent / SHARE_STEP
     if abs(steps - round(steps)) > 1e-6:
@@ -241,6 +248,11 @@ class BakePlan(_Section):
     arrive; None skips the check."""
     check_interval_s: Seconds = 5.0
     """How often the guardrails are evaluated."""
+    mirror_previous: Annotated[float, AfterValidator(_mirror_share)] = 10.0
+    """Percent of live requests also sent, in shadow, to the previous champion while
+    baking. At a breach, its own errors on the same traffic tell a trouble both versions
+    share (abort) from the new version's own (roll back); 0 turns it off, and then only the
+    previous champion's record before the promotion is compared."""
 
 
 class Plan(_Section):
