@@ -21,6 +21,8 @@ policy_app = typer.Typer(
 jobs_app = typer.Typer(help="Follow retrain jobs: list, show, logs, cancel.", no_args_is_help=True)
 
 FINISHED = ("succeeded", "failed", "cancelled")
+HANDOFF_WAIT_S = 15.0
+"""How long `retrain --wait` waits, after success, to report the hand-off (a rollout)."""
 
 
 def retrain(
@@ -80,9 +82,17 @@ def _follow(client: Client, job_id: int, *, quiet: bool) -> Any:
         while True:
             job = client.job(job_id)
             progress.update(task, completed=float(job["progress"]), description=job["message"])
-            if job["state"] in FINISHED:
+            if job["state"] in ("failed", "cancelled"):
                 return job
+            if job["state"] == "succeeded":
+                break
             time.sleep(1.0)
+        # the controller hands the new version on at its next look: show what it did
+        deadline = time.monotonic() + HANDOFF_WAIT_S
+        while "handoff" not in (job.get("result") or {}) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            job = client.job(job_id)
+        return job
 
 
 def _summary(job: dict[str, Any]) -> None:
