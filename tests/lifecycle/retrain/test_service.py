@@ -184,6 +184,29 @@ def test_the_controllers_look_fires_a_trigger_and_respects_check_every(stack: St
     assert stack.retraining.policy("bc-prod")["state"]["job"] == jobs[0].id
 
 
+def test_a_retrain_on_logged_traffic_waits_for_enough_actuals(stack: Stack) -> None:
+    """The trigger fires at 10 new actuals, but training on the deployment's own traffic
+    needs 50 labelled rows: no job (it would fail, and start the cooldown) until they are
+    there."""
+    stack.retraining.set_policy(
+        "bc-prod",
+        {"data": {"log": "1h"}, "triggers": {"new_actuals": 10}, "min_rows": 50,
+         "check_every": "1s"},
+        actor="alice",
+    )  # fmt: skip
+    now = datetime.now(UTC) + timedelta(seconds=1)
+    stack.actuals(20, now)
+    stack.retraining._check_triggers(now + timedelta(seconds=1))
+    assert stack.retraining.jobs(deployment="bc-prod") == []
+    state = stack.retraining.policy("bc-prod")["state"]
+    assert state["fire"] is False
+    assert "held: only 20 predictions with actuals" in state["reason"]
+    assert state["detail"]["would_fire"] == "actuals"
+    stack.actuals(40, now)
+    stack.retraining._check_triggers(now + timedelta(seconds=5))
+    assert [j.trigger for j in stack.retraining.jobs(deployment="bc-prod")] == ["actuals"]
+
+
 def test_a_spec_sets_the_policy_and_applying_it_again_changes_nothing(stack: Stack) -> None:
     applier = Applier(stack.deployments, stack.routing, stack.rollouts, stack.db, stack.retraining)
     spec = {"deployment": "bc-prod", "model": "bc", "version": 1,

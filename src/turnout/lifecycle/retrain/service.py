@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -214,7 +215,9 @@ class Retraining:
                 facts = triggers.gather(
                     self.monitor, self.registry, self.db, deployment, policy, state, now
                 )
-                decision = triggers.decide(policy, facts)
+                decision = self._labelled_enough(
+                    deployment, policy, triggers.decide(policy, facts), now
+                )
                 fired = None
                 if decision.fire:
                     assert decision.trigger is not None
@@ -236,6 +239,32 @@ class Retraining:
                         **state, "checked_at": now.isoformat(), "fire": False,
                         "reason": f"check failed: {exc.message}",
                     })  # fmt: skip
+
+    def _labelled_enough(
+        self,
+        deployment: str,
+        policy: RetrainPolicy,
+        decision: triggers.Decision,
+        now: datetime,
+    ) -> triggers.Decision:
+        """A retrain on the deployment's own traffic needs its actuals: a trigger that
+        fires before `min_rows` of them are in the data window (drift shows at once, the
+        truth comes later) is held until they are, rather than starting a job bound to fail
+        and the cooldown with it."""
+        if not decision.fire or policy.data.log is None:
+            return decision
+        since = now - timedelta(seconds=policy.data.log)
+        labelled = triggers.count_actuals(self.monitor.root, deployment, since=since, until=now)
+        if labelled >= policy.min_rows:
+            return decision
+        reason = (
+            f"{decision.reason.rstrip('.')}; held: only {labelled} predictions with actuals "
+            f"in the data window to train on, {policy.min_rows} needed (min_rows)"
+        )
+        held = f"waiting for actuals: {labelled} of {policy.min_rows} in the data window"
+        detail = {**decision.detail, "labelled_rows": labelled, "held": held,
+                  "would_fire": decision.trigger}  # fmt: skip
+        return replace(decision, fire=False, reason=reason, detail=detail)
 
     def _hand_off(self) -> None:
         """Give each succeeded job's version to a rollout, once."""
