@@ -17,7 +17,7 @@ import pytest
 from tests.fixtures.models import breast_cancer, save_joblib, sklearn_pipeline
 from tests.fixtures.registry import open_registry
 from tests.lifecycle.retrain.pipelines import REFERENCE, write
-from turnout.errors import BadRequest, Conflict
+from turnout.errors import BadRequest, Conflict, NotFound
 from turnout.lifecycle.apply import Applier
 from turnout.lifecycle.deployments import Deployments, NewDeployment
 from turnout.lifecycle.retrain.executor import LocalExecutor, child_env
@@ -131,6 +131,15 @@ def test_a_manual_retrain_needs_a_policy_or_data_and_copies_the_champion(stack: 
     with pytest.raises(Conflict, match="one runs at a time"):
         stack.retraining.retrain("bc-prod", actor="bob", data={"path": str(stack.data)})
     assert [e["kind"] for e in stack.events] == ["retrain.queued"]
+
+
+def test_a_log_kept_on_another_machine_says_where(stack: Stack) -> None:
+    job = stack.retraining.retrain("bc-prod", actor="alice", data={"path": str(stack.data)})
+    assert stack.retraining.logs(job.id) == ""  # not started yet: nothing printed
+    with stack.db.write() as conn:
+        js.update_job(conn, job, state="running", host="gpu-node-7", pid=4242)
+    with pytest.raises(NotFound, match="ran on gpu-node-7"):
+        stack.retraining.logs(job.id)
 
 
 def test_a_finished_job_is_handed_to_a_rollout_once(stack: Stack) -> None:

@@ -11,13 +11,14 @@ controller carries on: a job is handed off exactly once (compare-and-set on its 
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from turnout.errors import BadRequest, Conflict, TurnoutError
+from turnout.errors import BadRequest, Conflict, NotFound, TurnoutError
 from turnout.lifecycle.retrain import triggers
 from turnout.lifecycle.retrain.executor import Executor, supervise
 from turnout.lifecycle.retrain.policy import DataSource, RetrainPolicy, redacted
@@ -171,9 +172,14 @@ class Retraining:
 
     def logs(self, job_id: int, *, tail_bytes: int = LOG_TAIL_BYTES) -> str:
         """The end of the job's log (what its process printed)."""
-        self.job(job_id)
+        job = self.job(job_id)
         path = self.executor.log_path(job_id)
         if not path.is_file():
+            if job.host is not None and job.host != socket.gethostname():
+                raise NotFound(
+                    f"job {job_id} ran on {job.host}: its log is kept there; ask the turnout "
+                    "server on that machine"
+                )
             return ""
         with path.open("rb") as fh:
             size = fh.seek(0, 2)
