@@ -235,38 +235,38 @@ def add_revision(
     return RevisionRecord(deployment.name, number, config, reason, actor, stamp)
 
 
+def _set_document(conn: Connection, name: str, column: str, value: JSON) -> None:
+    """Store one of a deployment's JSON documents (plan, policy, state); NotFound if the
+    deployment does not exist."""
+    get_deployment(conn, name)
+    conn.execute(update(t.deployments).where(t.deployments.c.name == name).values({column: value}))
+
+
+def _get_document(conn: Connection, name: str, column: str) -> dict[str, JSON] | None:
+    value: dict[str, JSON] | None = conn.execute(
+        select(t.deployments.c[column]).where(t.deployments.c.name == name)
+    ).scalar_one_or_none()
+    if value is None:
+        get_deployment(conn, name)  # NotFound, or the deployment has none
+    return value
+
+
 def set_rollout_plan(conn: Connection, name: str, plan: dict[str, JSON] | None) -> None:
     """The plan a rollout of this deployment follows when it is started without one."""
-    get_deployment(conn, name)
-    conn.execute(
-        update(t.deployments).where(t.deployments.c.name == name).values(rollout_plan=plan)
-    )
+    _set_document(conn, name, "rollout_plan", plan)
 
 
 def get_rollout_plan(conn: Connection, name: str) -> dict[str, JSON] | None:
-    plan = conn.execute(
-        select(t.deployments.c.rollout_plan).where(t.deployments.c.name == name)
-    ).scalar_one_or_none()
-    if plan is None:
-        get_deployment(conn, name)
-    return plan
+    return _get_document(conn, name, "rollout_plan")
 
 
 def set_retrain_policy(conn: Connection, name: str, policy: dict[str, JSON] | None) -> None:
     """When and how the deployment's champion is retrained; None removes the policy."""
-    get_deployment(conn, name)
-    conn.execute(
-        update(t.deployments).where(t.deployments.c.name == name).values(retrain_policy=policy)
-    )
+    _set_document(conn, name, "retrain_policy", policy)
 
 
 def get_retrain_policy(conn: Connection, name: str) -> dict[str, JSON] | None:
-    policy = conn.execute(
-        select(t.deployments.c.retrain_policy).where(t.deployments.c.name == name)
-    ).scalar_one_or_none()
-    if policy is None:
-        get_deployment(conn, name)
-    return policy
+    return _get_document(conn, name, "retrain_policy")
 
 
 def retrain_policies(conn: Connection) -> list[tuple[str, dict[str, JSON], dict[str, JSON]]]:
@@ -280,18 +280,12 @@ def retrain_policies(conn: Connection) -> list[tuple[str, dict[str, JSON], dict[
 
 
 def get_deployment_retrain_state(conn: Connection, name: str) -> dict[str, JSON] | None:
-    get_deployment(conn, name)
-    state: dict[str, JSON] | None = conn.execute(
-        select(t.deployments.c.retrain_state).where(t.deployments.c.name == name)
-    ).scalar_one_or_none()
-    return state
+    return _get_document(conn, name, "retrain_state")
 
 
 def set_retrain_state(conn: Connection, name: str, state: dict[str, JSON]) -> None:
     """What the trigger checks keep between looks (when they last looked, and saw)."""
-    conn.execute(
-        update(t.deployments).where(t.deployments.c.name == name).values(retrain_state=state)
-    )
+    _set_document(conn, name, "retrain_state", state)
 
 
 def _revision(row: Row[Any], deployment: str) -> RevisionRecord:
