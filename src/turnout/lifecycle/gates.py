@@ -404,9 +404,9 @@ def bake_gate(
         "checks": _checks(limits),
         "champion": _snapshot(champion),
         "previous": _snapshot(previous),
+        "previous_mirrored": mirrored,
         "both_bad": False,
     }
-    evidence["previous_mirrored"] = mirrored
     breached = [limit for limit in limits if limit.breached]
     if breached:
         return _bake_failure(plan, breached, previous, baseline_accuracy, evidence, mirrored)
