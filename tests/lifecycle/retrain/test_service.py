@@ -73,15 +73,18 @@ class Stack:
                           result={"version": version})  # fmt: skip
 
     def actuals(self, n: int, at: datetime) -> None:
-        rows = [
-            {"prediction_id": new_prediction_id(), "deployment": "bc-prod",
-             "actual": orjson.dumps(1).decode(), "received_at": at, "revision": 1,
-             "model": "bc", "version": 1, "role": "champion", "predicted_at": at,
-             "outcome": "ok", "output": "1", "probabilities": None}
-            for _ in range(n)
-        ]  # fmt: skip
-        table = pa.Table.from_pylist(rows, schema=ACTUAL_SCHEMA)
+        table = pa.Table.from_pylist(_actual_rows(n, at), schema=ACTUAL_SCHEMA)
         write_segment(self.root / "log", "actuals", "bc-prod", "test", table)
+
+
+def _actual_rows(n: int, at: datetime) -> list[dict[str, Any]]:
+    return [
+        {"prediction_id": new_prediction_id(), "deployment": "bc-prod",
+         "actual": orjson.dumps(1).decode(), "received_at": at, "revision": 1,
+         "model": "bc", "version": 1, "role": "champion", "predicted_at": at,
+         "outcome": "ok", "output": "1", "probabilities": None}
+        for _ in range(n)
+    ]  # fmt: skip
 
 
 @pytest.fixture
@@ -214,6 +217,31 @@ def test_a_retrain_on_logged_traffic_waits_for_enough_actuals(stack: Stack) -> N
     stack.actuals(40, now)
     stack.retraining._check_triggers(now + timedelta(seconds=5))
     assert [j.trigger for j in stack.retraining.jobs(deployment="bc-prod")] == ["actuals"]
+
+
+def test_a_check_that_breaks_is_recorded_and_the_other_policies_still_run(
+    stack: Stack,
+) -> None:
+    """A damaged actuals file makes one deployment's check fail; it is recorded as such, and
+    the next deployment's policy is checked and fires as usual."""
+    stack.deployments.create(NewDeployment(name="bc-other", model="bc", version=1))
+    policy = {"data": {"path": str(stack.data)}, "triggers": {"new_actuals": 1},
+              "check_every": "1s"}  # fmt: skip
+    for name in ("bc-prod", "bc-other"):
+        stack.retraining.set_policy(name, policy, actor="alice")
+    now = datetime.now(UTC) + timedelta(seconds=1)
+    stack.actuals(5, now)
+    segment = next((stack.root / "log" / "actuals" / "bc-prod").rglob("*.parquet"))
+    segment.write_bytes(b"not parquet at all")
+    other = [{**row, "deployment": "bc-other"} for row in _actual_rows(5, now)]
+    write_segment(stack.root / "log", "actuals", "bc-other", "test",
+                  pa.Table.from_pylist(other, schema=ACTUAL_SCHEMA))  # fmt: skip
+    stack.retraining._check_triggers(now + timedelta(seconds=1))
+    broken = stack.retraining.policy("bc-prod")["state"]
+    assert broken["fire"] is False
+    assert broken["reason"].startswith("check failed:")
+    assert stack.retraining.jobs(deployment="bc-prod") == []
+    assert [j.trigger for j in stack.retraining.jobs(deployment="bc-other")] == ["actuals"]
 
 
 def test_a_spec_sets_the_policy_and_applying_it_again_changes_nothing(stack: Stack) -> None:

@@ -238,12 +238,15 @@ class Retraining:
                         "trigger": decision.trigger, "reason": decision.reason,
                         "detail": decision.detail, "job": fired if fired else state.get("job"),
                     })  # fmt: skip
-            except TurnoutError as exc:
-                log.warning("retrain check of %s: %s", deployment, exc.message)
+            except Exception as exc:  # one policy's trouble must not stop the others
+                message = exc.message if isinstance(exc, TurnoutError) else repr(exc)
+                log.warning("retrain check of %s failed: %s", deployment, message,
+                            exc_info=not isinstance(exc, TurnoutError))  # fmt: skip
+                # recorded as checked: it goes to the back of the queue, and is shown
                 with self.db.write() as conn:
                     md.set_retrain_state(conn, deployment, {
                         **state, "checked_at": now.isoformat(), "fire": False,
-                        "reason": f"check failed: {exc.message}",
+                        "reason": f"check failed: {message}",
                     })  # fmt: skip
 
     def _labelled_enough(
