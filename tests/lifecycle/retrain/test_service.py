@@ -160,6 +160,23 @@ def test_a_finished_job_is_handed_to_a_rollout_once(stack: Stack) -> None:
     assert len(started) == 1
 
 
+def test_a_rollout_started_before_a_look_stopped_is_recorded_not_started_again(
+    stack: Stack,
+) -> None:
+    """A look that started the rollout but stopped before recording it (a crash, the DB
+    gone for a moment): the next look records that rollout instead of starting another."""
+    job = stack.retraining.retrain("bc-prod", actor="alice", data={"path": str(stack.data)})
+    stack.finish(job.id, 2)
+    started = stack.rollouts.start("bc-prod", 2, None, actor=f"job:{job.id}")
+    stack.retraining.tick()
+    assert stack.retraining.job(job.id).result["handoff"] == {
+        "action": "rollout", "rollout": started.rollout.id
+    }  # fmt: skip
+    with stack.db.read() as conn:
+        starts = [e for e in md.list_audit(conn) if e["action"] == "rollout.start"]
+    assert len(starts) == 1
+
+
 def test_a_register_only_policy_leaves_routing_alone(stack: Stack) -> None:
     stack.retraining.set_policy(
         "bc-prod", {"data": {"path": str(stack.data)}, "on_success": "register"}, actor="alice"

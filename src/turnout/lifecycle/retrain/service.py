@@ -29,6 +29,7 @@ from turnout.registry.service import Registry
 from turnout.registry.signature import Signature
 from turnout.store import jobs as js
 from turnout.store import metadata as md
+from turnout.store import rollouts as rs
 from turnout.store.db import Database
 from turnout.store.records import JobRecord, VersionRecord
 from turnout.types import JSON
@@ -249,6 +250,21 @@ class Retraining:
                         "reason": f"check failed: {message}",
                     })  # fmt: skip
 
+    def _start_rollout(self, job: JobRecord) -> dict[str, JSON]:
+        version = int(str(job.result["version"]))
+        if JobSpec.from_dict(job.spec).on_success != "rollout":
+            return {"action": "registered"}
+        actor = f"job:{job.id}"
+        with self.db.read() as conn:
+            latest = rs.latest_rollout(conn, job.deployment)
+        if latest is not None and latest.created_by == actor:
+            return {"action": "rollout", "rollout": latest.id}
+        try:
+            view = self.rollouts.start(job.deployment, version, None, actor=actor)
+        except TurnoutError as exc:  # e.g. the version is the champion already
+            return {"action": "none", "error": exc.message}
+        return {"action": "rollout", "rollout": view.rollout.id}
+
     def _labelled_enough(
         self,
         deployment: str,
@@ -276,27 +292,21 @@ class Retraining:
         return replace(decision, fire=False, reason=reason, detail=detail)
 
     def _hand_off(self) -> None:
-        """Give each succeeded job's version to a rollout, once."""
+        """Give each succeeded job's version to a rollout, once: a rollout this job already
+        started (a look that stopped before recording it) is recorded, not started again."""
         with self.db.read() as conn:
             done = js.list_jobs(conn, states=("succeeded",), limit=50)
         for job in done:
             if "handoff" in job.result or job.result.get("version") is None:
                 continue
-            version = int(str(job.result["version"]))
-            spec = JobSpec.from_dict(job.spec)
-            handoff: dict[str, JSON]
-            if spec.on_success != "rollout":
-                handoff = {"action": "registered"}
-            else:
-                try:
-                    view = self.rollouts.start(job.deployment, version, None, actor=f"job:{job.id}")
-                    handoff = {"action": "rollout", "rollout": view.rollout.id}
-                except TurnoutError as exc:
-                    handoff = {"action": "none", "error": exc.message}
             try:
+                handoff = self._start_rollout(job)
                 with self.db.write() as conn:
                     js.update_job(conn, job, result={**job.result, "handoff": handoff})
             except Conflict:
+                continue
+            except Exception:  # e.g. the DB for a moment: this job is retried next look
+                log.warning("hand-off of job %s failed", job.id, exc_info=True)
                 continue
             self._notify(job, "handed_off", handoff)
 
