@@ -79,6 +79,7 @@ def _check_share_step(percent: float) -> None:
 
 Rate = Annotated[float, AfterValidator(_rate)]
 """A share in [0, 1]."""
+Positive = Annotated[float, AfterValidator(_positive)]
 Seconds = Annotated[float, AfterValidator(_positive)]
 Millis = Annotated[float, AfterValidator(_positive)]
 Count = Annotated[int, AfterValidator(_at_least_one)]

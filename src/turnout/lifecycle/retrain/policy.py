@@ -42,6 +42,7 @@ from pydantic import (
 from sqlalchemy.engine import make_url
 
 from turnout.errors import BadRequest
+from turnout.lifecycle.plans import Count, Positive, Rate
 from turnout.types import JSON
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
@@ -72,21 +73,7 @@ def _cron(value: str) -> str:
     return value
 
 
-def _rate(value: float) -> float:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"must be between 0 and 1, not {value:g}")
-    return value
-
-
-def _positive_int(value: int) -> int:
-    if value < 1:
-        raise ValueError(f"must be 1 or more, not {value}")
-    return value
-
-
 Duration = Annotated[float, BeforeValidator(parse_duration)]
-Rate = Annotated[float, AfterValidator(_rate)]
-Count = Annotated[int, AfterValidator(_positive_int)]
 
 
 class _Section(BaseModel):
@@ -133,9 +120,7 @@ class Triggers(_Section):
 
     schedule: Annotated[str, AfterValidator(_cron)] | None = None
     """Cron expression in UTC, e.g. `0 3 * * *` (every day at 03:00)."""
-    drift_psi: Annotated[float, AfterValidator(lambda v: v if v > 0 else _bad("> 0", v))] | None = (
-        None
-    )
+    drift_psi: Positive | None = None
     """Fires when any input feature's PSI reaches this (0.2 is a common alarm)."""
     drifted_features: Count | None = None
     """Fires when at least this many features are judged drifted (PSI and test agree)."""
@@ -159,10 +144,6 @@ class Triggers(_Section):
             for name in ("schedule", "drift_psi", "drifted_features", "accuracy_below",
                          "accuracy_drop", "new_actuals")
         )  # fmt: skip
-
-
-def _bad(what: str, value: float) -> float:
-    raise ValueError(f"must be {what}, not {value:g}")
 
 
 class RetrainPolicy(_Section):
