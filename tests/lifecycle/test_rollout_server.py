@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 
 from tests.fixtures.routing_models import ROW, constant_model, raising_model
 from tests.fixtures.server import LiveServer
+from tests.fixtures.traffic import Traffic
 from turnout.client import Client
 
 pytestmark = pytest.mark.server
@@ -45,34 +44,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     live.stop()
 
 
-class Traffic:
-    """Requests to a deployment from a thread, as an application would send them."""
-
-    def __init__(self, url: str, deployment: str) -> None:
-        self.url, self.deployment = url, deployment
-        self.failed = 0
-        self.sent = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=10) as http:
-            while not self._stop.is_set():
-                r = http.post(f"/v1/deployments/{self.deployment}/predict",
-                              json={"instances": [ROW]})  # fmt: skip
-                self.sent += 1
-                self.failed += r.status_code != 200
-                time.sleep(0.002)
-
-    def __enter__(self) -> Traffic:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def wait_for(client: Client, deployment: str, states: set[str], timeout_s: float = 90) -> Any:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -90,7 +61,7 @@ def test_a_rollout_promotes_a_healthy_version_under_live_traffic(
             client.register("good", constant_model(tmp_path / f"v{value}", value),
                             flavor="python")  # fmt: skip
         client.create_deployment("good-prod", model="good", version=1)
-        with Traffic(server.url, "good-prod") as traffic:
+        with Traffic(server.url, "good-prod", [ROW]) as traffic:
             started = client.start_rollout("good-prod", version=2, plan=FAST_PLAN)
             assert started["step"] == "warmup"
             status = wait_for(client, "good-prod", {"succeeded", "failed", "rolled_back"})
@@ -109,7 +80,7 @@ def test_a_failing_version_is_stopped_at_warm_up_and_callers_never_see_it(
         client.register("bad", constant_model(tmp_path / "v1", 1), flavor="python")
         client.register("bad", raising_model(tmp_path / "v2"), flavor="python")
         client.create_deployment("bad-prod", model="bad", version=1)
-        with Traffic(server.url, "bad-prod") as traffic:
+        with Traffic(server.url, "bad-prod", [ROW]) as traffic:
             client.start_rollout("bad-prod", version=2, plan=FAST_PLAN)
             status = wait_for(client, "bad-prod", {"succeeded", "failed", "rolled_back"})
         assert status["state"] == "failed", status

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import joblib
 import numpy as np
 import orjson
@@ -24,6 +22,7 @@ from sklearn.preprocessing import StandardScaler
 
 from tests.fixtures.models import breast_cancer
 from tests.fixtures.server import LiveServer
+from tests.fixtures.traffic import Traffic
 
 pytestmark = pytest.mark.server
 
@@ -78,33 +77,6 @@ def drifted() -> tuple[pd.DataFrame, pd.Series]:
     for column in DRIFTED:
         shifted[column] = shifted[column] * 1.8
     return shifted, target
-
-
-class Traffic:
-    """Drifted rows sent from a thread, as the application keeps calling."""
-
-    def __init__(self, url: str, rows: list[list[float]]) -> None:
-        self.url, self.rows = url, rows
-        self.failed = self.sent = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=10) as http:
-            while not self._stop.is_set():
-                row = self.rows[self.sent % len(self.rows)]
-                answer = http.post("/v1/deployments/drift-prod/predict", json={"instances": [row]})
-                self.sent += 1
-                self.failed += answer.status_code != 200
-                time.sleep(0.005)
-
-    def __enter__(self) -> Traffic:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def wait(check: Any, timeout_s: float, what: str) -> Any:
@@ -172,7 +144,7 @@ def test_drifted_traffic_is_retrained_rolled_out_and_promoted(
         assert new == 2
         handoff = wait(lambda: client.job(job["id"])["result"].get("handoff"), 30, "the hand-off")
         assert handoff["action"] == "rollout"
-        with Traffic(server.url, rows.to_numpy().tolist()) as traffic:
+        with Traffic(server.url, "drift-prod", rows.to_numpy().tolist()) as traffic:
             rollout = wait(
                 lambda: (
                     (r := client.rollout_status("drift-prod"))["state"]
