@@ -137,7 +137,15 @@ class LocalExecutor:
 
     def exit_code(self, job: JobRecord) -> int | None:
         child = self._children.get(job.id)
-        return None if child is None else child.poll()
+        if child is None:
+            return None
+        code = child.poll()
+        if code is None and not _exists(child.pid):
+            # the reaper thread is inside wait() and holds its lock, so poll() cannot tell
+            # yet: wait for it to record the code (a moment)
+            with suppress(subprocess.TimeoutExpired):
+                code = child.wait(timeout=1.0)
+        return code
 
     def stop(self, job: JobRecord) -> None:
         child = self._children.get(job.id)
@@ -146,6 +154,16 @@ class LocalExecutor:
         elif job.host == self.host and job.pid is not None and job_process(job.pid, job):
             pid = job.pid
             _end_group(pid, lambda: not job_process(pid, job), self.grace_s)
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # the pid was reused by another user's process
+        return False
+    return True
 
 
 def _end_group(pid: int, gone: Callable[[], bool], grace_s: float) -> None:
