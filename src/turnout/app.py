@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import gc
 import logging
 import os
 import signal
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -17,16 +19,15 @@ from fastapi import FastAPI
 from turnout.api.app import create_api
 from turnout.api.auth import Tokens
 from turnout.api.deps import Services
-from turnout.errors import BadRequest
 from turnout.gateway.app import Gateway
 from turnout.gateway.breaker import BreakerPolicy
 from turnout.gateway.chain import Chain
 from turnout.gateway.heartbeat import Heartbeat, new_worker_id
-from turnout.gateway.pool import ModelPool
-from turnout.gateway.process_runner import ProcessRunner
+from turnout.gateway.pool import ModelPool, RecordCache
 from turnout.gateway.runner import InProcessRunner, Runner
 from turnout.gateway.shadow import ShadowMirror
-from turnout.gateway.table import RoutingTable
+from turnout.gateway.table import Route, RoutingTable
+from turnout.host.client import HostInspector, HostProcess, HostRunner, SyncHost
 from turnout.lifecycle.controller import Controller
 from turnout.lifecycle.deployments import Deployments
 from turnout.lifecycle.notify import Notifier
@@ -183,36 +184,27 @@ def create_app(settings: Settings) -> TurnoutApp:
     tokens = Tokens(db)
     tokens.ensure_admin(settings.admin_token_file)
 
-    live, shadows = _runners(settings)
+    host = _host(settings)
+    live, shadows = _runners(settings, host)
+    if host is not None:
+        registry.inspector = HostInspector(
+            SyncHost(host.socket), timeout_s=settings.register_timeout_ms / 1000
+        )
     loop = LoopHolder()
-
-    def load_here(model: str, version: int) -> Servable:
-        servable = registry.load(registry.get_version(model, version))
-        servable.warm()
-        return servable
+    versions = RecordCache(registry.get_version)
 
     async def load(model: str, version: int) -> Servable:
-        if settings.runner == "thread":
-            return await asyncio.to_thread(load_here, model, version)
-        # the model itself loads in its runner process; the gateway keeps the signature
-        record = await asyncio.to_thread(registry.get_version, model, version)
-        assert isinstance(live, ProcessRunner)
-        await live.start(model, version)
-        return Servable(record, Signature.from_dict(record.signature), RemoteModel(record.ref))
+        if isinstance(live, HostRunner):  # the model itself loads in the host, on demand
+            record = await versions.get(model, version)
+            return Servable(record, Signature.from_dict(record.signature), RemoteModel(record.ref))
+        return await asyncio.to_thread(_load_here, registry, model, version)
 
     def warm_up(record: VersionRecord) -> None:
         """Called from API threads before a change: load where models run and keep it."""
-        if pool.peek(record.model, record.version) is not None:
-            return
-        if settings.runner == "thread":
-            load_here(record.model, record.version)
-            return
-        assert isinstance(live, ProcessRunner)
-        assert loop.running is not None
-        started = asyncio.run_coroutine_threadsafe(
-            live.start(record.model, record.version, reserve_s=RESERVE_S), loop.running
-        )
-        started.result()
+        if host is not None:
+            SyncHost(host.socket).place(record)
+        elif pool.peek(record.model, record.version) is None:
+            _load_here(registry, record.model, record.version)
 
     async def unload(keep: set[tuple[str, int]]) -> None:
         await live.keep_only(keep)
@@ -228,8 +220,7 @@ def create_app(settings: Settings) -> TurnoutApp:
             return md.active_revisions(conn)
 
     async def signature_of(model: str, version: int) -> Signature:
-        record = await asyncio.to_thread(registry.get_version, model, version)
-        return Signature.from_dict(record.signature)
+        return Signature.from_dict((await versions.get(model, version)).signature)
 
     def versions_of(model: str) -> list[int]:
         return [v.version for v in registry.list_versions(model)]
@@ -241,7 +232,10 @@ def create_app(settings: Settings) -> TurnoutApp:
         snapshot=snapshot,
         interval_s=settings.refresh_interval_ms / 1000,
         on_unload=unload,
-        prioritize=live.prioritize if isinstance(live, ProcessRunner) else lambda keys: None,
+        warm=live.warm if isinstance(live, HostRunner) else None,
+        on_routes=(lambda routes: _tell_host(live, pool, routes))
+        if isinstance(live, HostRunner)
+        else None,
     )
 
     def report(**payload: Any) -> None:
@@ -364,26 +358,58 @@ def create_app(settings: Settings) -> TurnoutApp:
     )
 
 
-def _runners(settings: Settings) -> tuple[Runner, Runner]:
+def _host(settings: Settings) -> HostProcess | None:
+    """The node's model host: the one `turnout serve` started for every worker, or one of
+    this worker's own when the app is built some other way."""
+    if settings.runner == "thread":
+        return None
+    if settings.host_socket:
+        return HostProcess.attach(Path(settings.host_socket))
+    host = HostProcess.start()
+    atexit.register(host.stop)
+    return host
+
+
+def _runners(settings: Settings, host: HostProcess | None) -> tuple[Runner, Runner]:
     """Runners for live traffic and for shadows.
 
-    Threads: shadows get their own small pool, never the live one. Processes: each version
-    already has its own process, so a shadow version's work never runs in the champion's.
+    Threads: shadows get their own small pool, never the live one. Model host: runners are
+    shared by the whole node, and a version's work runs in whichever holds it.
     """
-    if settings.runner == "thread":
+    if host is None:
         return InProcessRunner(settings.predict_threads), InProcessRunner(2)
-    if settings.runner != "process":
-        raise BadRequest(f"TURNOUT_RUNNER must be 'process' or 'thread', not {settings.runner!r}")
-    env = {**os.environ, "TURNOUT_HOME": str(settings.home)}
-    runner = ProcessRunner(env=env, hang_ms=settings.runner_hang_ms)
+    runner = HostRunner(host.socket)
     return runner, runner
 
 
+def _load_here(registry: Registry, model: str, version: int) -> Servable:
+    servable = registry.load(registry.get_version(model, version))
+    servable.warm()
+    return servable
+
+
+async def _tell_host(runner: HostRunner, pool: ModelPool, routes: dict[str, Route]) -> None:
+    """What the host needs from the routing table: routed versions, pinned champions,
+    isolation and replica limits per version."""
+    pinned, isolation, replicas = [], {}, {}
+    for route in routes.values():
+        config = route.config
+        keys = [f"{route.model}:{v}" for v in config.versions()]
+        if config.keep_loaded:
+            pinned.append(f"{route.model}:{config.champion}")
+        for key in keys:
+            if config.isolation:
+                isolation[key] = config.isolation
+            if config.max_replicas:
+                replicas[key] = config.max_replicas
+    servables = [pool.peek(*key) for key in pool.loaded()]
+    await runner.routed(
+        [s for s in servables if s is not None],
+        {"pinned": pinned, "isolation": isolation, "max_replicas": replicas},
+    )
+
+
 def _log_writer_process(settings: Settings) -> bool:
-    if settings.log_writer not in ("process", "thread"):
-        raise BadRequest(
-            f"TURNOUT_LOG_WRITER must be 'process' or 'thread', not {settings.log_writer!r}"
-        )
     return settings.log_writer == "process"
 
 

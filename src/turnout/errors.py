@@ -67,3 +67,8 @@ class StoreUnavailable(TurnoutError):
     """The metadata DB or artifact store cannot be reached."""
 
     status = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+class RunnerRestarting(ModelUnavailable):
+    """The process that holds a version died and its replacement is not up yet: callers
+    skip the version (the crash itself was already counted) rather than wait."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,9 +50,23 @@ class Settings(BaseSettings):
     predict_threads: int = 4
     """Threads per worker that run model code for in-process models."""
 
-    runner: str = "process"
-    """Where model code runs: `process` (a supervised process per version: a crash, hang or
-    leak never reaches the gateway) or `thread` (inside the gateway worker; trusted models)."""
+    runner: Literal["process", "thread"] = "process"
+    """Where model code runs: `process` (the node's model host: runner processes shared by
+    every gateway worker; a crash, hang or leak never reaches the gateway) or `thread`
+    (inside each gateway worker; trusted single-model setups)."""
+
+    model_memory_mb: int | None = Field(default=None, gt=0)
+    """Memory all loaded models may take on this node, together; past it the least recently
+    used idle models are unloaded. Default: half of the machine's memory."""
+
+    runner_pool: int | None = Field(default=None, gt=0)
+    """Runner processes that share models of built-in flavors; default: the core count."""
+
+    register_timeout_ms: int = Field(default=60_000, gt=0)
+    """How long registration waits for a new version to load and predict its examples."""
+
+    host_socket: str | None = None
+    """Unix socket of the node's model host (set by `turnout serve` for its workers)."""
 
     runner_memory_mb: int = 4096
     """How far a runner process may grow past its loaded size before allocations fail and
@@ -79,7 +95,7 @@ class Settings(BaseSettings):
     webhook_secret: str | None = None
     """Key of the `x-turnout-signature` header (HMAC-SHA256 of the body) on rollout events."""
 
-    log_writer: str = "process"
+    log_writer: Literal["process", "thread"] = "process"
     """Where the prediction log is encoded, compressed and written: `process` (a writer
     process beside each worker, off the serving CPU path) or `thread` (inside the worker)."""
 
@@ -119,6 +135,16 @@ class Settings(BaseSettings):
     @property
     def admin_token_file(self) -> Path:
         return self.home / "admin.token"
+
+    @property
+    def model_memory_bytes(self) -> int:
+        if self.model_memory_mb is not None:
+            return self.model_memory_mb << 20
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) // 2
+
+    @property
+    def pool_size(self) -> int:
+        return self.runner_pool or os.cpu_count() or 1
 
     @property
     def cache_dir(self) -> Path:

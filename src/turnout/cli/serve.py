@@ -7,9 +7,11 @@ from pathlib import Path
 
 import typer
 import uvicorn
+from pydantic import ValidationError
 
 from turnout.api.auth import Tokens
 from turnout.cli.output import console
+from turnout.host.client import HostProcess
 from turnout.settings import Settings
 from turnout.store.db import Database
 
@@ -37,16 +39,40 @@ def serve(
     for key, value in overrides.items():
         if value is not None:
             os.environ[f"TURNOUT_{key.upper()}"] = str(value)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        raise typer.BadParameter(_setting_errors(exc)) from None
     if settings.workers < 1:
         raise typer.BadParameter("--workers must be at least 1")
     prepare(settings)
     os.environ["TURNOUT_HOME"] = str(settings.home)
+    model_host = None
+    if settings.runner == "process":  # one model host for the node, shared by every worker
+        model_host = HostProcess.start()
+        os.environ["TURNOUT_HOST_SOCKET"] = str(model_host.socket)
     console.print(
         f"turnout serving on http://{settings.host}:{settings.port} "
         f"({settings.workers} worker{'s' if settings.workers > 1 else ''}); "
         f"home {settings.home}; admin token in {settings.admin_token_file}"
     )
+    try:
+        _run(settings, log_level)
+    finally:
+        if model_host is not None:
+            model_host.stop()
+
+
+def _setting_errors(exc: ValidationError) -> str:
+    """Pydantic's errors, each naming the environment variable to fix."""
+    lines = []
+    for error in exc.errors():
+        name = "_".join(str(part) for part in error["loc"][:1]).upper()
+        lines.append(f"TURNOUT_{name}: {error['msg']} (got {error.get('input')!r})")
+    return "; ".join(lines)
+
+
+def _run(settings: Settings, log_level: str) -> None:
     uvicorn.run(
         "turnout.app:create_app_from_env",
         factory=True,

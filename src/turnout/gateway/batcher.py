@@ -2,7 +2,8 @@
 
 Nothing waits when the version is idle: a request runs at once. While a call is running,
 new requests queue; when it returns, everything queued (up to `max_rows`) goes in the next
-call. So batches grow with load and a lone request pays no batching delay. One `predict`
+call. So batches grow with load and a lone request pays no batching delay. A version with
+several replicas has up to that many calls running at once. One `predict`
 on 64 rows costs about what one row costs for most tabular models; that is the headroom.
 """
 
@@ -12,6 +13,7 @@ import asyncio
 import itertools
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import numpy as np
 
@@ -29,13 +31,19 @@ class Batcher:
         *,
         max_rows: int = 64,
         max_wait_ms: float = 0.0,
+        parallel: Callable[[], int] = lambda: 1,
+        on_backlog: Callable[[], None] | None = None,
     ) -> None:
         self._call = call
         self.max_rows = max_rows
         self.max_wait_s = max_wait_ms / 1000
+        self._parallel = parallel
+        """How many calls may run at once (the version's replicas)."""
+        self._on_backlog = on_backlog
+        """Told when requests keep queueing behind running calls (more replicas would help)."""
         self._queue: deque[tuple[Array, asyncio.Future[Prediction]]] = deque()
-        self._running = False
-        self._drainer: asyncio.Task[None] | None = None
+        self._running = 0
+        self._drainers: set[asyncio.Task[Any]] = set()
         self.batches = 0
         self.rows = 0
 
@@ -43,9 +51,11 @@ class Batcher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Prediction] = loop.create_future()
         self._queue.append((rows, future))
-        if not self._running:
-            self._running = True
-            self._drainer = loop.create_task(self._drain())
+        if self._running < self._parallel():  # one more call may run: start it
+            self._running += 1
+            drainer = loop.create_task(self._drain())
+            self._drainers.add(drainer)
+            drainer.add_done_callback(self._drainers.discard)
         return await future
 
     async def _drain(self) -> None:
@@ -53,9 +63,11 @@ class Batcher:
             while self._queue:
                 if self.max_wait_s and len(self._queue) == 1:
                     await asyncio.sleep(self.max_wait_s)
+                if len(self._queue) > 1 and self._on_backlog is not None:
+                    self._on_backlog()
                 await self._run(self._take())
         finally:
-            self._running = False
+            self._running -= 1
 
     def _take(self) -> list[tuple[Array, asyncio.Future[Prediction]]]:
         batch = [self._queue.popleft()]

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from turnout.errors import ModelUnavailable, TurnoutError
+from turnout.errors import ModelUnavailable, RunnerRestarting, TurnoutError
 from turnout.gateway.breaker import Breaker, BreakerPolicy
-from turnout.gateway.process_runner import RunnerRestarting
 from turnout.gateway.runner import Runner
 from turnout.monitoring.stats import TrafficStats
 from turnout.registry.flavors import Prediction

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from turnout.registry.servable import Servable
+from turnout.store.records import VersionRecord
 
 log = logging.getLogger("turnout.gateway")
 
@@ -52,3 +53,18 @@ class ModelPool:
 
     def loaded(self) -> list[Key]:
         return sorted(self._loaded)
+
+
+class RecordCache:
+    """Version records read once from the DB (versions are immutable), off the event loop."""
+
+    def __init__(self, read: Callable[[str, int], VersionRecord]) -> None:
+        self._read = read
+        self._records: dict[Key, VersionRecord] = {}
+
+    async def get(self, model: str, version: int) -> VersionRecord:
+        record = self._records.get((model, version))
+        if record is None:
+            record = await asyncio.to_thread(self._read, model, version)
+            self._records[(model, version)] = record
+        return record

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 
 from turnout.gateway.pool import ModelPool
 from turnout.gateway.router import Router
+from turnout.registry.servable import Servable
 from turnout.store.records import DeploymentRecord, RevisionRecord, RoutingConfig
 from turnout.types import JSON
 
@@ -40,6 +41,8 @@ class RoutingTable:
         interval_s: float,
         on_unload: Callable[[set[tuple[str, int]]], Awaitable[None]],
         prioritize: Callable[[set[tuple[str, int]]], None] = lambda shadow_only: None,
+        warm: Callable[[Servable], Awaitable[None]] | None = None,
+        on_routes: Callable[[dict[str, Route]], Awaitable[None]] | None = None,
     ) -> None:
         self.pool = pool
         self._fingerprint = fingerprint
@@ -48,6 +51,10 @@ class RoutingTable:
         self._on_unload = on_unload
         self._prioritize = prioritize
         """Told which versions only shadow, so their model code can run at low priority."""
+        self._warm = warm
+        """Loads a version where models run before a change routes to it (model host)."""
+        self._on_routes = on_routes
+        """Told the whole table after each refresh (what to pin, isolate, import ahead)."""
         self.routes: dict[str, Route] = {}
         self.served: dict[str, int] = {}
         """Revision per deployment whose versions are loaded and warm here (acknowledged)."""
@@ -113,6 +120,8 @@ class RoutingTable:
         needed = {(r.model, v) for r in routes.values() for v in r.config.versions()}
         self.pool.keep_only(needed)
         await self._on_unload(needed)
+        if self._on_routes is not None:
+            await self._on_routes(routes)
         self.changed.set()
 
     async def _preload(
@@ -133,6 +142,24 @@ class RoutingTable:
             for key, result in zip(keys, results, strict=True)
             if isinstance(result, BaseException)
         }
+        if self._warm is not None:
+            # Load ahead what a change (not a first sight: start-up loads on demand) or a
+            # pinned champion needs, so the switch finds it warm.
+            ahead = {
+                (r.model, v)
+                for n, r in changed.items()
+                if n in previous
+                for v in r.config.versions()
+            }
+            ahead |= {(r.model, r.config.champion) for r in fresh.values() if r.config.keep_loaded}
+            ahead = {key for key in ahead if key not in failures}
+            warming = sorted(ahead)
+            warmed = await asyncio.gather(
+                *(self._warm_one(m, v) for m, v in warming), return_exceptions=True
+            )
+            for key, result in zip(warming, warmed, strict=True):
+                if isinstance(result, BaseException):
+                    failures[key] = f"{key[0]}:{key[1]}: {getattr(result, 'message', result)}"
         routes = dict(fresh)
         for name, route in changed.items():
             problems = [
@@ -151,6 +178,10 @@ class RoutingTable:
             if name not in fresh:
                 del self.errors[name]
         return routes
+
+    async def _warm_one(self, model: str, version: int) -> None:
+        assert self._warm is not None
+        await self._warm(await self.pool.get(model, version))
 
     async def run(self) -> None:
         """Poll for routing changes until cancelled."""

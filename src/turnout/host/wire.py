@@ -1,14 +1,19 @@
-"""Messages between the gateway and its runner processes: length-prefixed frames of a JSON
-header and raw array bytes. No pickle: numbers travel as bytes, anything else as JSON."""
+"""Messages between gateway workers, the model host and its runners: length-prefixed
+frames of a JSON header and raw array bytes. No pickle: numbers travel as bytes, anything
+else as JSON."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import struct
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import orjson
 
+from turnout.store.records import Artifact, VersionRecord
 from turnout.types import JSON, Array
 
 LENGTH = struct.Struct(">I")
@@ -59,3 +64,84 @@ def decode(body: bytes) -> tuple[dict[str, Any], list[Array | None]]:
         arrays.append(_array(spec, body[offset:end]))
         offset = end
     return header, arrays
+
+
+def read_frame(sock: socket.socket) -> bytes | None:
+    """One frame's body from a blocking socket; None when the peer closed it."""
+    head = _read_exactly(sock, LENGTH.size)
+    if head is None:
+        return None
+    (size,) = LENGTH.unpack(head)
+    if size > MAX_FRAME:
+        raise ValueError(f"frame of {size} bytes is over the limit")
+    return _read_exactly(sock, size)
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes | None:
+    chunks = bytearray()
+    while len(chunks) < size:
+        chunk = sock.recv(min(size - len(chunks), 1 << 20))
+        if not chunk:
+            return None
+        chunks += chunk
+    return bytes(chunks)
+
+
+async def read_async(reader: asyncio.StreamReader) -> tuple[dict[str, Any], list[Array | None]]:
+    """One decoded frame from a stream; raises IncompleteReadError when it closes."""
+    head = await reader.readexactly(LENGTH.size)
+    (size,) = LENGTH.unpack(head)
+    if size > MAX_FRAME:
+        raise ValueError(f"frame of {size} bytes is over the limit")
+    return decode(await reader.readexactly(size))
+
+
+def split_frames(buffer: bytearray) -> list[bytes]:
+    """Take every complete frame body off the front of `buffer` (the rest stays)."""
+    bodies = []
+    offset = 0
+    while len(buffer) - offset >= LENGTH.size:
+        (size,) = LENGTH.unpack_from(buffer, offset)
+        if size > MAX_FRAME:
+            raise ValueError(f"frame of {size} bytes is over the limit")
+        end = offset + LENGTH.size + size
+        if len(buffer) < end:
+            break
+        bodies.append(bytes(buffer[offset + LENGTH.size : end]))
+        offset = end
+    del buffer[:offset]
+    return bodies
+
+
+def version_to_dict(record: VersionRecord) -> dict[str, JSON]:
+    """What a runner needs to load a version (no credentials, nothing else of the DB)."""
+    return {
+        "model": record.model,
+        "version": record.version,
+        "flavor": record.flavor,
+        "artifact": record.artifact.to_dict(),
+        "signature": record.signature,
+        "memory_bytes": record.memory_bytes,
+    }
+
+
+def version_from_dict(data: dict[str, Any]) -> VersionRecord:
+    memory = data.get("memory_bytes")
+    return VersionRecord(
+        id=0,
+        model=str(data["model"]),
+        version=int(data["version"]),
+        flavor=str(data["flavor"]),
+        description="",
+        artifact=Artifact.from_dict(data["artifact"]),
+        signature=dict(data["signature"]),
+        metrics={},
+        params={},
+        tags={},
+        training=None,
+        parent_version=None,
+        lineage={},
+        created_by="",
+        created_at=datetime.fromtimestamp(0, UTC),
+        memory_bytes=int(memory) if memory is not None else None,
+    )

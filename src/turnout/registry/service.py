@@ -4,25 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 from turnout.errors import BadRequest, PolicyRefused
-from turnout.registry.baseline import baseline, feature_stats, read_table
-from turnout.registry.flavors import LoadedModel, get_flavor
-from turnout.registry.inference import feature_frame, infer_signature
+from turnout.registry.describe import Inspection, Inspector, LocalInspector
+from turnout.registry.flavors import get_flavor
+from turnout.registry.loader import Loader
 from turnout.registry.names import check_name
 from turnout.registry.pipelines import PipelineRef, check_stored, store_pipeline
-from turnout.registry.servable import Servable, frame
-from turnout.registry.signature import Signature
+from turnout.registry.servable import Servable
 from turnout.store import metadata as md
 from turnout.store.artifacts import ArtifactStore, safe_relative_path
 from turnout.store.db import Database
@@ -30,9 +23,6 @@ from turnout.store.records import Artifact, ModelRecord, StoredFile, VersionReco
 from turnout.types import JSON
 
 log = logging.getLogger("turnout.registry")
-
-PREDICTION_SAMPLE_ROWS = 10_000
-"""Training rows the new model predicts on to record its prediction baseline."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,12 +48,20 @@ class NewVersion:
 
 class Registry:
     def __init__(
-        self, db: Database, artifacts: ArtifactStore, *, work_dir: Path, allow_pickle: bool
+        self,
+        db: Database,
+        artifacts: ArtifactStore,
+        *,
+        work_dir: Path,
+        allow_pickle: bool,
+        inspector: Inspector | None = None,
     ) -> None:
         self.db = db
         self.artifacts = artifacts
-        self.work_dir = work_dir
         self.allow_pickle = allow_pickle
+        self.loader = Loader(artifacts, work_dir=work_dir, allow_pickle=allow_pickle)
+        self.inspector: Inspector = inspector or LocalInspector()
+        """Where registration runs the new version's code (a runner process on a server)."""
 
     # -- registration -----------------------------------------------------------------
 
@@ -83,20 +81,17 @@ class Registry:
                 f"{source.name} is pickle-based and this server refuses pickle artifacts "
                 "(TURNOUT_ALLOW_PICKLE=false); use skops, ONNX or a native format"
             )
-        model = flavor.load(source)
-        facts = model.facts()
-        sample = features = None
-        training: dict[str, JSON] | None = None
-        if new.training_data is not None:
-            sample = read_table(new.training_data)
-            features = feature_frame(sample, facts, new.target)
-        signature = infer_signature(model, facts, features)
-        if sample is not None and features is not None and new.training_data is not None:
-            training = baseline(sample, list(features.columns), new.target)
-            classifier = facts.classes is not None or signature.classes is not None
-            outputs = prediction_stats(model, signature, features, classifier=classifier)
-            if outputs is not None:
-                training["prediction_stats"] = outputs
+        described = self.inspector.describe(
+            Inspection(
+                flavor=flavor.name,
+                source=source,
+                training_data=new.training_data,
+                target=new.target,
+                allow_pickle=self.allow_pickle,
+            )
+        )
+        training = described.training
+        if training is not None and new.training_data is not None:
             sha, size = self.artifacts.put(new.training_data)
             training["file"] = {"name": new.training_data.name, "sha256": sha, "size": size}
         pipeline = None
@@ -110,7 +105,8 @@ class Registry:
             "flavor": flavor.name,
             "description": new.description,
             "artifact": artifact.to_dict(),
-            "signature": signature.to_dict(),
+            "signature": described.signature,
+            "memory_bytes": described.memory_bytes,
             "metrics": {k: float(v) for k, v in new.metrics.items()},
             "params": {k: str(v) for k, v in new.params.items()},
             "tags": {k: str(v) for k, v in new.tags.items()},
@@ -192,60 +188,13 @@ class Registry:
         for stored in record.artifact.files:
             self.artifacts.verify(stored.sha256)
 
-    @contextmanager
-    def materialized(self, record: VersionRecord) -> Iterator[Path]:
+    def materialized(self, record: VersionRecord) -> AbstractContextManager[Path]:
         """The version's files in a private folder, each verified against its sha256."""
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        folder = Path(
-            tempfile.mkdtemp(prefix=f"{record.model}-{record.version}-", dir=self.work_dir)
-        )
-        try:
-            for stored in record.artifact.files:
-                target = folder / "files" / safe_relative_path(stored.path)
-                self.artifacts.fetch(stored.sha256, target)
-            root = folder / "files"
-            yield root / record.artifact.files[0].path if record.artifact.kind == "file" else root
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+        return self.loader.materialized(record)
 
     def load(self, record: VersionRecord) -> Servable:
-        """Load a version for serving; refuses tampered files and forbidden pickles."""
-        flavor = get_flavor(record.flavor)
-        with self.materialized(record) as path:
-            if not self.allow_pickle and flavor.uses_pickle(path):
-                raise PolicyRefused(f"{record.ref} is pickle-based and pickle is disallowed")
-            model = flavor.load(path)
-        signature = Signature.from_dict(record.signature)
-        if signature.named and signature.example:
-            rows = np.array(signature.example, dtype=np.float64 if signature.numeric else object)
-            model.prefer_arrays(frame(rows, signature))
-        return Servable(record, signature, model)
-
-
-def prediction_stats(
-    model: LoadedModel, signature: Signature, features: pd.DataFrame, *, classifier: bool
-) -> dict[str, JSON] | None:
-    """Statistics of the model's own predictions on (a seeded sample of) its training rows,
-    the baseline for prediction drift; None when the model cannot predict on them.
-
-    Class labels are summarised as categories even when they are integers.
-    """
-    if len(features) > PREDICTION_SAMPLE_ROWS:
-        features = features.sample(n=PREDICTION_SAMPLE_ROWS, random_state=0)
-    try:
-        if signature.numeric:
-            rows = features.to_numpy(dtype=np.float64)
-        else:
-            rows = features.astype(object).where(pd.notna(features), None).to_numpy()
-        inputs = frame(rows, signature) if signature.named and model.wants_frame else rows
-        values = np.asarray(model.predict(inputs).values)
-    except Exception as exc:  # user models may raise anything
-        log.warning("no prediction baseline: the model failed on its training rows: %s", exc)
-        return None
-    if values.ndim != 1 or len(values) != len(features):
-        log.warning("no prediction baseline: predictions of shape %s", values.shape)
-        return None
-    return feature_stats(pd.Series(values), categorical=classifier)
+        """Load a version here (thread runners, jobs); refuses tampered files and pickles."""
+        return self.loader.load(record)
 
 
 def scratch_dir(base: Path) -> Path:

@@ -107,6 +107,7 @@ def _version(row: Row[Any], model: str) -> VersionRecord:
         created_by=row.created_by,
         created_at=aware(row.created_at),
         pipeline=row.pipeline,
+        memory_bytes=row.memory_bytes,
     )
 
 

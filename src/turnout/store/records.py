@@ -94,6 +94,8 @@ class VersionRecord:
     pipeline: dict[str, JSON] | None = None
     """The training pipeline that made the version, for retraining: `{"kind": "import",
     "ref": "pkg.mod:fit"}` or `{"kind": "file", "name", "sha256", "size", "function"}`."""
+    memory_bytes: int | None = None
+    """Resident memory the loaded model took when registration checked it (None: unknown)."""
 
     @property
     def ref(self) -> str:
@@ -117,6 +119,13 @@ class RoutingConfig:
     log_payloads: float = 1.0
     """Share of requests whose inputs and outputs are logged (1: all, 0: none). Every answer
     is logged either way (id, version, role, latency, outcome)."""
+    keep_loaded: bool = False
+    """Pin the champion in the model host: never evicted, loaded ahead of traffic."""
+    isolation: str | None = None
+    """`shared` or `dedicated`: where the model host runs this deployment's versions (None:
+    by flavor; code-bearing versions run alone)."""
+    max_replicas: int | None = None
+    """Runners a hot version of this deployment may use at most (None: the core count)."""
 
     def to_dict(self) -> dict[str, JSON]:
         return {
@@ -130,6 +139,9 @@ class RoutingConfig:
             "standby": self.standby,
             "sticky_key": self.sticky_key,
             "log_payloads": self.log_payloads,
+            "keep_loaded": self.keep_loaded,
+            "isolation": self.isolation,
+            "max_replicas": self.max_replicas,
         }
 
     @classmethod
@@ -145,6 +157,9 @@ class RoutingConfig:
             standby=data.get("standby"),
             sticky_key=data.get("sticky_key"),
             log_payloads=float(data.get("log_payloads", 1.0)),
+            keep_loaded=bool(data.get("keep_loaded", False)),
+            isolation=data.get("isolation"),
+            max_replicas=data.get("max_replicas"),
         )
 
     def versions(self) -> set[int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -47,6 +48,7 @@ versions = Table(
     Column("created_by", String(128), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("pipeline", JSON(none_as_null=True), nullable=True),
+    Column("memory_bytes", BigInteger, nullable=True),
     UniqueConstraint("model_id", "version", name="uq_versions_model_version"),
 )
 

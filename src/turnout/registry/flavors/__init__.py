@@ -1,35 +1,54 @@
-"""Flavors by name: how each kind of artifact is loaded and called."""
+"""Flavors by name: how each kind of artifact is loaded and called.
+
+Each flavor's module (and so its library: scikit-learn, onnxruntime, ...) is imported only
+when that flavor is first used, so a process that never serves a flavor never pays for it.
+"""
 
 from __future__ import annotations
 
+import importlib
+
 from turnout.errors import BadRequest
 from turnout.registry.flavors.base import Flavor, LoadedModel, ModelFacts, Prediction
-from turnout.registry.flavors.lightgbm import LightGBMFlavor
-from turnout.registry.flavors.mlflow import MlflowFlavor
-from turnout.registry.flavors.onnx import OnnxFlavor
-from turnout.registry.flavors.python import PythonFlavor
-from turnout.registry.flavors.sklearn import SklearnFlavor
-from turnout.registry.flavors.xgboost import XGBoostFlavor
 
-FLAVORS: dict[str, Flavor] = {
-    flavor.name: flavor
-    for flavor in (
-        SklearnFlavor(),
-        OnnxFlavor(),
-        XGBoostFlavor(),
-        LightGBMFlavor(),
-        MlflowFlavor(),
-        PythonFlavor(),
-    )
+FLAVOR_CLASSES: dict[str, str] = {
+    "sklearn": "turnout.registry.flavors.sklearn:SklearnFlavor",
+    "onnx": "turnout.registry.flavors.onnx:OnnxFlavor",
+    "xgboost": "turnout.registry.flavors.xgboost:XGBoostFlavor",
+    "lightgbm": "turnout.registry.flavors.lightgbm:LightGBMFlavor",
+    "mlflow": "turnout.registry.flavors.mlflow:MlflowFlavor",
+    "python": "turnout.registry.flavors.python:PythonFlavor",
 }
+"""Every flavor's class, by the name users give, as `module:Class`."""
+
+_loaded: dict[str, Flavor] = {}
 
 
 def get_flavor(name: str) -> Flavor:
+    flavor = _loaded.get(name)
+    if flavor is not None:
+        return flavor
     try:
-        return FLAVORS[name]
+        module, _, cls = FLAVOR_CLASSES[name].partition(":")
     except KeyError:
-        known = ", ".join(sorted(FLAVORS))
+        known = ", ".join(sorted(FLAVOR_CLASSES))
         raise BadRequest(f"unknown flavor {name!r}; known flavors: {known}") from None
+    flavor_class: type[Flavor] = getattr(importlib.import_module(module), cls)
+    flavor = _loaded[name] = flavor_class()
+    return flavor
 
 
-__all__ = ["FLAVORS", "Flavor", "LoadedModel", "ModelFacts", "Prediction", "get_flavor"]
+def flavor_module(name: str) -> str:
+    """The module that implements a flavor (imported by a runner's template ahead of use)."""
+    return FLAVOR_CLASSES[name].partition(":")[0]
+
+
+__all__ = [
+    "FLAVOR_CLASSES",
+    "Flavor",
+    "LoadedModel",
+    "ModelFacts",
+    "Prediction",
+    "flavor_module",
+    "get_flavor",
+]
