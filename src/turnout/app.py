@@ -332,7 +332,9 @@ def create_app(settings: Settings) -> TurnoutApp:
     )
     services = Services(
         registry=registry,
-        deployments=Deployments(db, registry),
+        deployments=Deployments(
+            db, registry, model_memory_bytes=settings.model_memory_bytes if host else None
+        ),
         routing=routing,
         rollouts=rollouts,
         retraining=retraining,
@@ -340,6 +342,7 @@ def create_app(settings: Settings) -> TurnoutApp:
         tokens=tokens,
         upload_dir=settings.home / "tmp",
         max_upload_bytes=MAX_UPLOAD_BYTES,
+        hosting=SyncHost(host.socket).status if host is not None else dict,
     )
     return TurnoutApp(
         gateway=gateway,

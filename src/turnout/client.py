@@ -198,8 +198,17 @@ class Client:
         failover: int | None = None,
         fallback: JSON = _UNSET,
         log_payloads: float | None = None,
+        keep_loaded: bool = False,
+        isolation: str | None = None,
+        max_replicas: int | None = None,
     ) -> JSON:
         body: dict[str, JSON] = {"name": name, "model": model, "version": version}
+        if keep_loaded:
+            body["keep_loaded"] = True
+        if isolation is not None:
+            body["isolation"] = isolation
+        if max_replicas is not None:
+            body["max_replicas"] = max_replicas
         if log_payloads is not None:
             body["log_payloads"] = log_payloads
         if timeout_ms is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -30,14 +29,10 @@ from tests.fixtures.fault_models import (
     constant_model,
     faulty_model,
 )
-from tests.fixtures.registry import open_registry
 from tests.fixtures.server import LiveServer
 from turnout.client import Client
-from turnout.errors import ModelUnavailable
 from turnout.gateway.batcher import Batcher
-from turnout.gateway.process_runner import RunnerProcess
 from turnout.registry.flavors import Prediction
-from turnout.registry.service import NewVersion
 from turnout.types import Array
 
 DEADLINE_MS = 100
@@ -378,94 +373,7 @@ def test_in_thread_mode_a_hung_champion_is_answered_for_in_time(threads: Bench) 
     threads.still_serving()
 
 
-# -- the runner process and the batcher on their own ---------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A registry where version 1 of `MODEL` exits and version 2 leaks on faulty rows."""
-    root = tmp_path_factory.mktemp("runner")
-    with open_registry(root) as registry:
-        for number, fault in enumerate([Fault.EXITS, Fault.LEAKS], start=1):
-            source = faulty_model(root / str(fault), fault, release=root / "release")
-            record = registry.register(NewVersion(model=MODEL, source=source, flavor="python"))
-            assert record.version == number
-    return root
-
-
-def runner_process(home: Path, version: int) -> RunnerProcess:
-    env = {**os.environ, "TURNOUT_HOME": str(home), "TURNOUT_RUNNER_MEMORY_MB": "200"}
-    return RunnerProcess(MODEL, version, env=env, hang_s=5.0)
-
-
-async def until_alive(runner: RunnerProcess, timeout_s: float = RECOVERY_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not runner.alive:
-        assert time.monotonic() < deadline, f"not replaced: {runner.last_error}"
-        await asyncio.sleep(0.05)
-
-
-async def until_lost(runner: RunnerProcess) -> str:
-    """Faulty calls until one fails (the leak runs out after a few); what it said."""
-    for _ in range(20):
-        try:
-            await runner.call(np.array([FAULTY_ROW]))
-        except ModelUnavailable as exc:
-            return exc.message
-    pytest.fail("the runner process never failed")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(("version", "says"), [(1, "died"), (2, "out of memory")])
-def test_a_lost_runner_process_is_replaced_without_waiting_for_a_call(
-    home: Path, version: int, says: str
-) -> None:
-    """So the next call, often a breaker probe with a short deadline, finds it started."""
-
-    async def scenario() -> None:
-        runner = runner_process(home, version)
-        await runner.start()
-        try:
-            assert says in await until_lost(runner)
-            assert runner.restarts == 1
-            await until_alive(runner)
-            prediction = await runner.call(np.array([BENIGN_ROW]))
-            assert prediction.values.tolist() == [HEALTHY_VALUE]
-        finally:
-            await runner.stop()
-
-    asyncio.run(scenario())
-
-
-def runner_children() -> list[int]:
-    """Runner processes this test process has started and not yet reaped."""
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            command = stat.with_name("cmdline").read_bytes()
-        except (OSError, IndexError, ValueError):
-            continue  # gone meanwhile
-        if ppid == os.getpid() and b"turnout.gateway.runner_process" in command:
-            pids.append(int(stat.parent.name))
-    return pids
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("after_s", [0.0, 0.5], ids=["during-backoff", "while-starting"])
-def test_a_stopped_runner_process_is_not_replaced(home: Path, after_s: float) -> None:
-    async def scenario() -> None:
-        runner = runner_process(home, 1)
-        await runner.start()
-        with pytest.raises(ModelUnavailable, match="died"):
-            await runner.call(np.array([FAULTY_ROW]))
-        await asyncio.sleep(after_s)
-        await runner.stop()
-        await asyncio.sleep(0.3)
-        assert not runner.alive
-        assert runner_children() == []
-
-    asyncio.run(scenario())
+# -- the batcher on its own ---------------------------------------------------------------------
 
 
 def test_a_failed_batch_is_not_retried_for_callers_that_gave_up() -> None:

@@ -15,7 +15,8 @@ from tests.fixtures import python_models as pm
 from tests.fixtures.models import breast_cancer, save_joblib, sklearn_pipeline, training_csv
 from tests.fixtures.registry import open_registry
 from turnout.registry.baseline import feature_stats
-from turnout.registry.service import PREDICTION_SAMPLE_ROWS, NewVersion, Registry
+from turnout.registry.describe import PREDICTION_SAMPLE_ROWS
+from turnout.registry.service import NewVersion, Registry
 
 FAILS_ON_MANY_ROWS = """
 import numpy as np

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from turnout import __version__
 from turnout.api import apply, deployments, models, monitoring, retrain, rollouts, tokens
-from turnout.api.deps import Services
+from turnout.api.auth import Principal
+from turnout.api.deps import Services, viewer
 from turnout.errors import TurnoutError
-from turnout.monitoring.prometheus import FleetCollector, scrape
+from turnout.host.metrics import HostCollector
+from turnout.monitoring.prometheus import FleetCollector, render, scrape
 
 API_PREFIX = "/api/v1"
 
@@ -69,7 +74,14 @@ def create_api(svc: Services, *, fleet: FleetCollector | None = None) -> FastAPI
     async def prometheus_metrics() -> Response:
         """Counters and latency histograms summed over every live gateway worker."""
         body, content_type = await scrape(fleet)
-        return Response(body, media_type=content_type)
+        hosting, _ = await asyncio.to_thread(render, HostCollector(svc.hosting))
+        return Response(body + hosting, media_type=content_type)
+
+    @api.get(f"{API_PREFIX}/host", tags=["host"])
+    def host_status(_: Annotated[Principal, Depends(viewer)]) -> dict[str, Any]:
+        """This node's model host: runners, and each model's replicas, memory, hits, misses,
+        loads, evictions and cold-load times."""
+        return svc.hosting()
 
     @api.get(f"{API_PREFIX}/health", tags=["health"])
     def health() -> dict[str, str]:

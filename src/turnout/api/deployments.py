@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from turnout.api.auth import Principal
 from turnout.api.deps import Services, deployer, services, viewer
 from turnout.api.views import applied_json, deployment_json, revision_json, worker_json
+from turnout.errors import TurnoutError
 from turnout.lifecycle.deployments import NewDeployment
 from turnout.lifecycle.routing import RouteChange
 from turnout.monitoring.stats import merge
@@ -29,6 +30,15 @@ class CreateDeployment(BaseModel):
     fallback: Any = None
     log_payloads: float = Field(
         default=1.0, ge=0.0, le=1.0, description="Share of requests whose payloads are logged."
+    )
+    keep_loaded: bool = Field(
+        default=False, description="Pin the champion in memory: never evicted."
+    )
+    isolation: Literal["shared", "dedicated"] | None = Field(
+        default=None, description="Runners shared with other models, or one of its own."
+    )
+    max_replicas: int | None = Field(
+        default=None, ge=1, le=256, description="Runners a hot version may use at most."
     )
 
 
@@ -55,6 +65,9 @@ def create_deployment(
             fallback=body.fallback,
             has_fallback="fallback" in body.model_fields_set,
             log_payloads=body.log_payloads,
+            keep_loaded=body.keep_loaded,
+            isolation=body.isolation,
+            max_replicas=body.max_replicas,
             actor=who.name,
         )
     )
@@ -78,7 +91,18 @@ def show_deployment(
     body["breakers"] = [
         {"worker": w.id, **b} for w in workers for b in w.breakers if b.get("model") == model
     ]
+    body["hosting"] = _hosting(svc, model)
     return body
+
+
+def _hosting(svc: Services, model: str) -> list[dict[str, JSON]]:
+    """Where this node's model host holds the deployment model's versions."""
+    try:
+        status = svc.hosting()
+    except TurnoutError:
+        return []
+    prefix = f"{model}:"
+    return [m for m in status.get("models", []) if str(m["key"]).startswith(prefix)]
 
 
 class RouteBody(BaseModel):

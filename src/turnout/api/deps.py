@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fastapi import Request
 
@@ -29,6 +30,9 @@ class Services:
     tokens: Tokens
     upload_dir: Path
     max_upload_bytes: int
+    hosting: Callable[[], dict[str, Any]] = dict
+    """The node's model host: what is loaded where, memory, hits, misses, loads, evictions
+    (empty when models run in the gateway's threads)."""
 
 
 def services(request: Request) -> Services:

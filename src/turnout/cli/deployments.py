@@ -51,9 +51,18 @@ def create(
     log_payloads: str = typer.Option(
         "all", help="Log inputs and outputs of: all, none, or a share of requests (e.g. 0.1)."
     ),
+    keep_loaded: bool = typer.Option(
+        False, "--keep-loaded", help="Pin the champion in memory (never evicted)."
+    ),
+    isolation: str = typer.Option(
+        None, help="shared (runners with other models) or dedicated (a runner of its own)."
+    ),
+    max_replicas: int = typer.Option(None, help="Runners a hot version may use at most."),
     json: bool = JsonOption,
 ) -> None:
     """Create a deployment serving MODEL:VERSION behind a stable name."""
+    if isolation not in (None, "shared", "dedicated"):
+        raise typer.BadParameter(f"--isolation must be shared or dedicated, not {isolation!r}")
     with Client() as client:
         data = client.create_deployment(
             name,
@@ -63,6 +72,9 @@ def create(
             failover=failover,
             fallback=_fallback(fallback),
             log_payloads=payload_share(log_payloads),
+            keep_loaded=keep_loaded,
+            isolation=isolation,
+            max_replicas=max_replicas,
         )
     if json:
         print_json(data)

@@ -9,7 +9,12 @@ from turnout.registry.names import check_name
 from turnout.registry.service import Registry
 from turnout.store import metadata as md
 from turnout.store.db import Database
-from turnout.store.records import DeploymentRecord, RevisionRecord, RoutingConfig
+from turnout.store.records import (
+    DeploymentRecord,
+    RevisionRecord,
+    RoutingConfig,
+    VersionRecord,
+)
 from turnout.types import JSON
 
 MAX_TIMEOUT_MS = 600_000
@@ -25,6 +30,9 @@ class NewDeployment:
     fallback: JSON = None
     has_fallback: bool = False
     log_payloads: float = 1.0
+    keep_loaded: bool = False
+    isolation: str | None = None
+    max_replicas: int | None = None
     actor: str = "local"
 
 
@@ -34,15 +42,30 @@ class DeploymentView:
     revision: RevisionRecord
 
 
+def check_fits(record: VersionRecord, budget_bytes: int | None) -> None:
+    """Refuse a version whose model alone takes more than the whole model memory budget."""
+    memory = record.memory_bytes
+    if budget_bytes is None or memory is None or memory <= budget_bytes:
+        return
+    raise BadRequest(
+        f"{record.ref} takes {memory / 2**20:.0f} MB loaded, more than the whole model memory "
+        f"budget of {budget_bytes / 2**20:.0f} MB (TURNOUT_MODEL_MEMORY_MB)"
+    )
+
+
 def check_share(log_payloads: float) -> None:
     if not 0.0 <= log_payloads <= 1.0:
         raise BadRequest(f"log_payloads must be between 0 (none) and 1 (all), not {log_payloads:g}")
 
 
 class Deployments:
-    def __init__(self, db: Database, registry: Registry) -> None:
+    def __init__(
+        self, db: Database, registry: Registry, *, model_memory_bytes: int | None = None
+    ) -> None:
         self.db = db
         self.registry = registry
+        self.model_memory_bytes = model_memory_bytes
+        """The node's budget for loaded models: a version that alone exceeds it is refused."""
 
     def create(self, new: NewDeployment) -> DeploymentView:
         check_name(new.name, "deployment")
@@ -56,6 +79,7 @@ class Deployments:
             assert number is not None
             record = self.registry.get_version(new.model, number)
             self.registry.verify(record)
+            check_fits(record, self.model_memory_bytes)
         config = RoutingConfig(
             champion=version,
             timeout_ms=new.timeout_ms,
@@ -63,6 +87,9 @@ class Deployments:
             fallback=new.fallback,
             has_fallback=new.has_fallback,
             log_payloads=new.log_payloads,
+            keep_loaded=new.keep_loaded,
+            isolation=new.isolation,
+            max_replicas=new.max_replicas,
         )
         with self.db.write() as conn:
             model = md.get_model(conn, new.model)

@@ -103,7 +103,7 @@ def ingest(
     report.accepted = len(typed)
     report.replaced = len(reader.graded_ids(deployment, list(typed)))
     table = _actual_rows(answers, typed, deployment, received_at)
-    segments.write_segment(root, ACTUALS, deployment, writer, table, now=received_at)
+    segments.write_segment(root, ACTUALS, writer, table, now=received_at)
     return report
 
 

@@ -1,12 +1,14 @@
 """Compaction and retention of the prediction log.
 
 Each writer merges its own segments of a closed hour into one `<writer>-<HH>.compact.parquet`
-with large row groups, so readers open a few files instead of thousands. Any writer may
-delete days past the retention period.
+sorted by deployment and time, in large row groups, so readers open a few files instead of
+thousands and skip the row groups of other deployments. DuckDB does the sort, spilling to
+disk past a fixed memory budget. Any writer may delete days past the retention period.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -15,24 +17,32 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from turnout.monitoring.layout import ACTUALS, KINDS, PREDICTIONS, SCHEMAS
-from turnout.monitoring.segments import COMPACT_SUFFIX, parse_name
+from turnout.monitoring.layout import KINDS, SCHEMAS, SORT_KEYS, kind_dir
+from turnout.monitoring.segments import COMPACT_SUFFIX, day_folders, parse_name
 
 log = logging.getLogger("turnout.monitoring")
 
 ROW_GROUP_ROWS = 128 * 1024
 """Rows per row group of a compacted file: large enough to scan fast, several per file so
-engines can read one file in parallel."""
+engines can read one file in parallel and a reader of one deployment skips the others."""
 GRACE = timedelta(minutes=1)
 """An hour counts as closed this long after it ends, so a segment named in its last instant
 and still being renamed into place is not missed."""
 TOKEN_KEY = b"turnout.compaction"
 """Parquet metadata of a compacted file: a token naming the compaction that wrote it."""
+SORT_MEMORY = "256MB"
+"""DuckDB's memory for sorting one hour of one writer; past it, the sort spills to a hidden
+folder beside the compacted file."""
 _BATCH_ROWS = 64 * 1024
-_SORT_KEYS = {PREDICTIONS: "ts", ACTUALS: "received_at"}
+_MERGE = """
+SELECT {columns}
+FROM read_parquet($files, hive_partitioning = false, union_by_name = true)
+ORDER BY {order}
+"""
 
 
 def compact_writer(
@@ -46,23 +56,26 @@ def compact_writer(
 ) -> int:
     """Merge `writer`'s segments of every closed hour (every hour when `close`: the writer
     will add no more) into the hour's compact file, then delete them. Days before `since`
-    are not looked at. Returns the number of segments merged."""
+    are not looked at. Segments left in the earlier per-deployment layout are compacted
+    where they are. Returns the number of segments merged."""
+    first = since.astimezone(UTC).date() if since else date.min
     merged = 0
     for kind in kinds:
-        for day in _day_dirs(root / kind, since):
-            for hour, parts in sorted(_segments(day, writer).items()):
-                if not (close or _closed(day.name, hour, now)):
+        for day, folder in day_folders(root, kind, first=first):
+            for hour, parts in sorted(_segments(folder, writer).items()):
+                if not (close or _closed(day, hour, now)):
                     continue
+                target = folder / f"{writer}-{hour}{COMPACT_SUFFIX}"
                 try:
-                    merged += compact_hour(day / f"{writer}-{hour}{COMPACT_SUFFIX}", parts, kind)
+                    merged += compact_hour(target, parts, kind)
                 except Exception as exc:  # one bad hour must not stop the others
-                    log.warning("compacting %s hour %s failed: %s", day, hour, exc)
+                    log.warning("compacting %s hour %s failed: %s", folder, hour, exc)
     return merged
 
 
 def compact_hour(target: Path, parts: Sequence[Path], kind: str) -> int:
     """Fold `parts` into the compact file `target` (created, or rewritten with its earlier
-    rows first), then delete them. Returns how many were merged.
+    rows), then delete them. Returns how many were merged.
 
     Before the merged file replaces `target`, a hidden journal records which segments it
     holds and its token; it is removed once those segments are gone. A compaction that was
@@ -78,7 +91,7 @@ def compact_hour(target: Path, parts: Sequence[Path], kind: str) -> int:
     if fresh:
         token = uuid.uuid4().hex
         inputs = ([target] if target.exists() else []) + fresh
-        merged = _write_merged(target, inputs, SCHEMAS[kind], token, _SORT_KEYS[kind])
+        merged = _write_merged(target, inputs, kind, token)
         _write_text(journal, "\n".join([token, *(part.name for part in fresh)]))
         os.replace(merged, target)
         for part in fresh:
@@ -93,27 +106,23 @@ def journal_path(target: Path) -> Path:
 
 
 def expire(root: Path, retention_days: int, *, now: datetime) -> int:
-    """Delete every day folder whose rows are all older than `retention_days`, for every
-    deployment and kind. Returns the number of folders deleted; folders another process
-    deletes at the same time are skipped."""
+    """Delete every day folder whose rows are all older than `retention_days`, of every kind
+    and both layouts; a deployment folder of the earlier layout left empty goes too. Returns
+    the number of day folders deleted; folders another process deletes at the same time are
+    skipped."""
     cutoff = (now.astimezone(UTC) - timedelta(days=retention_days)).date()
     removed = 0
     for kind in KINDS:
-        for deployment in _subdirs(root / kind):
-            for day in _subdirs(deployment):
-                when = _date(day.name)
-                if when is not None and when < cutoff and _remove(day):
-                    removed += 1
+        emptied: set[Path] = set()
+        for _, folder in day_folders(root, kind, last=cutoff - timedelta(days=1)):
+            if _remove(folder):
+                removed += 1
+            if folder.parent != kind_dir(root, kind):
+                emptied.add(folder.parent)
+        for legacy in sorted(emptied):
+            with contextlib.suppress(OSError):  # not empty, or removed by another process
+                legacy.rmdir()
     return removed
-
-
-def _day_dirs(kind_root: Path, since: datetime | None) -> Iterator[Path]:
-    first = since.astimezone(UTC).date() if since else date.min
-    for deployment in _subdirs(kind_root):
-        for day in _subdirs(deployment):
-            when = _date(day.name)
-            if when is not None and when >= first:
-                yield day
 
 
 def _segments(day: Path, writer: str) -> dict[str, list[Path]]:
@@ -130,9 +139,9 @@ def _segments(day: Path, writer: str) -> dict[str, list[Path]]:
     return hours
 
 
-def _closed(day: str, hour: str, now: datetime) -> bool:
+def _closed(day: date, hour: str, now: datetime) -> bool:
     try:
-        start = datetime.fromisoformat(f"{day}T{hour}:00:00+00:00")
+        start = datetime.fromisoformat(f"{day.isoformat()}T{hour}:00:00+00:00")
     except ValueError:
         return False
     return start + timedelta(hours=1) + GRACE <= now
@@ -148,23 +157,42 @@ def _journaled(journal: Path, target: Path) -> set[str]:
     return set(names) if metadata.get(TOKEN_KEY) == token.encode() else set()
 
 
-def _write_merged(
-    target: Path, inputs: Sequence[Path], schema: pa.Schema, token: str, sort_key: str
-) -> Path:
-    """Stream `inputs` into a hidden temporary file beside `target`, in row groups of
-    ROW_GROUP_ROWS (each sorted by `sort_key`), and fsync it. At most one row group and one
-    input batch are in memory at a time."""
+def _write_merged(target: Path, inputs: Sequence[Path], kind: str, token: str) -> Path:
+    """Write the rows of `inputs`, sorted by the kind's keys, to a hidden temporary file
+    beside `target` in row groups of ROW_GROUP_ROWS, and fsync it. DuckDB sorts within
+    SORT_MEMORY; here, one row group and one batch of its output are in memory."""
+    schema = SCHEMAS[kind]
     temporary = target.with_name(f".{target.name}.tmp")
+    spill = target.with_name(f".{target.name}.spill")
+    sql = _MERGE.format(
+        columns=", ".join(f'"{name}"' for name in schema.names),
+        order=", ".join(f'"{key}"' for key in SORT_KEYS[kind]),
+    )
     try:
         tagged = schema.with_metadata({TOKEN_KEY: token.encode()})
-        with pq.ParquetWriter(temporary, tagged, compression="zstd") as out:
-            for group in _row_groups(_batches(inputs, schema), schema):
-                out.write_table(group.sort_by(sort_key), ROW_GROUP_ROWS)
+        with (
+            _sorter(spill) as con,
+            pq.ParquetWriter(temporary, tagged, compression="zstd") as out,
+        ):
+            rows = con.sql(sql, params={"files": [str(path) for path in inputs]})
+            batches = _cast(rows.to_arrow_reader(_BATCH_ROWS), schema)
+            for group in _row_groups(batches, schema):
+                out.write_table(group, ROW_GROUP_ROWS)
         _fsync(temporary)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
     return temporary
+
+
+def _sorter(spill: Path) -> duckdb.DuckDBPyConnection:
+    """A database for one merge: one thread (serving comes first), bounded memory, spilling
+    into `spill`."""
+    return duckdb.connect(
+        config={"threads": 1, "memory_limit": SORT_MEMORY, "temp_directory": str(spill)}
+    )
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -179,15 +207,11 @@ def _fsync(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def _batches(inputs: Iterable[Path], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-    for path in inputs:
-        with pq.ParquetFile(path) as source:
-            for batch in source.iter_batches(batch_size=_BATCH_ROWS):
-                if batch.schema.equals(schema):
-                    yield batch
-                else:
-                    table = pa.Table.from_batches([batch]).select(schema.names).cast(schema)
-                    yield from table.to_batches()
+def _cast(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """DuckDB's batches in the kind's exact Arrow types (it names list items and time zones
+    its own way)."""
+    for batch in batches:
+        yield from pa.Table.from_batches([batch]).cast(schema).to_batches()
 
 
 def _row_groups(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.Table]:
@@ -204,20 +228,6 @@ def _row_groups(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterato
             pending, rows = table.to_batches(), table.num_rows
     if rows:
         yield pa.Table.from_batches(pending, schema)
-
-
-def _subdirs(path: Path) -> list[Path]:
-    try:
-        return sorted(Path(entry.path) for entry in os.scandir(path) if entry.is_dir())
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-
-
-def _date(name: str) -> date | None:
-    try:
-        return date.fromisoformat(name)
-    except ValueError:
-        return None
 
 
 def _remove(folder: Path) -> bool:

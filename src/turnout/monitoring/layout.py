@@ -1,11 +1,24 @@
 """Where the prediction log lives and what its Parquet files hold.
 
-The log is plain Parquet so any engine can read it (DuckDB here; Spark or Trino elsewhere):
+The log is plain Parquet so any engine can read it (DuckDB here; Spark or Trino elsewhere).
+Each flush of a writer is one file for every deployment it logged, and each closed hour of a
+writer is one compacted file:
 
-    <log root>/predictions/<deployment>/<YYYY-MM-DD>/<writer>-<HH>-<seq>.parquet
-    <log root>/predictions/<deployment>/<YYYY-MM-DD>/<writer>-<HH>.compact.parquet
-    <log root>/actuals/<deployment>/<YYYY-MM-DD>/<writer>-<HH>-<seq>.parquet
-    <log root>/actuals/<deployment>/<YYYY-MM-DD>/<writer>-<HH>.compact.parquet
+    <log root>/predictions/day=<YYYY-MM-DD>/<writer>-<HH>-<seq>.parquet
+    <log root>/predictions/day=<YYYY-MM-DD>/<writer>-<HH>.compact.parquet
+    <log root>/actuals/day=<YYYY-MM-DD>/<writer>-<HH>-<seq>.parquet
+    <log root>/actuals/day=<YYYY-MM-DD>/<writer>-<HH>.compact.parquet
+
+`deployment` is a column. Rows are sorted by deployment, then time (`ts`, `received_at`), in
+row groups of bounded size, so the min/max statistics of `deployment` let a reader skip the
+row groups of other deployments. Day folders are named Hive-style (`day=...`): Spark, Trino
+and DuckDB treat `day` as a partition, and the name can never be a deployment's (names hold
+no `=`).
+
+Logs written before this layout keep one folder per deployment,
+`<log root>/<kind>/<deployment>/<YYYY-MM-DD>/`, with the same file names and schema.
+Readers read both layouts; compaction and expiry handle both, so the old folders empty out
+once their days pass the retention period.
 
 Every file has exactly one writer (a gateway worker, or the API process that took actuals),
 named in the file name, so no two processes ever write or compact the same file. Dates and
@@ -18,6 +31,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
@@ -74,8 +88,12 @@ role reads only this table. Posting the same prediction id again replaces the ea
 actual: readers keep the latest `received_at` per (prediction_id, version, role)."""
 
 SCHEMAS = {PREDICTIONS: PREDICTION_SCHEMA, ACTUALS: ACTUAL_SCHEMA}
+SORT_KEYS = {PREDICTIONS: ("deployment", "ts"), ACTUALS: ("deployment", "received_at")}
+"""How the rows of every file are ordered: one deployment's rows sit together."""
+DAY_PREFIX = "day="
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def writer_name(worker_id: str) -> str:
@@ -93,7 +111,34 @@ def new_prediction_id() -> str:
     return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
 
 
-def kind_dir(root: Path, kind: str, deployment: str) -> Path:
+def kind_dir(root: Path, kind: str) -> Path:
     if kind not in KINDS:
         raise ValueError(f"unknown log kind {kind!r}")
-    return root / kind / deployment
+    return root / kind
+
+
+def day_dir(root: Path, kind: str, day: date) -> Path:
+    """The folder of one UTC day of one kind, holding every deployment's rows."""
+    return kind_dir(root, kind) / f"{DAY_PREFIX}{day:%Y-%m-%d}"
+
+
+def legacy_dir(root: Path, kind: str, deployment: str) -> Path:
+    """The folder of one deployment in the earlier layout (day folders named `YYYY-MM-DD`)."""
+    return kind_dir(root, kind) / deployment
+
+
+def day_of(folder: str) -> date | None:
+    """The day a `day=YYYY-MM-DD` folder holds; None for any other name."""
+    if not folder.startswith(DAY_PREFIX):
+        return None
+    return legacy_day_of(folder[len(DAY_PREFIX) :])
+
+
+def legacy_day_of(folder: str) -> date | None:
+    """The day a `YYYY-MM-DD` folder of the earlier layout holds; None for any other name."""
+    if not _DAY.fullmatch(folder):
+        return None
+    try:
+        return date.fromisoformat(folder)
+    except ValueError:
+        return None

@@ -1,10 +1,11 @@
 """The prediction log's writer process: takes a worker's batches (Arrow IPC over a pipe),
-encodes payloads, compresses and writes the Parquet segments, and compacts and expires
-them, so that none of this CPU work competes with the worker that serves requests.
+encodes payloads, sorts, compresses and writes the Parquet segments, and compacts and
+expires them, so that none of this CPU work competes with the worker that serves requests.
 
 One writer process per gateway worker, started and supervised by its `PredictionLogger`.
-Framing on stdin/stdout: a 4-byte big-endian length, then a JSON header; a `write` header is
-followed by one such frame of Arrow IPC stream bytes. Every request gets one JSON reply.
+Framing on stdin/stdout: a 4-byte big-endian length, then a JSON header; a `write` header
+(`{"op": "write", "parts": n}`) is followed by n such frames of Arrow IPC stream bytes, which
+become one segment. Every request gets one JSON reply.
 
     python -m turnout.monitoring.logwriter ROOT WRITER RETENTION_DAYS COMPACT_INTERVAL_S
 """
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -89,10 +91,12 @@ def serve(root: Path, writer: str, retention_days: int, compact_interval_s: floa
             _maintain(root, writer, retention_days, close=True)
             _send(out, orjson.dumps({"ok": True}))
             return
-        payload = _receive(source)
+        payloads = [_receive(source) for _ in range(int(header.get("parts", 1)))]
         try:
-            table = finalize(pa.ipc.open_stream(payload).read_all())
-            segments.write_segment(root, PREDICTIONS, header["deployment"], writer, table)
+            parts = [finalize(pa.ipc.open_stream(payload).read_all()) for payload in payloads]
+            del payloads
+            table = pa.concat_tables(parts)
+            segments.write_segment(root, PREDICTIONS, writer, table)
             reply: dict[str, Any] = {"ok": True, "rows": table.num_rows}
         except Exception as exc:  # reported to the worker, which keeps the rows and retries
             reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
@@ -160,14 +164,14 @@ class WriterProcess:
         with self._lock:
             self._started()
 
-    def write(self, deployment: str, table: pa.Table) -> None:
-        """Hand one batch over and wait until it is on disk; raises OSError if it is not."""
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as stream:
-            stream.write_table(table)
-        header = orjson.dumps({"op": "write", "deployment": deployment})
+    def write(self, tables: Sequence[pa.Table]) -> None:
+        """Hand one flush over (tables of any deployments, which may differ in how `inputs`
+        is encoded) and wait until it is on disk as one segment; raises OSError if it is
+        not."""
+        frames = [_ipc(table) for table in tables]
+        header = orjson.dumps({"op": "write", "parts": len(frames)})
         with self._lock:
-            reply = self._call(header, sink.getvalue().to_pybytes())
+            reply = self._call(header, *frames)
         if not reply.get("ok"):
             raise OSError(str(reply.get("error")))
 
@@ -183,6 +187,13 @@ class WriterProcess:
             except (OSError, subprocess.TimeoutExpired):
                 process.kill()
             _release(process)
+
+
+def _ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as stream:
+        stream.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
 
 
 def _release(process: subprocess.Popen[bytes]) -> None:

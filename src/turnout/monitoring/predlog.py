@@ -1,5 +1,6 @@
 """The per-worker prediction logger: answers are queued in memory on the request path and
-written as Parquet segments by one background thread, so logging never blocks a request.
+written by one background thread, each flush as one Parquet segment holding every
+deployment's rows, so logging never blocks a request.
 
 Memory is bounded: when the queue is full, new answers are dropped and counted, never lost
 silently. The same thread compacts this writer's closed hours and deletes expired days.
@@ -91,11 +92,20 @@ def _inside(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
-def _joined_by_deployment(tables: dict[str, list[pa.Table]]) -> list[tuple[str, pa.Table]]:
-    return [(deployment, _joined(parts)) for deployment, parts in tables.items()]
+def _by_schema(tables: list[pa.Table]) -> list[pa.Table]:
+    """The chunks of one flush joined into one table per schema: a few at most, since chunks
+    differ only in how their `inputs` column is encoded (text, or lists of numbers)."""
+    groups: list[list[pa.Table]] = []
+    for table in tables:
+        group = next((g for g in groups if g[0].schema.equals(table.schema)), None)
+        if group is None:
+            groups.append([table])
+        else:
+            group.append(table)
+    return [pa.concat_tables(group) for group in groups]
 
 
-def _joined(tables: list[pa.Table]) -> pa.Table:
+def joined(tables: Sequence[pa.Table]) -> pa.Table:
     """One table from the chunks of one flush; chunks encoded differently (a numeric and
     a text `inputs` column) are brought to PREDICTION_SCHEMA first."""
     if all(t.schema.equals(tables[0].schema) for t in tables):
@@ -146,8 +156,8 @@ class PredictionLogger:
         self._last_error: str | None = None
         self._failing = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._retry: list[tuple[str, pa.Table]] = []
-        """Tables whose write failed, written first next time (their rows stay counted)."""
+        self._retry: list[pa.Table] = []
+        """Tables whose write failed, written with the next flush (their rows stay counted)."""
         self._writer_process = (
             WriterProcess(
                 root, writer, retention_days=retention_days, compact_interval_s=compact_interval_s
@@ -183,7 +193,8 @@ class PredictionLogger:
         self._thread.start()
 
     def flush(self) -> int:
-        """Write everything queued now, one segment per deployment; returns rows written."""
+        """Write everything queued now as one segment, whatever the deployments; returns rows
+        written."""
         with self._flushing:
             encoded = self._take_encoded()
             return self._deliver(encoded) if encoded else 0
@@ -270,7 +281,7 @@ class PredictionLogger:
         times over; the writer thread is left with I/O, which runs without the lock."""
         self._loop = loop
 
-    def _take_encoded(self) -> list[tuple[str, pa.Table]]:
+    def _take_encoded(self) -> list[pa.Table]:
         """Everything queued, as tables (on the event loop when attached)."""
         loop = self._loop
         if loop is not None and loop.is_running() and not _inside(loop):
@@ -281,61 +292,60 @@ class PredictionLogger:
                 if not future.cancel():  # it ran after all
                     return future.result()
         batch, retry = self._take()
-        tables: dict[str, list[pa.Table]] = {}
+        tables: list[pa.Table] = []
         self._encode(batch, tables)
-        return retry + _joined_by_deployment(tables)
+        return retry + _by_schema(tables)
 
-    async def _take_on_loop(self) -> list[tuple[str, pa.Table]]:
+    async def _take_on_loop(self) -> list[pa.Table]:
         """Encode 200 entries at a time, letting waiting requests go between steps;
         entries are released as they are encoded, so freeing them is spread out too."""
         batch, retry = self._take()
-        tables: dict[str, list[pa.Table]] = {}
+        tables: list[pa.Table] = []
         while batch:
             chunk = batch[-_LOOP_CHUNK:]
             del batch[-_LOOP_CHUNK:]
             self._encode(chunk, tables)
             del chunk
             await asyncio.sleep(0)
-        return retry + _joined_by_deployment(tables)
+        return retry + _by_schema(tables)
 
-    def _take(self) -> tuple[list[LogEntry], list[tuple[str, pa.Table]]]:
+    def _take(self) -> tuple[list[LogEntry], list[pa.Table]]:
         with self._lock:
             batch, self._buffer = self._buffer, []
             retry, self._retry = self._retry, []
             self._woken = False
         return batch, retry
 
-    def _encode(self, entries: list[LogEntry], into: dict[str, list[pa.Table]]) -> None:
+    def _encode(self, entries: list[LogEntry], into: list[pa.Table]) -> None:
+        """One table per deployment (its entries share a signature, which the vectorized
+        encoding needs); they are written together."""
         for deployment, group in _by_deployment(entries).items():
             table, _ = self._table(deployment, group)
-            if table is not None:
-                into.setdefault(deployment, []).append(table)
+            if table is not None and table.num_rows:
+                into.append(table)
 
-    def _deliver(self, encoded: list[tuple[str, pa.Table]]) -> int:
-        """Write the tables; a table whose write fails is kept for the next flush."""
-        written = 0
-        failed: list[tuple[str, pa.Table]] = []
-        for deployment, table in encoded:
-            try:
-                if self._writer_process is not None:
-                    self._writer_process.write(deployment, table)
-                else:
-                    segments.write_segment(self.root, PREDICTIONS, deployment, self.writer, table)
-            except Exception as exc:
-                self._failed(f"prediction log write for {deployment!r} failed", exc)
-                failed.append((deployment, table))
-                continue
-            written += table.num_rows
+    def _deliver(self, encoded: list[pa.Table]) -> int:
+        """Write the tables as one segment; if that fails, they are kept for the next flush."""
+        parts = _by_schema(encoded)
+        rows = sum(int(part.num_rows) for part in parts)
+        try:
+            if self._writer_process is not None:
+                self._writer_process.write(parts)
+            else:
+                segments.write_segment(self.root, PREDICTIONS, self.writer, joined(parts))
+        except Exception as exc:
+            self._failed("prediction log write failed", exc)
             with self._lock:
-                self._buffered -= table.num_rows
-                self._written += table.num_rows
-                self._segments += 1
+                self._retry[:0] = parts  # their rows were never uncounted
+            return 0
         with self._lock:
-            self._retry[:0] = failed  # their rows were never uncounted
-        if written and self._failing and not failed:
+            self._buffered -= rows
+            self._written += rows
+            self._segments += 1
+        if self._failing:
             self._failing = False
             log.info("prediction log writes succeed again")
-        return written
+        return rows
 
     def _table(
         self, deployment: str, entries: list[LogEntry]
@@ -462,26 +472,40 @@ def fast_table(
 
 
 def finalize(table: pa.Table) -> pa.Table:
-    """A table from `fast_table(encode=False)` in PREDICTION_SCHEMA: numeric input rows
-    become JSON text."""
+    """A table from `fast_table(encode=False)`, or several joined (rows of different widths),
+    in PREDICTION_SCHEMA: numeric input rows become JSON text."""
     column = table.column("inputs")
     if not pa.types.is_list(column.type):
         return table
     rows = column.combine_chunks()
     valid = rows.is_valid().to_numpy(zero_copy_only=False)
-    if not valid.any():
-        nulls = pa.nulls(len(rows), pa.string())
-        return table.set_column(table.schema.get_field_index("inputs"), "inputs", nulls).cast(
-            PREDICTION_SCHEMA
-        )
     lengths = pc.list_value_length(rows).fill_null(0).to_numpy()
-    width = int(lengths[valid][0]) if valid.any() else 0
-    matrix = rows.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
-    positions = None if valid.all() else np.flatnonzero(valid)
-    encoded = _json_of(matrix, positions, len(rows))
-    return table.set_column(table.schema.get_field_index("inputs"), "inputs", encoded).cast(
-        PREDICTION_SCHEMA
-    )
+    widths = np.unique(lengths[valid])
+    if len(widths) == 1:  # the usual case: the rows of one model
+        matrix = rows.flatten().to_numpy(zero_copy_only=False).reshape(-1, int(widths[0]))
+        encoded = _json_of(matrix, None if valid.all() else np.flatnonzero(valid), len(rows))
+    else:
+        encoded = _json_by_width(rows, valid, lengths, widths)
+    index = table.schema.get_field_index("inputs")
+    return table.set_column(index, "inputs", encoded).cast(PREDICTION_SCHEMA)
+
+
+def _json_by_width(rows: pa.ListArray, valid: Array, lengths: Array, widths: Array) -> pa.Array:
+    """JSON text of numeric rows of several widths (one orjson call per width), null where
+    a row is absent."""
+    values = rows.values.to_numpy(zero_copy_only=False)
+    starts = rows.offsets.to_numpy()[:-1]
+    order = np.full(len(rows), -1, dtype=np.int64)
+    pieces: list[pa.Array] = []
+    done = 0
+    for width in widths.tolist():
+        at = np.flatnonzero(valid & (lengths == width))
+        pieces.append(_json_of(values[starts[at, None] + np.arange(width)], None, len(at)))
+        order[at] = np.arange(done, done + len(at))
+        done += len(at)
+    if not pieces:
+        return pa.nulls(len(rows), pa.string())
+    return pa.concat_arrays(pieces).take(pa.array(order, mask=order < 0))
 
 
 def _strings(texts: list[str]) -> pa.Array:

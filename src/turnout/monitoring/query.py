@@ -3,7 +3,8 @@ payloads for drift and graded answers for accuracy.
 
 Every query reads an explicit list of live files (never a glob: compaction may be replacing
 segments meanwhile) on its own connection (a cursor of the reader's in-memory DuckDB
-database), so any thread may call any method.
+database), so any thread may call any method. Files hold many deployments; a query sees the
+rows of one (DuckDB skips row groups whose `deployment` statistics rule it out).
 """
 
 from __future__ import annotations
@@ -248,8 +249,8 @@ class LogReader:
         params: Mapping[str, Any] | None = None,
         wanted: pa.Table | None = None,
     ) -> pa.Table:
-        """Run `sql` over the live files of one kind (`{source}`), `{window}` limiting
-        `column` to [since, until)."""
+        """Run `sql` over the rows of `deployment` in the live files of one kind
+        (`{source}`), `{window}` limiting `column` to [since, until)."""
         since, until = _utc(since), _utc(until)
         window, values = _window(column, since, until)
         values.update(params or {})
@@ -258,7 +259,7 @@ class LogReader:
             files = segments.live_files(self.root, kind, deployment, since=since, until=until)
             try:
                 with self._database.cursor() as con:
-                    return _run(con, sql, window, values, files, SCHEMAS[kind], wanted)
+                    return _run(con, sql, deployment, window, values, files, kind, wanted)
             except duckdb.IOException as error:
                 if attempt == ATTEMPTS:
                     raise StoreUnavailable(
@@ -270,10 +271,11 @@ class LogReader:
 def _run(
     con: duckdb.DuckDBPyConnection,
     sql: str,
+    deployment: str,
     window: str,
     values: dict[str, Any],
     files: list[Path],
-    schema: pa.Schema,
+    kind: str,
     wanted: pa.Table | None,
 ) -> pa.Table:
     """One query. No files yet: it runs over an empty table of the kind's schema, so callers
@@ -281,13 +283,14 @@ def _run(
     if wanted is not None:
         con.register("wanted", wanted)
     if files:
-        source = "read_parquet($files)"
+        rows = "read_parquet($files, hive_partitioning = false)"
         values = {**values, "files": [str(f) for f in files]}
     else:
-        source = "empty_log"
-        con.register(source, schema.empty_table())
+        rows = "empty_log"
+        con.register(rows, SCHEMAS[kind].empty_table())
+    values = {**values, "deployment": deployment}
     text = sql.format(
-        source=source,
+        source=f"(SELECT * FROM {rows} WHERE deployment = $deployment)",
         window=window,
         answer_columns=", ".join(ANSWER_COLUMNS),
         actual_columns=", ".join(ACTUAL_SCHEMA.names),

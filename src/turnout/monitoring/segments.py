@@ -10,39 +10,49 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from turnout.monitoring.layout import kind_dir
+from turnout.monitoring.layout import SORT_KEYS, day_dir, day_of, kind_dir, legacy_day_of
 
 COMPACT_SUFFIX = ".compact.parquet"
 DICTIONARY_COLUMNS = ["deployment", "model", "role", "outcome", "error", "revision", "version"]
 """Columns with few distinct values; ids, payloads and timestamps are nearly all distinct,
 and trying a dictionary for them only costs time."""
+SEGMENT_ROW_GROUP_ROWS = 16 * 1024
+"""Rows per row group of a flush's file: a large flush still lets a reader of one deployment
+skip most of it; a flush rarely holds more than a few groups."""
 _sequence = itertools.count()
-
-
-def day_dir(root: Path, kind: str, deployment: str, when: datetime) -> Path:
-    return kind_dir(root, kind, deployment) / when.astimezone(UTC).strftime("%Y-%m-%d")
 
 
 def write_segment(
     root: Path,
     kind: str,
-    deployment: str,
     writer: str,
     table: pa.Table,
     *,
     now: datetime | None = None,
 ) -> Path:
-    """Write `table` as a new segment of `writer`, atomically (temporary name, fsync, rename)."""
-    when = now or datetime.now(UTC)
-    folder = day_dir(root, kind, deployment, when)
+    """Write `table` (rows of any deployments) as one new segment of `writer`, sorted by
+    deployment and time, atomically (temporary name, fsync, rename)."""
+    when = (now or datetime.now(UTC)).astimezone(UTC)
+    folder = day_dir(root, kind, when.date())
     folder.mkdir(parents=True, exist_ok=True)
-    name = f"{writer}-{when.astimezone(UTC):%H}-{time_key()}.parquet"
-    return write_atomically(folder / name, table)
+    name = f"{writer}-{when:%H}-{time_key()}.parquet"
+    return write_atomically(folder / name, clustered(table, kind), SEGMENT_ROW_GROUP_ROWS)
 
 
-def write_atomically(path: Path, table: pa.Table) -> Path:
+def clustered(table: pa.Table, kind: str) -> pa.Table:
+    """`table` sorted so that each deployment's rows sit together, oldest first."""
+    return table.sort_by([(key, "ascending") for key in SORT_KEYS[kind]])
+
+
+def write_atomically(path: Path, table: pa.Table, row_group_rows: int | None = None) -> Path:
     temporary = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, temporary, compression="zstd", use_dictionary=DICTIONARY_COLUMNS)
+    pq.write_table(
+        table,
+        temporary,
+        row_group_size=row_group_rows,
+        compression="zstd",
+        use_dictionary=DICTIONARY_COLUMNS,
+    )
     with open(temporary, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(temporary, path)
@@ -67,6 +77,29 @@ def parse_name(name: str) -> tuple[str, str, bool] | None:
     return parts[0], parts[1], False
 
 
+def day_folders(
+    root: Path,
+    kind: str,
+    *,
+    deployment: str | None = None,
+    first: date = date.min,
+    last: date = date.max,
+) -> list[tuple[date, Path]]:
+    """The day folders of `kind` from `first` to `last`, oldest first: the shared ones, and
+    those of the earlier per-deployment layout, of `deployment` only when given."""
+    found: list[tuple[date, Path]] = []
+    for folder in subdirs(kind_dir(root, kind)):
+        day = day_of(folder.name)
+        if day is not None:
+            found.append((day, folder))
+        elif deployment is None or folder.name == deployment:  # the earlier layout
+            for sub in subdirs(folder):
+                legacy = legacy_day_of(sub.name)
+                if legacy is not None:
+                    found.append((legacy, sub))
+    return sorted(pair for pair in found if first <= pair[0] <= last)
+
+
 def live_files(
     root: Path,
     kind: str,
@@ -75,24 +108,20 @@ def live_files(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> list[Path]:
-    """The files a reader should read: every segment, except those a compacted file of the
-    same writer and hour already holds. Days outside [since - 1 day, until + 1 day] are
-    skipped (rows are filtered by timestamp anyway; the margin covers rows written around
+    """The files a reader of `deployment` should read: every segment, except those a
+    compacted file of the same writer and hour already holds. Shared files hold other
+    deployments too (readers filter on the `deployment` column); files of the earlier layout
+    are those of `deployment` only. Days outside [since - 1 day, until + 1 day] are skipped
+    (rows are filtered by timestamp anyway; the margin covers rows written around
     midnight)."""
-    folder = kind_dir(root, kind, deployment)
-    if not folder.is_dir():
-        return []
     first = (since - timedelta(days=1)).date() if since else date.min
     last = (until + timedelta(days=1)).date() if until else date.max
     files: list[Path] = []
-    for day in sorted(folder.iterdir()):
+    for _, day in day_folders(root, kind, deployment=deployment, first=first, last=last):
         try:
-            when = date.fromisoformat(day.name)
-        except ValueError:
+            names = [(entry.name, parse_name(entry.name)) for entry in os.scandir(day)]
+        except FileNotFoundError:  # expired meanwhile
             continue
-        if not (first <= when <= last) or not day.is_dir():
-            continue
-        names = [(entry.name, parse_name(entry.name)) for entry in os.scandir(day)]
         compacted = {(p[0], p[1]) for _, p in names if p is not None and p[2]}
         for name, parsed in sorted(names):
             if parsed is None:
@@ -101,3 +130,11 @@ def live_files(
             if is_compact or (writer, hour) not in compacted:
                 files.append(day / name)
     return files
+
+
+def subdirs(path: Path) -> list[Path]:
+    """The folders in `path`, sorted; none when it is missing or not a folder."""
+    try:
+        return sorted(Path(entry.path) for entry in os.scandir(path) if entry.is_dir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []

@@ -181,6 +181,10 @@ class Registry:
             chain.append(self.get_version(model, chain[-1].parent_version))
         return chain
 
+    @property
+    def work_dir(self) -> Path:
+        return self.loader.work_dir
+
     # -- loading ------------------------------------------------------------------------
 
     def verify(self, record: VersionRecord) -> None:

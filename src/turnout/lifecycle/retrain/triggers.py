@@ -40,8 +40,8 @@ _WINDOW_MAX = 999_999
 
 _NEW_ACTUALS = """
 SELECT count(DISTINCT prediction_id)
-FROM read_parquet($files)
-WHERE received_at > $since AND received_at <= $until
+FROM read_parquet($files, hive_partitioning = false)
+WHERE deployment = $deployment AND received_at > $since AND received_at <= $until
 """
 
 
@@ -318,14 +318,19 @@ def window_text(seconds: float) -> str:
 
 
 def count_actuals(root: Path, deployment: str, *, since: datetime, until: datetime) -> int:
-    """Distinct prediction ids whose actual was received in (since, until]. Reads two
+    """Distinct prediction ids whose actual was received in (since, until]. Reads three
     columns, unlike `LogReader.graded`, which returns every graded answer."""
     attempt = 1
     while True:
         files = segments.live_files(root, ACTUALS, deployment, since=since, until=until)
         if not files:
             return 0
-        values = {"files": [str(f) for f in files], "since": since, "until": until}
+        values = {
+            "files": [str(f) for f in files],
+            "deployment": deployment,
+            "since": since,
+            "until": until,
+        }
         try:
             with duckdb.connect() as con:
                 row = con.execute(_NEW_ACTUALS, values).fetchone()
