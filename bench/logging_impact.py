@@ -30,9 +30,7 @@ def measure(folder: Path, *, logging: bool, connections: int, duration_s: int) -
         with server.client() as client:
             if not client.list_models():
                 client.register("bc", save_joblib(sklearn_pipeline(), folder), flavor="sklearn")
-                client.create_deployment(
-                    "bc-prod", model="bc", version=1, log_payloads=PAYLOADS
-                )
+                client.create_deployment("bc-prod", model="bc", version=1, log_payloads=PAYLOADS)
         row = breast_cancer()[0].iloc[0].tolist()
         body = {"inputs": [{"name": "input-0", "shape": [1, 30], "datatype": "FP64", "data": row}]}
         url = f"{server.url}/v2/models/bc-prod/infer"

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-
-from bench.wrk import Load, run
 from tests.fixtures.models import breast_cancer, save_joblib, sklearn_pipeline
 from tests.fixtures.server import LiveServer
+
+from bench.wrk import Load, run
 
 HUNG = """
 import numpy as np
@@ -76,12 +76,14 @@ def main() -> None:
     for mode, (loads, _) in results.items():
         for load in loads:
             print(
-                f"{mode:8} {load.connections:5} {load.rps:8.0f} {load.p50_ms:7.2f} {load.p99_ms:7.2f} {load.errors:6}"
+                f"{mode:8} {load.connections:5} {load.rps:8.0f} "
+                f"{load.p50_ms:7.2f} {load.p99_ms:7.2f} {load.errors:6}"
             )
     print("hung champion, deadline 100 ms, failover answers (60 sequential requests):")
     for mode, (_, latencies) in results.items():
         print(
-            f"  {mode:8} p50 {np.percentile(latencies, 50):6.1f} ms  p99 {np.percentile(latencies, 99):6.1f} ms  max {max(latencies):6.1f} ms"
+            f"  {mode:8} p50 {np.percentile(latencies, 50):6.1f} ms  "
+            f"p99 {np.percentile(latencies, 99):6.1f} ms  max {max(latencies):6.1f} ms"
         )
 
 

@@ -68,23 +68,27 @@ def main() -> None:
         finally:
             server.stop()
     print(
-        f"champion under wrk, {args.connections} connections, {args.duration}s per run; shadow sleeps 1 s per call"
+        f"champion under wrk, {args.connections} connections, {args.duration}s per run; "
+        "shadow sleeps 1 s per call"
     )
     print(f"{'round':6} {'shadow':7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for i, (off, on) in enumerate(rows, 1):
         for label, load in (("off", off), ("on", on)):
             print(
-                f"{i:<6} {label:7} {load.rps:9.0f} {load.p50_ms:8.2f} {load.p99_ms:8.2f} {load.errors:7}"
+                f"{i:<6} {label:7} {load.rps:9.0f} "
+                f"{load.p50_ms:8.2f} {load.p99_ms:8.2f} {load.errors:7}"
             )
     p99_off = statistics.median(off.p99_ms for off, _ in rows)
     p99_on = statistics.median(on.p99_ms for _, on in rows)
     print(
-        f"median p99: off {p99_off:.2f} ms, on {p99_on:.2f} ms, ratio on/off {p99_on / p99_off:.3f} (budget <= 1.10)"
+        f"median p99: off {p99_off:.2f} ms, on {p99_on:.2f} ms, "
+        f"ratio on/off {p99_on / p99_off:.3f} (budget <= 1.10)"
     )
     if shadow:
         s = shadow[0]
         print(
-            f"shadow: {s['requests']} calls run, {s['dropped']} copies dropped (counted), {s['errors']} errors"
+            f"shadow: {s['requests']} calls run, {s['dropped']} copies dropped (counted), "
+            f"{s['errors']} errors"
         )
 
 

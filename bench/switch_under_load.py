@@ -12,9 +12,10 @@ import threading
 import time
 from pathlib import Path
 
-from bench.wrk import run
 from tests.fixtures.models import breast_cancer, save_joblib, sklearn_pipeline
 from tests.fixtures.server import LiveServer
+
+from bench.wrk import run
 
 
 def main() -> None:
@@ -30,7 +31,9 @@ def main() -> None:
         try:
             with server.client() as client:
                 for c in (1.0, 0.01):
-                    client.register("bc", save_joblib(sklearn_pipeline(c), Path(tmp)), flavor="sklearn")
+                    client.register(
+                        "bc", save_joblib(sklearn_pipeline(c), Path(tmp)), flavor="sklearn"
+                    )
                 client.create_deployment("bc-prod", model="bc", version=1)
                 url = f"{server.url}/v1/deployments/bc-prod/predict"
                 run(url, body, connections=args.connections, duration_s=3)
@@ -42,11 +45,17 @@ def main() -> None:
                         time.sleep(1.5)
                         started = time.perf_counter()
                         promoted = client.promote("bc-prod", version=2)
-                        switches.append(f"promote {promoted['acknowledged']} {time.perf_counter() - started:.3f}s")
+                        switches.append(
+                            f"promote {promoted['acknowledged']} "
+                            f"{time.perf_counter() - started:.3f}s"
+                        )
                         time.sleep(1.5)
                         started = time.perf_counter()
                         rolled = client.rollback("bc-prod")
-                        switches.append(f"rollback {rolled['acknowledged']} {time.perf_counter() - started:.3f}s")
+                        switches.append(
+                            f"rollback {rolled['acknowledged']} "
+                            f"{time.perf_counter() - started:.3f}s"
+                        )
 
                 thread = threading.Thread(target=switch)
                 thread.start()
@@ -57,7 +66,10 @@ def main() -> None:
     print(f"{args.workers} worker(s), wrk {args.connections} connections, {args.duration}s per run")
     print(f"{'phase':10} {'requests':>9} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'failed':>7}")
     for name, load in (("steady", steady), ("switching", during)):
-        print(f"{name:10} {load.requests:9} {load.rps:8.0f} {load.p50_ms:7.2f} {load.p99_ms:7.2f} {load.errors:7}")
+        print(
+            f"{name:10} {load.requests:9} {load.rps:8.0f} "
+            f"{load.p50_ms:7.2f} {load.p99_ms:7.2f} {load.errors:7}"
+        )
     print(f"p99 during switches / steady: {during.p99_ms / steady.p99_ms:.2f} (budget <= 1.5)")
     print("switches (acknowledged, time to return):", "; ".join(switches))
 
