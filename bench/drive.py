@@ -73,6 +73,7 @@ class Calls(Generic[T]):
         )
 
     def summary(self) -> dict[str, object]:
+        tenth = max(1, len(self.latencies_s) // 10)
         return {
             "calls": len(self.results),
             "ok": self.ok,
@@ -83,6 +84,8 @@ class Calls(Generic[T]):
             "p50_ms": percentile_ms(self.latencies_s, 50),
             "p99_ms": percentile_ms(self.latencies_s, 99),
             "max_ms": max(self.latencies_s, default=0.0) * 1000,
+            "p50_ms_first_tenth": percentile_ms(self.latencies_s[:tenth], 50),
+            "p50_ms_last_tenth": percentile_ms(self.latencies_s[-tenth:], 50),
         }
 
 

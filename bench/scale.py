@@ -60,6 +60,8 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     add("--budget-mb", type=int, help="TURNOUT_MODEL_MEMORY_MB of the budget scenario")
     add("--budget-models", type=int, default=200,
         help="without --budget-mb: the budget holds this many models' measured memory")  # fmt: skip
+    add("--register-only", action="store_true",
+        help="register, then stop: no deployments (registration at any size)")  # fmt: skip
     add("--skip-fleet", action="store_true", help="only the budget scenario (needs --budget-mb)")
     add("--workers", type=int, default=1, help="gateway worker processes (default 1)")
     add("--concurrency", type=int, default=4, help="SDK calls in flight (register, deploy)")
@@ -162,6 +164,8 @@ def fleet(args: argparse.Namespace, specimens: list[Specimen], home: Path, out: 
         memory["idle"] = live.memory()
         out["register"] = register(live, targets, args.concurrency).summary()
         memory["registered"] = live.memory()
+        if args.register_only:
+            return
         solo = deploy(live, [(names[0], 1)], 1)
         first = drive.first_requests(live.http, targets[:1], description="first request")
         warm_one = drive.warm_latencies(live.http, *targets[0], requests=args.requests)
@@ -191,10 +195,12 @@ def budget(args: argparse.Namespace, specimens: list[Specimen], home: Path, out:
     names = [name_of(i) for i in range(n)]
     jobs = [(names[i], specimens[i * per_model + j]) for i in range(n) for j in range(per_model)]
     out.update(models=n, versions=len(jobs), budget_mb=args.budget_mb)
-    env = {"TURNOUT_MODEL_MEMORY_MB": str(args.budget_mb)}
+    env = {} if args.budget_mb is None else {"TURNOUT_MODEL_MEMORY_MB": str(args.budget_mb)}
     with serve(home, workers=args.workers, env=env) as live:
         registered = register(live, jobs, args.concurrency)
         out["register"] = registered.summary()
+        if args.register_only:
+            return
         versions: dict[str, dict[int, Specimen]] = {m: {} for m in names}
         for (model, specimen), version in zip(jobs, registered.results, strict=True):
             if version is not None:
@@ -260,7 +266,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Results]:
             args.budget_mb = max(1, round(per_model * args.budget_models))
     if args.versions:
         home = work / "budget-home"
-        if args.budget_mb is None:
+        if args.budget_mb is None and not args.register_only:
             results["budget"] = {"error": "no --budget-mb, and no memory per model measured"}
         else:
             results["budget"] = attempt(
