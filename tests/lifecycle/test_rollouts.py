@@ -67,7 +67,7 @@ class Stack:
             for i in range(n)
         ]  # fmt: skip
         table = pa.Table.from_pylist(rows, schema=PREDICTION_SCHEMA)
-        write_segment(self.root / "log", "predictions", "d", "test", table)
+        write_segment(self.root / "log", "predictions", "test", table)
 
     def state(self) -> tuple[str, str]:
         status = self.rollouts.status("d").rollout
@@ -216,7 +216,7 @@ def graded_traffic(stack: Stack, n: int, actual: float) -> None:
          "output": "1.0", "probabilities": None, "error": None}
         for i in ids
     ]  # fmt: skip
-    write_segment(stack.root / "log", "predictions", "d", "test",
+    write_segment(stack.root / "log", "predictions", "test",
                   pa.Table.from_pylist(answers, schema=PREDICTION_SCHEMA))  # fmt: skip
     actuals = [
         {"prediction_id": i, "deployment": "d", "actual": orjson.dumps(actual).decode(),
@@ -224,7 +224,7 @@ def graded_traffic(stack: Stack, n: int, actual: float) -> None:
          "predicted_at": now, "outcome": "ok", "output": "1.0", "probabilities": None}
         for i in ids
     ]  # fmt: skip
-    write_segment(stack.root / "log", "actuals", "d", "test",
+    write_segment(stack.root / "log", "actuals", "test",
                   pa.Table.from_pylist(actuals, schema=ACTUAL_SCHEMA))  # fmt: skip
 
 

@@ -13,9 +13,9 @@ import pytest
 
 from turnout.monitoring import compaction
 from turnout.monitoring.compaction import compact_writer, expire, journal_path
-from turnout.monitoring.layout import ACTUAL_SCHEMA, ACTUALS, PREDICTIONS
+from turnout.monitoring.layout import ACTUAL_SCHEMA, ACTUALS, PREDICTION_SCHEMA, PREDICTIONS
 from turnout.monitoring.predlog import LogEntry, prediction_table
-from turnout.monitoring.segments import live_files, write_segment
+from turnout.monitoring.segments import live_files, write_atomically, write_segment
 from turnout.registry.flavors import Prediction
 
 DAY = datetime(2026, 3, 14, tzinfo=UTC)
@@ -25,10 +25,12 @@ def at(hour: int, minute: int = 0, *, days: int = 0) -> datetime:
     return DAY + timedelta(days=days, hours=hour, minutes=minute)
 
 
-def predictions(prefix: str, n: int, *, ts: float = 1_773_450_000.0) -> pa.Table:
+def predictions(
+    prefix: str, n: int, *, ts: float = 1_773_450_000.0, deployment: str = "churn"
+) -> pa.Table:
     entries = [
         LogEntry(
-            deployment="churn",
+            deployment=deployment,
             revision=1,
             model="churn",
             version=3,
@@ -42,7 +44,7 @@ def predictions(prefix: str, n: int, *, ts: float = 1_773_450_000.0) -> pa.Table
         )
         for i in range(n)
     ]
-    return prediction_table("churn", entries)
+    return prediction_table(deployment, entries)
 
 
 def actuals(prefix: str, n: int) -> pa.Table:
@@ -72,16 +74,26 @@ def actuals(prefix: str, n: int) -> pa.Table:
 def segment(
     root: Path, writer: str, when: datetime, table: pa.Table, kind: str = PREDICTIONS
 ) -> Path:
-    return write_segment(root, kind, "churn", writer, table, now=when)
+    return write_segment(root, kind, writer, table, now=when)
 
 
-def rows(root: Path, kind: str = PREDICTIONS) -> list[tuple[object, ...]]:
-    files = [str(path) for path in live_files(root, kind, "churn")]
-    return duckdb.connect().execute("SELECT * FROM read_parquet(?) ORDER BY 1", [files]).fetchall()
+def rows(
+    root: Path, kind: str = PREDICTIONS, deployment: str = "churn"
+) -> list[tuple[object, ...]]:
+    files = [str(path) for path in live_files(root, kind, deployment)]
+    return (
+        duckdb.connect()
+        .execute(
+            "SELECT * FROM read_parquet(?, hive_partitioning = false) WHERE deployment = ? "
+            "ORDER BY 1",
+            [files, deployment],
+        )
+        .fetchall()
+    )
 
 
 def names(root: Path, kind: str = PREDICTIONS) -> list[str]:
-    return sorted(path.name for path in (root / kind / "churn").glob("*/*") if path.is_file())
+    return sorted(path.name for path in (root / kind).glob("*/*") if path.is_file())
 
 
 def test_closed_hour_merges_into_one_file_with_the_same_rows(tmp_path: Path) -> None:
@@ -95,7 +107,7 @@ def test_closed_hour_merges_into_one_file_with_the_same_rows(tmp_path: Path) -> 
     assert compact_writer(tmp_path, "w0", now=at(12, 2)) == 100
 
     assert rows(tmp_path) == before
-    compacted = tmp_path / PREDICTIONS / "churn" / "2026-03-14" / "w0-10.compact.parquet"
+    compacted = tmp_path / PREDICTIONS / "day=2026-03-14" / "w0-10.compact.parquet"
     assert live_files(tmp_path, PREDICTIONS, "churn") == sorted([compacted, current, foreign])
     assert names(tmp_path) == sorted([compacted.name, current.name, foreign.name])
     ts = pq.read_table(compacted).column("ts").to_pylist()
@@ -159,7 +171,7 @@ def test_actuals_are_compacted_too_and_row_groups_stay_large(
     for i in range(5):
         segment(tmp_path, "w0", at(9, i), actuals(f"{i}", 450), kind=ACTUALS)
     assert compact_writer(tmp_path, "w0", now=at(11)) == 5
-    compacted = tmp_path / ACTUALS / "churn" / "2026-03-14" / "w0-09.compact.parquet"
+    compacted = tmp_path / ACTUALS / "day=2026-03-14" / "w0-09.compact.parquet"
     metadata = pq.ParquetFile(compacted).metadata
     groups = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
     assert groups == [1000, 1000, 250]
@@ -184,20 +196,32 @@ def test_an_unreadable_segment_holds_back_its_hour_only(
     assert not [path for path in broken.parent.iterdir() if path.name.startswith(".")]
 
 
-def test_expire_deletes_old_days_of_every_deployment_and_kind(tmp_path: Path) -> None:
+def legacy_segment(root: Path, kind: str, deployment: str, when: datetime) -> Path:
+    """A file where the earlier layout kept it: one folder per deployment."""
+    table = predictions("p", 1, deployment=deployment) if kind == PREDICTIONS else actuals("a", 1)
+    folder = root / kind / deployment / f"{when:%Y-%m-%d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_atomically(folder / f"w0-{when:%H}-1_000001.parquet", table)
+
+
+def test_expire_deletes_old_days_of_every_kind_in_both_layouts(tmp_path: Path) -> None:
     for kind, table in ((PREDICTIONS, predictions("p", 1)), (ACTUALS, actuals("a", 1))):
-        for deployment in ("churn", "fraud"):
-            for days in (-40, -31, -30, -1, 0):
-                write_segment(tmp_path, kind, deployment, "w0", table, now=at(10, days=days))
+        for days in (-40, -31, -30, -1, 0):
+            write_segment(tmp_path, kind, "w0", table, now=at(10, days=days))
+            legacy_segment(tmp_path, kind, "churn", at(10, days=days))
+        for days in (-45, -35):  # a deployment whose every day expired
+            legacy_segment(tmp_path, kind, "fraud", at(10, days=days))
     (tmp_path / PREDICTIONS / "churn" / "notes").mkdir()
-    assert expire(tmp_path, 30, now=at(12)) == 8
+
+    assert expire(tmp_path, 30, now=at(12)) == 12
+
+    expected = ["2026-02-12", "2026-03-13", "2026-03-14"]
     for kind in (PREDICTIONS, ACTUALS):
-        for deployment in ("churn", "fraud"):
-            left = sorted(path.name for path in (tmp_path / kind / deployment).iterdir())
-            expected = ["2026-02-12", "2026-03-13", "2026-03-14"]
-            if (kind, deployment) == (PREDICTIONS, "churn"):
-                expected.append("notes")
-            assert left == expected
+        left = sorted(path.name for path in (tmp_path / kind).iterdir())
+        assert left == ["churn", *(f"day={day}" for day in expected)]
+        legacy = sorted(path.name for path in (tmp_path / kind / "churn").iterdir())
+        assert legacy == expected + (["notes"] if kind == PREDICTIONS else [])
+    assert len(rows(tmp_path)) == 6  # 3 days left in each layout
     assert expire(tmp_path, 30, now=at(12)) == 0
     assert expire(tmp_path / "missing", 30, now=at(12)) == 0
 
@@ -206,7 +230,7 @@ def test_two_writers_expiring_at_once_delete_each_folder_once(tmp_path: Path) ->
     table = predictions("p", 1)
     for days in range(40, 240):
         for writer in ("w0", "w1", "w2"):
-            write_segment(tmp_path, PREDICTIONS, "churn", writer, table, now=at(0, days=-days))
+            write_segment(tmp_path, PREDICTIONS, writer, table, now=at(0, days=-days))
     counts: list[int] = []
     start = threading.Barrier(2)
 
@@ -221,4 +245,57 @@ def test_two_writers_expiring_at_once_delete_each_folder_once(tmp_path: Path) ->
         thread.join()
     assert len(counts) == 2  # neither raised
     assert sum(counts) <= 200
-    assert list((tmp_path / PREDICTIONS / "churn").iterdir()) == []
+    assert list((tmp_path / PREDICTIONS).iterdir()) == []
+
+
+def test_an_hour_of_many_deployments_merges_into_one_file_clustered_by_deployment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each flush holds every deployment; the compacted hour keeps every row, sorted by
+    deployment then time, so each row group covers a narrow range of deployments."""
+    monkeypatch.setattr(compaction, "ROW_GROUP_ROWS", 100)
+    deployments = [f"d{d:02d}" for d in range(20)]
+    for flush in range(30):
+        tables = [
+            predictions(f"{name}-{flush:02d}", 3, deployment=name, ts=1_773_482_400.0 + flush)
+            for name in deployments
+        ]
+        segment(tmp_path, "w0", at(9, flush), pa.concat_tables(tables))
+    before = {name: rows(tmp_path, deployment=name) for name in deployments}
+
+    assert compact_writer(tmp_path, "w0", now=at(11)) == 30
+
+    [compacted] = (tmp_path / PREDICTIONS).glob("*/*.parquet")
+    assert compacted.name == "w0-09.compact.parquet"
+    assert {name: rows(tmp_path, deployment=name) for name in deployments} == before
+    table = pq.read_table(compacted)
+    assert table.num_rows == 20 * 30 * 3
+    assert table.schema.remove_metadata() == PREDICTION_SCHEMA
+    keys = [
+        (row["deployment"], row["ts"]) for row in table.select(["deployment", "ts"]).to_pylist()
+    ]
+    assert keys == sorted(keys)
+    metadata = pq.ParquetFile(compacted).metadata
+    column = metadata.schema.names.index("deployment")
+    spans = []
+    for group in range(metadata.num_row_groups):
+        statistics = metadata.row_group(group).column(column).statistics
+        spans.append((statistics.min, statistics.max))
+    assert len(spans) == 18
+    assert all(deployments.index(high) - deployments.index(low) <= 1 for low, high in spans)
+    assert not [path for path in compacted.parent.iterdir() if path.name.startswith(".")]
+
+
+def test_segments_left_in_the_earlier_layout_are_compacted_where_they_are(
+    tmp_path: Path,
+) -> None:
+    first = legacy_segment(tmp_path, PREDICTIONS, "churn", at(9, 1))
+    second = first.with_name("w0-09-2_000002.parquet")
+    write_atomically(second, predictions("q", 2))
+    segment(tmp_path, "w0", at(10, 1), predictions("new", 1))
+
+    assert compact_writer(tmp_path, "w0", now=at(12)) == 3
+
+    assert sorted(path.name for path in first.parent.iterdir()) == ["w0-09.compact.parquet"]
+    assert names(tmp_path) == ["w0-10.compact.parquet"]
+    assert [row[0] for row in rows(tmp_path)] == ["new-0", "p-0", "q-0", "q-1"]

@@ -56,7 +56,7 @@ def write(
     schema = PREDICTION_SCHEMA if kind == PREDICTIONS else ACTUAL_SCHEMA
     table = pa.Table.from_pylist(list(rows), schema=schema)
     stamp = now or (min(r["ts"] for r in rows) if kind == PREDICTIONS else T0)
-    return segments.write_segment(root, kind, DEPLOYMENT, writer, table, now=stamp)
+    return segments.write_segment(root, kind, writer, table, now=stamp)
 
 
 def graded_row(prediction_id: str, actual: str, received_at: datetime, **fields: Any) -> dict:
@@ -345,3 +345,52 @@ def test_summary_shows_groups_graded_but_idle_in_the_window(
     assert group["error_rate"] is None
     assert group["latency_p50_ms"] is None
     assert (group["actuals"], group["accuracy"]) == (1, 1.0)
+
+
+def legacy_write(root: Path, kind: str, deployment: str, rows: Sequence[dict[str, Any]]) -> Path:
+    """A file where the earlier layout kept it: one folder per deployment."""
+    schema = PREDICTION_SCHEMA if kind == PREDICTIONS else ACTUAL_SCHEMA
+    folder = root / kind / deployment / f"{T0:%Y-%m-%d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist(list(rows), schema=schema)
+    return segments.write_atomically(folder / f"old-{T0:%H}-1_000001.parquet", table)
+
+
+def test_a_query_for_one_deployment_reads_only_its_rows_from_shared_files(
+    tmp_path: Path, reader: LogReader
+) -> None:
+    rows = [
+        answer(f"d{d:02d}-{i}", deployment=f"d{d:02d}", latency_ms=float(d * 10 + i),
+               ts=T0 + timedelta(seconds=i), version=1 + i % 2)
+        for d in range(50)
+        for i in range(6)
+    ]  # fmt: skip
+    write(tmp_path, rows[0::2], writer="w1")  # two writers, each with half of every deployment
+    write(tmp_path, rows[1::2], writer="w2")
+
+    mine = [r for r in rows if r["deployment"] == "d07"]
+    summary = reader.summary("d07")
+    assert [(g["version"], g["requests"]) for g in summary] == [(1, 3), (2, 3)]
+    assert all(g["deployment"] == "d07" for g in summary)
+    found = reader.lookup("d07", [r["prediction_id"] for r in rows])
+    expected = pa.Table.from_pylist(mine, schema=PREDICTION_SCHEMA).select(query.ANSWER_COLUMNS)
+    assert found.to_pylist() == expected.cast(ANSWER_SCHEMA).to_pylist()
+    assert reader.lookup("d08", ["d07-0"]).num_rows == 0
+    assert reader.summary("nobody") == []
+
+
+def test_files_of_the_earlier_per_deployment_layout_are_still_read(
+    tmp_path: Path, reader: LogReader
+) -> None:
+    legacy_write(tmp_path, PREDICTIONS, DEPLOYMENT, [answer("old0"), answer("old1")])
+    legacy_write(tmp_path, PREDICTIONS, "fraud", [answer("x", deployment="fraud")])
+    legacy_write(tmp_path, ACTUALS, DEPLOYMENT, [graded_row("old0", "1", T0)])
+    write(tmp_path, [answer("new0", ts=T0 + timedelta(minutes=5))])
+
+    [group] = reader.summary(DEPLOYMENT)
+
+    assert (group["requests"], group["actuals"], group["correct"]) == (3, 1, 1)
+    found = reader.lookup(DEPLOYMENT, ["old0", "old1", "new0", "x"])
+    assert sorted(found.column("prediction_id").to_pylist()) == ["new0", "old0", "old1"]
+    assert reader.graded_ids(DEPLOYMENT, ["old0", "new0"]) == {"old0"}
+    assert [g["requests"] for g in reader.summary("fraud")] == [1]

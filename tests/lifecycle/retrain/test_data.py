@@ -401,7 +401,7 @@ def graded(logged: dict[str, Any], actual: Any, ago: timedelta) -> dict[str, Any
 
 def write(root: Path, kind: str, rows: list[dict[str, Any]], ago: timedelta) -> None:
     table = pa.Table.from_pylist(rows, schema=SCHEMAS[kind])
-    write_segment(root, kind, "d", "test", table, now=NOW - ago)
+    write_segment(root, kind, "test", table, now=NOW - ago)
 
 
 @pytest.fixture

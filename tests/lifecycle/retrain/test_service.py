@@ -74,7 +74,7 @@ class Stack:
 
     def actuals(self, n: int, at: datetime) -> None:
         table = pa.Table.from_pylist(_actual_rows(n, at), schema=ACTUAL_SCHEMA)
-        write_segment(self.root / "log", "actuals", "bc-prod", "test", table)
+        write_segment(self.root / "log", "actuals", "test", table)
 
 
 def _actual_rows(n: int, at: datetime) -> list[dict[str, Any]]:
@@ -248,10 +248,12 @@ def test_a_check_that_breaks_is_recorded_and_the_other_policies_still_run(
         stack.retraining.set_policy(name, policy, actor="alice")
     now = datetime.now(UTC) + timedelta(seconds=1)
     stack.actuals(5, now)
-    segment = next((stack.root / "log" / "actuals" / "bc-prod").rglob("*.parquet"))
-    segment.write_bytes(b"not parquet at all")
+    # a file of the earlier per-deployment layout: only bc-prod's check reads it
+    damaged = stack.root / "log" / "actuals" / "bc-prod" / f"{now:%Y-%m-%d}"
+    damaged.mkdir(parents=True)
+    (damaged / "test-00-1_000001.parquet").write_bytes(b"not parquet at all")
     other = [{**row, "deployment": "bc-other"} for row in _actual_rows(5, now)]
-    write_segment(stack.root / "log", "actuals", "bc-other", "test",
+    write_segment(stack.root / "log", "actuals", "test",
                   pa.Table.from_pylist(other, schema=ACTUAL_SCHEMA))  # fmt: skip
     stack.retraining._check_triggers(now + timedelta(seconds=1))
     broken = stack.retraining.policy("bc-prod")["state"]

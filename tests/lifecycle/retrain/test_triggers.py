@@ -339,14 +339,17 @@ def test_gather_reads_drift_accuracy_and_new_actuals_of_the_champion(tmp_path: P
         table = answers(
             ids, rng.uniform(5.0, 6.0, 400), np.tile(train_b, 2), t - timedelta(minutes=30)
         )
-        write_segment(log, "predictions", "d", "gw", table, now=t - timedelta(minutes=30))
+        write_segment(log, "predictions", "gw", table, now=t - timedelta(minutes=30))
         for labels, chosen, received in (
             ([0] * 50, ids[:50], t - timedelta(minutes=20)),
             ([0] * 150 + [1] * 50, ids[50:250], t + timedelta(minutes=1)),
             ([1] * 100, [new_prediction_id() for _ in range(100)], t - timedelta(hours=2)),
         ):
-            write_segment(log, "actuals", "d", "api", actuals(chosen, labels, received),
-                          now=received)  # fmt: skip
+            table = actuals(chosen, labels, received)
+            other = actuals([f"e{i}" for i in chosen], labels, received)
+            other = other.set_column(1, "deployment", pa.array(["e"] * len(chosen)))
+            # another deployment's actuals share the file; they count for it only
+            write_segment(log, "actuals", "api", pa.concat_tables([table, other]), now=received)
         monitor = Monitor(registry.db, registry, log, writer="api")
         rules = policy(cooldown="5m", drift_psi=0.2, accuracy_drop=0.05, new_actuals=100,
                        window="1h", min_rows=50)  # fmt: skip
