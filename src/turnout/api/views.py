@@ -36,6 +36,7 @@ def version_json(record: VersionRecord) -> dict[str, JSON]:
         "files": record.artifact.to_dict()["files"],
         "artifact_kind": record.artifact.kind,
         "size_bytes": record.artifact.size,
+        "memory_bytes": record.memory_bytes,
         "signature": record.signature,
         "metrics": record.metrics,
         "params": record.params,

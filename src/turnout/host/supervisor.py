@@ -327,8 +327,11 @@ class Supervisor:
             raise ModelUnavailable(f"{model.key} failed to load: {reply.get('error')}")
         if not runner.alive:
             raise RunnerRestarting(f"the runner of {model.key} died just after loading it")
-        measured = int(reply.get("memory_bytes") or 0) or None
-        model.memory_bytes = accounted_bytes(measured, model.files_bytes) if measured else need
+        # Registration measured the model on a second load in a warm process; a runner's
+        # first load of a flavor also pays for importing its library, so it is the fallback.
+        registered = model.record.get("memory_bytes")
+        measured = int(registered) if registered is not None else reply.get("memory_bytes")
+        model.memory_bytes = accounted_bytes(int(measured), model.files_bytes) if measured else need
         runner.models[model.key] = model.memory_bytes
         runner.stats[model.key] = (0, time.monotonic())
         model.runners.add(runner.id)

@@ -1,0 +1,377 @@
+"""The model host behind a real `turnout serve`: shared runners, eviction, crashes, isolation."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import skops.io as sio
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from tests.fixtures.fault_models import constant_model
+from tests.fixtures.server import LiveServer
+from turnout.client import ApiError
+
+pytestmark = pytest.mark.server
+
+FEATURES = 4
+ROWS = np.random.default_rng(0).normal(size=(8, FEATURES))
+
+
+def small_model(folder: Path, seed: int) -> tuple[Path, np.ndarray]:
+    """A small skops pipeline (a built-in, code-free format: runs in shared runners) and its
+    answers on `ROWS`."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(60, FEATURES))
+    y = (x @ rng.normal(size=FEATURES) > 0).astype(int)
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(x, y)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"m{seed}.skops"
+    sio.dump(model, path)
+    return path, model.predict(ROWS)
+
+
+def descendants(pid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of every process below `pid`."""
+    children: dict[int, list[int]] = {}
+    commands: dict[int, str] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            command = stat.with_name("cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+        commands[int(stat.parent.name)] = command
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append((child, commands[child]))
+            todo.append(child)
+    return found
+
+
+def host_status(server: LiveServer) -> dict:  # type: ignore[type-arg]
+    reply = httpx.get(
+        f"{server.url}/api/v1/host", headers={"authorization": f"Bearer {server.token}"}
+    )
+    assert reply.status_code == 200, reply.text
+    return reply.json()  # type: ignore[no-any-return]
+
+
+def predict(server: LiveServer, deployment: str) -> httpx.Response:
+    return httpx.post(
+        f"{server.url}/v1/deployments/{deployment}/predict",
+        json={"instances": ROWS.tolist()},
+        timeout=30,
+    )
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[object]:
+    servers: list[LiveServer] = []
+
+    def start(*, workers: int = 1, **env: str) -> LiveServer:
+        server = LiveServer(tmp_path / f"home{len(servers)}", workers=workers, env=env).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def deploy_models(server: LiveServer, folder: Path, n: int, **options: object) -> dict[str, list]:  # type: ignore[type-arg]
+    expected = {}
+    with server.client() as client:
+        for i in range(n):
+            path, answers = small_model(folder, i)
+            client.register(f"m{i}", path, flavor="sklearn")
+            client.create_deployment(f"d{i}", model=f"m{i}", version=1, **options)  # type: ignore[arg-type]
+            expected[f"d{i}"] = answers.tolist()
+    return expected
+
+
+def test_two_workers_share_one_model_host_and_its_runners(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    server = serve(workers=2, TURNOUT_RUNNER_POOL="2")
+    expected = deploy_models(server, tmp_path / "models", 6)
+    for _ in range(5):  # both workers answer some of these
+        for name, answers in expected.items():
+            reply = predict(server, name)
+            assert reply.status_code == 200, reply.text
+            assert reply.json()["predictions"] == answers
+    assert server.process is not None
+    tree = descendants(server.process.pid)
+    supervisors = [p for p, c in tree if "turnout.host.supervisor" in c]
+    templates = [p for p, c in tree if "turnout.host.template" in c]
+    assert len(supervisors) == 1
+    status = host_status(server)
+    shared = [r for r in status["runners"] if r["isolation"] == "shared"]
+    assert len(shared) == 2
+    assert sum(r["models"] for r in shared) == 6
+    # the template plus its runners: no process per version, none per worker
+    assert len(templates) == 1 + len(status["runners"])
+
+
+def test_a_tiny_budget_evicts_the_least_recently_used_and_reloads_on_demand(  # type: ignore[no-untyped-def]
+    serve, tmp_path: Path
+) -> None:
+    server = serve(TURNOUT_MODEL_MEMORY_MB="2", TURNOUT_RUNNER_POOL="1")
+    expected = deploy_models(server, tmp_path / "models", 16)  # 16 x at least 256 KB
+    for _ in range(2):
+        for name, answers in expected.items():
+            reply = predict(server, name)
+            assert reply.status_code == 200, reply.text
+            assert reply.json()["predictions"] == answers
+    status = host_status(server)
+    assert status["evictions"] > 0
+    assert status["used_bytes"] <= status["budget_bytes"] == 2 << 20
+    loaded = [m for m in status["models"] if m["loaded"]]
+    assert 0 < len(loaded) < 16
+    assert sum(m["loads"] for m in status["models"]) > 16  # some were loaded again
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert "turnout_host_evictions_total" in metrics
+    shown = server.client().show_deployment("d0")
+    assert [m["key"] for m in shown["hosting"]] == ["m0:1"]
+
+
+def test_a_shared_runner_killed_under_its_models_loses_no_request(  # type: ignore[no-untyped-def]
+    serve, tmp_path: Path
+) -> None:
+    server = serve(TURNOUT_RUNNER_POOL="2")
+    expected = {}
+    with server.client() as client:
+        for i in range(50):
+            path, answers = small_model(tmp_path / "models", i)
+            client.register(f"m{i}", path, flavor="sklearn")
+            client.register(f"m{i}", path, flavor="sklearn", tags={"copy": "failover"})
+            client.create_deployment(
+                f"d{i}", model=f"m{i}", version=1, failover=2, fallback=-1, timeout_ms=2000
+            )
+            expected[f"d{i}"] = answers.tolist()
+    for name in expected:
+        assert predict(server, name).status_code == 200
+    runners = [r for r in host_status(server)["runners"] if r["isolation"] == "shared"]
+    victim = max(runners, key=lambda r: r["models"])
+    assert victim["models"] >= 25
+    os.kill(victim["pid"], signal.SIGKILL)
+    for name, answers in expected.items():
+        reply = predict(server, name)
+        assert reply.status_code == 200, reply.text
+        assert reply.headers["x-turnout-role"] in {"champion", "failover", "fallback"}
+        if reply.headers["x-turnout-role"] != "fallback":
+            assert reply.json()["predictions"] == answers
+    deadline = time.monotonic() + 60
+    pending = set(expected)
+    while pending:  # every model is served by its champion again, reloaded elsewhere
+        assert time.monotonic() < deadline, f"not reloaded: {sorted(pending)[:5]}"
+        for name in sorted(pending):
+            reply = predict(server, name)
+            if reply.headers.get("x-turnout-role") == "champion":
+                assert reply.json()["predictions"] == expected[name]
+                pending.discard(name)
+        time.sleep(0.1)
+    status = host_status(server)
+    assert victim["pid"] not in [r["pid"] for r in status["runners"]]
+    assert status["restarts"] == 1
+
+
+CRASHES_ON_BIG_ROWS = """
+import os
+import numpy as np
+
+
+class Model:
+    n_features = 4
+
+    def predict(self, X):
+        X = np.asarray(X, dtype=float)
+        if X[:, 0].max() > 1000:
+            os._exit(3)
+        return np.zeros(len(X))
+"""
+
+
+def test_the_model_that_took_a_shared_runner_down_runs_alone_afterwards(  # type: ignore[no-untyped-def]
+    serve, tmp_path: Path
+) -> None:
+    server = serve(TURNOUT_RUNNER_POOL="1")
+    expected = deploy_models(server, tmp_path / "models", 3)
+    source = tmp_path / "crash" / "model.py"
+    source.parent.mkdir()
+    source.write_text(CRASHES_ON_BIG_ROWS)
+    with server.client() as client:
+        client.register("crashy", source, flavor="python")
+        client.create_deployment("crashy", model="crashy", version=1, isolation="shared")
+    ok = httpx.post(f"{server.url}/v1/deployments/crashy/predict", json={"instances": [[0] * 4]})
+    assert ok.status_code == 200
+    keys = {m["key"]: m for m in host_status(server)["models"]}
+    assert keys["crashy:1"]["isolation"] == "shared"
+    bad = httpx.post(
+        f"{server.url}/v1/deployments/crashy/predict", json={"instances": [[5000, 0, 0, 0]]}
+    )
+    assert bad.status_code == 503  # no failover, no fallback: a clear error
+    keys = {m["key"]: m for m in host_status(server)["models"]}
+    assert keys["crashy:1"]["isolation"] == "dedicated"
+    for name, answers in expected.items():  # its neighbours come back on a new runner
+        reply = predict(server, name)
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["predictions"] == answers
+    deadline = time.monotonic() + 30
+    while True:  # after its backoff the culprit serves again, alone
+        reply = httpx.post(
+            f"{server.url}/v1/deployments/crashy/predict", json={"instances": [[0] * 4]}
+        )
+        if reply.status_code == 200:
+            break
+        assert time.monotonic() < deadline, reply.text
+        time.sleep(0.2)
+    runners = host_status(server)["runners"]
+    assert [r["isolation"] for r in runners].count("dedicated") == 1
+
+
+EXITS_ON_LOAD = """
+import os
+
+
+class Model:
+    n_features = 4
+
+    def load(self, path):
+        os._exit(7)
+
+    def predict(self, X):
+        return X[:, 0]
+"""
+
+HANGS_ON_LOAD = """
+import time
+
+
+class Model:
+    n_features = 4
+
+    def load(self, path):
+        time.sleep(3600)
+
+    def predict(self, X):
+        return X[:, 0]
+"""
+
+READS_SECRETS = """
+import os
+
+
+class Model:
+    n_features = 4
+
+    def load(self, path):
+        leaked = {k: v for k, v in os.environ.items() if k.startswith("TURNOUT_") or "PG" in k}
+        raise RuntimeError(f"environment: {leaked}")
+
+    def predict(self, X):
+        return X[:, 0]
+"""
+
+
+def register_source(server: LiveServer, folder: Path, source: str) -> httpx.Response:
+    folder.mkdir(parents=True)
+    (folder / "model.py").write_text(source)
+    with (folder / "model.py").open("rb") as f:
+        return httpx.post(
+            f"{server.url}/api/v1/models/bad/versions",
+            headers={"authorization": f"Bearer {server.token}"},
+            data={"flavor": "python"},
+            files={"file": ("model.py", f)},
+            timeout=60,
+        )
+
+
+def test_a_model_that_exits_or_hangs_at_registration_leaves_the_server_serving(  # type: ignore[no-untyped-def]
+    serve, tmp_path: Path
+) -> None:
+    server = serve(TURNOUT_REGISTER_TIMEOUT_MS="2000", TURNOUT_WEBHOOK_SECRET="s3cret")
+    expected = deploy_models(server, tmp_path / "models", 1)
+    exits = register_source(server, tmp_path / "exits", EXITS_ON_LOAD)
+    assert exits.status_code == 422, exits.text
+    assert "exit code 7" in exits.json()["error"]
+    hangs = register_source(server, tmp_path / "hangs", HANGS_ON_LOAD)
+    assert hangs.status_code == 422, hangs.text
+    assert "within 2 s" in hangs.json()["error"]
+    secrets = register_source(server, tmp_path / "secrets", READS_SECRETS)
+    assert secrets.status_code == 422, secrets.text
+    assert "environment: {}" in secrets.json()["error"]  # no settings, no credentials
+    with pytest.raises(ApiError, match="not found"):
+        server.client().show_model("bad")
+    reply = predict(server, "d0")
+    assert reply.status_code == 200
+    assert reply.json()["predictions"] == expected["d0"]
+
+
+HOARDS_MEMORY = """
+import numpy as np
+
+
+class Model:
+    n_features = 4
+
+    def load(self, path):
+        self.table = np.ones(8 << 20)  # 64 MB
+
+    def predict(self, X):
+        return np.zeros(len(X))
+"""
+
+
+def test_a_model_larger_than_the_whole_budget_is_refused_at_deploy(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    server = serve(TURNOUT_MODEL_MEMORY_MB="16")
+    reply = register_source(server, tmp_path / "big", HOARDS_MEMORY)
+    assert reply.status_code == 201, reply.text
+    assert reply.json()["memory_bytes"] > 16 << 20
+    with pytest.raises(ApiError, match="budget of 16 MB.*TURNOUT_MODEL_MEMORY_MB"):
+        server.client().create_deployment("big", model="bad", version=1)
+
+
+def test_a_cold_load_past_the_deadline_is_answered_by_the_failover(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    server = serve()
+    slow = tmp_path / "slow" / "model.py"
+    slow.parent.mkdir()
+    slow.write_text(
+        "import time\n\nclass Model:\n    n_features = 30\n\n"
+        "    def load(self, path):\n        time.sleep(2)\n\n"
+        "    def predict(self, X):\n        return X[:, 0]\n"
+    )
+    with server.client() as client:
+        client.register("cold", slow, flavor="python")
+        client.register("cold", constant_model(tmp_path / "fast", 7.0), flavor="python")
+        client.create_deployment("cold", model="cold", version=1, failover=2, timeout_ms=300)
+    reply = httpx.post(
+        f"{server.url}/v1/deployments/cold/predict", json={"instances": [[1.0] * 30]}
+    )
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["x-turnout-role"] == "failover"
+    assert reply.json()["predictions"] == [7.0]
+
+
+def test_an_unknown_setting_value_stops_the_server_naming_the_variable(tmp_path: Path) -> None:
+    env = {**os.environ, "TURNOUT_HOME": str(tmp_path), "TURNOUT_RUNNER": "fork"}
+    result = subprocess.run(
+        [sys.executable, "-m", "turnout", "serve", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "TURNOUT_RUNNER" in result.stderr
+    assert "Traceback" not in result.stderr
