@@ -141,7 +141,8 @@ def test_a_tiny_budget_evicts_the_least_recently_used_and_reloads_on_demand(  # 
     assert sum(m["loads"] for m in status["models"]) > 16  # some were loaded again
     metrics = httpx.get(f"{server.url}/metrics").text
     assert "turnout_host_evictions_total" in metrics
-    shown = server.client().show_deployment("d0")
+    with server.client() as client:
+        shown = client.show_deployment("d0")
     assert [m["key"] for m in shown["hosting"]] == ["m0:1"]
 
 
@@ -284,17 +285,11 @@ class Model:
 """
 
 
-def register_source(server: LiveServer, folder: Path, source: str) -> httpx.Response:
+def register_source(server: LiveServer, folder: Path, source: str) -> dict:  # type: ignore[type-arg]
     folder.mkdir(parents=True)
     (folder / "model.py").write_text(source)
-    with (folder / "model.py").open("rb") as f:
-        return httpx.post(
-            f"{server.url}/api/v1/models/bad/versions",
-            headers={"authorization": f"Bearer {server.token}"},
-            data={"flavor": "python"},
-            files={"file": ("model.py", f)},
-            timeout=60,
-        )
+    with server.client() as client:
+        return client.register("bad", folder / "model.py", flavor="python")  # type: ignore[no-any-return]
 
 
 def test_a_model_that_exits_or_hangs_at_registration_leaves_the_server_serving(  # type: ignore[no-untyped-def]
@@ -302,17 +297,16 @@ def test_a_model_that_exits_or_hangs_at_registration_leaves_the_server_serving( 
 ) -> None:
     server = serve(TURNOUT_REGISTER_TIMEOUT_MS="2000", TURNOUT_WEBHOOK_SECRET="s3cret")
     expected = deploy_models(server, tmp_path / "models", 1)
-    exits = register_source(server, tmp_path / "exits", EXITS_ON_LOAD)
-    assert exits.status_code == 422, exits.text
-    assert "exit code 7" in exits.json()["error"]
-    hangs = register_source(server, tmp_path / "hangs", HANGS_ON_LOAD)
-    assert hangs.status_code == 422, hangs.text
-    assert "within 2 s" in hangs.json()["error"]
-    secrets = register_source(server, tmp_path / "secrets", READS_SECRETS)
-    assert secrets.status_code == 422, secrets.text
-    assert "environment: {}" in secrets.json()["error"]  # no settings, no credentials
-    with pytest.raises(ApiError, match="not found"):
-        server.client().show_model("bad")
+    with pytest.raises(ApiError, match="exit code 7") as exits:
+        register_source(server, tmp_path / "exits", EXITS_ON_LOAD)
+    assert exits.value.status == 422
+    with pytest.raises(ApiError, match="within 2 s") as hangs:
+        register_source(server, tmp_path / "hangs", HANGS_ON_LOAD)
+    assert hangs.value.status == 422
+    with pytest.raises(ApiError, match="environment: {}"):  # no settings, no credentials
+        register_source(server, tmp_path / "secrets", READS_SECRETS)
+    with server.client() as client, pytest.raises(ApiError, match="not found"):
+        client.show_model("bad")
     reply = predict(server, "d0")
     assert reply.status_code == 200
     assert reply.json()["predictions"] == expected["d0"]
@@ -335,11 +329,13 @@ class Model:
 
 def test_a_model_larger_than_the_whole_budget_is_refused_at_deploy(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     server = serve(TURNOUT_MODEL_MEMORY_MB="16")
-    reply = register_source(server, tmp_path / "big", HOARDS_MEMORY)
-    assert reply.status_code == 201, reply.text
-    assert reply.json()["memory_bytes"] > 16 << 20
-    with pytest.raises(ApiError, match="budget of 16 MB.*TURNOUT_MODEL_MEMORY_MB"):
-        server.client().create_deployment("big", model="bad", version=1)
+    record = register_source(server, tmp_path / "big", HOARDS_MEMORY)
+    assert record["memory_bytes"] > 16 << 20
+    with (
+        server.client() as client,
+        pytest.raises(ApiError, match="budget of 16 MB.*TURNOUT_MODEL_MEMORY_MB"),
+    ):
+        client.create_deployment("big", model="bad", version=1)
 
 
 def test_a_cold_load_past_the_deadline_is_answered_by_the_failover(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -63,7 +63,9 @@ def test_a_budget_full_of_pinned_models_refuses_with_the_setting_to_raise() -> N
         ("mlflow", ["MLmodel", "model.skops"], True),
     ],
 )
-def test_code_bearing_versions_are_recognised(flavor: str, paths: list[str], expected: bool) -> None:
+def test_code_bearing_versions_are_recognised(
+    flavor: str, paths: list[str], expected: bool
+) -> None:
     assert code_bearing(flavor, paths) is expected
 
 
@@ -75,7 +77,9 @@ def test_isolation_follows_the_code_unless_overridden_and_a_culprit_always_runs_
         isolation_for(code=False, isolated=False, override=Isolation.DEDICATED)
         is Isolation.DEDICATED
     )
-    assert isolation_for(code=False, isolated=True, override=Isolation.SHARED) is Isolation.DEDICATED
+    assert (
+        isolation_for(code=False, isolated=True, override=Isolation.SHARED) is Isolation.DEDICATED
+    )
 
 
 def test_unmeasured_versions_count_at_a_safe_estimate() -> None:
