@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -189,6 +190,7 @@ def test_a_shared_runner_killed_under_its_models_loses_no_request(  # type: igno
 
 CRASHES_ON_BIG_ROWS = """
 import os
+import re
 import numpy as np
 
 
@@ -243,6 +245,7 @@ def test_the_model_that_took_a_shared_runner_down_runs_alone_afterwards(  # type
 
 EXITS_ON_LOAD = """
 import os
+import re
 
 
 class Model:
@@ -271,6 +274,7 @@ class Model:
 
 READS_SECRETS = """
 import os
+import re
 
 
 class Model:
@@ -303,7 +307,7 @@ def test_a_model_that_exits_or_hangs_at_registration_leaves_the_server_serving( 
     with pytest.raises(ApiError, match="within 2 s") as hangs:
         register_source(server, tmp_path / "hangs", HANGS_ON_LOAD)
     assert hangs.value.status == 422
-    with pytest.raises(ApiError, match="environment: {}"):  # no settings, no credentials
+    with pytest.raises(ApiError, match=re.escape("environment: {}")):  # no settings, no credentials
         register_source(server, tmp_path / "secrets", READS_SECRETS)
     with server.client() as client, pytest.raises(ApiError, match="not found"):
         client.show_model("bad")
@@ -333,7 +337,7 @@ def test_a_model_larger_than_the_whole_budget_is_refused_at_deploy(serve, tmp_pa
     assert record["memory_bytes"] > 16 << 20
     with (
         server.client() as client,
-        pytest.raises(ApiError, match="budget of 16 MB.*TURNOUT_MODEL_MEMORY_MB"),
+        pytest.raises(ApiError, match=r"budget of 16 MB.*TURNOUT_MODEL_MEMORY_MB"),
     ):
         client.create_deployment("big", model="bad", version=1)
 
