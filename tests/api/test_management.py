@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -105,6 +106,19 @@ def test_bad_registrations_are_refused_and_write_nothing(
     assert response.status_code == status, response.text
     assert message in response.json()["error"]
     assert versions_of(server, name) == 0
+
+
+def test_upload_scratch_folders_are_removed(server: LiveServer, model_file: Path) -> None:
+    """Every upload's scratch folder goes away, whether the registration succeeded or not
+    (a successful one's right after its answer)."""
+    good = tar_with("model.joblib", model_file.read_bytes())
+    assert post_version(server, "scratch", good, metadata='{"kind": "file"}').status_code == 201
+    assert post_version(server, "scratch", b"plain bytes").status_code == 400
+    scratch = server.home / "tmp"
+    deadline = time.monotonic() + 10
+    while list(scratch.glob("upload-*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(scratch.glob("upload-*")) == []
 
 
 def test_pickle_policy(tmp_path: Path, model_file: Path) -> None:

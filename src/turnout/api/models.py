@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 import orjson
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, UploadFile
 
 from turnout.api.auth import Principal
 from turnout.api.deps import Services, deployer, services, viewer
@@ -100,6 +101,15 @@ def _pipeline(
     return parse_pipeline(f"{path}:{described.get('function') or 'fit'}")
 
 
+def _within(upload: UploadFile, limit: int) -> BinaryIO:
+    """The upload's file, rewound, once it is known to hold at most `limit` bytes."""
+    size = upload.file.seek(0, os.SEEK_END)
+    if size > limit:
+        raise PayloadTooLarge(f"upload over {limit} bytes")
+    upload.file.seek(0)
+    return upload.file
+
+
 def _save(upload: UploadFile, dest: Path, limit: int) -> Path:
     size = 0
     with dest.open("wb") as out:
@@ -116,6 +126,7 @@ def register_version(
     name: str,
     svc: Annotated[Services, Depends(services)],
     who: Annotated[Principal, Depends(deployer)],
+    cleanup: BackgroundTasks,
     artifact: Annotated[UploadFile, File(description="tar archive of the model file or folder")],
     flavor: Annotated[str, Form()],
     metadata: Annotated[str, Form()] = "{}",
@@ -125,12 +136,13 @@ def register_version(
     """Register a new version from an uploaded tar of its file (kind=file) or folder."""
     check_name(name, "model")
     meta = _metadata(metadata)
+    # Files created and deleted are much of what a small model's registration costs: the
+    # archive is unpacked straight from the upload, and the scratch folder is removed after
+    # the answer has been sent (at once when registration fails).
     workdir = scratch_dir(svc.upload_dir)
     try:
-        archive = _save(artifact, workdir / "artifact.tar", svc.max_upload_bytes)
         files_dir = workdir / "files"
-        with archive.open("rb") as fh:
-            written = unpack(fh, files_dir)
+        written = unpack(_within(artifact, svc.max_upload_bytes), files_dir)
         if meta.get("kind", "dir") == "file":
             if len(written) != 1:
                 raise BadRequest("kind=file needs an archive with exactly one file")
@@ -158,6 +170,8 @@ def register_version(
                 actor=who.name,
             )
         )
-    finally:
+    except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    cleanup.add_task(shutil.rmtree, workdir, ignore_errors=True)
     return version_json(record)
