@@ -20,8 +20,10 @@ TURNOUT_HOME and drives it through the SDK (`turnout.client.Client`) and HTTP:
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -45,6 +47,8 @@ from bench.scale_report import SHOWN, Results, evictions_in, measures, metric_su
 from turnout.client import Client
 
 ROOT = Path(__file__).resolve().parents[1]
+MODEL_FLOOR_BYTES = 256 << 10
+"""The least a loaded model counts against the budget (MIN_MODEL_BYTES, host/placement.py)."""
 console = Console(width=max(Console().width, 110))
 
 
@@ -129,11 +133,22 @@ def name_of(index: int) -> str:
     return f"m{index:05d}"
 
 
-def register(live: Live, jobs: list[tuple[str, Specimen]], concurrency: int) -> drive.Calls[int]:
-    """Register every (model, file); each result is the version number the server gave."""
+@dataclass(frozen=True)
+class Registered:
+    version: int
+    memory_bytes: int | None
+    """What the server measured the loaded model to take (None: not measured)."""
 
-    def one(model: str, specimen: Specimen) -> int:
-        return int(live.client.register(model, specimen.path, flavor="sklearn")["version"])
+
+def register(
+    live: Live, jobs: list[tuple[str, Specimen]], concurrency: int
+) -> drive.Calls[Registered]:
+    """Register every (model, file), in that order per model."""
+
+    def one(model: str, specimen: Specimen) -> Registered:
+        record = live.client.register(model, specimen.path, flavor="sklearn")
+        memory = record.get("memory_bytes")
+        return Registered(int(record["version"]), None if memory is None else int(memory))
 
     calls = [lambda m=m, s=s: one(m, s) for m, s in jobs]
     return drive.fan_out(
@@ -162,7 +177,10 @@ def fleet(args: argparse.Namespace, specimens: list[Specimen], home: Path, out: 
     out["memory"] = memory
     with serve(home, workers=args.workers) as live:
         memory["idle"] = live.memory()
-        out["register"] = register(live, targets, args.concurrency).summary()
+        registered = register(live, targets, args.concurrency)
+        out["register"] = registered.summary()
+        measured = [r.memory_bytes for r in registered.results if r and r.memory_bytes]
+        out["model_memory_bytes_median"] = statistics.median(measured) if measured else None
         memory["registered"] = live.memory()
         if args.register_only:
             return
@@ -202,9 +220,9 @@ def budget(args: argparse.Namespace, specimens: list[Specimen], home: Path, out:
         if args.register_only:
             return
         versions: dict[str, dict[int, Specimen]] = {m: {} for m in names}
-        for (model, specimen), version in zip(jobs, registered.results, strict=True):
-            if version is not None:
-                versions[model][version] = specimen
+        for (model, specimen), done in zip(jobs, registered.results, strict=True):
+            if done is not None:
+                versions[model][done.version] = specimen
         rng = random.Random(args.seed)
         chosen = [(m, rng.choice(sorted(versions[m]))) for m in names if versions[m]]
         deployed = deploy(live, chosen, args.concurrency)
@@ -235,6 +253,17 @@ def budget(args: argparse.Namespace, specimens: list[Specimen], home: Path, out:
         out["memory"] = {"after_traffic": live.memory()}
 
 
+def budget_for(fleet: Results, models: int) -> int | None:
+    """A model memory budget for about `models` of the fleet's models: what the server
+    measured one to take (counted at least MODEL_FLOOR_BYTES, as the host counts it), else
+    the server tree's PSS per deployment."""
+    measured = float(fleet.get("model_memory_bytes_median") or 0)
+    if measured > 0:
+        return math.ceil(models * max(measured, MODEL_FLOOR_BYTES) / 2**20)
+    per_deployment = float(fleet.get("pss_mb_per_deployment") or 0)
+    return max(1, round(per_deployment * models)) if per_deployment > 0 else None
+
+
 def attempt(scenario: Callable[[Results], None], log: Path) -> Results:
     """Run one scenario; a failure is recorded with the server log's tail, not raised."""
     out: Results = {}
@@ -261,9 +290,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Results]:
         results["fleet"] = attempt(
             lambda out: fleet(args, specimens, home, out), home / "server.log"
         )
-        per_model = results["fleet"].get("pss_mb_per_deployment")
-        if args.budget_mb is None and isinstance(per_model, float) and per_model > 0:
-            args.budget_mb = max(1, round(per_model * args.budget_models))
+        if args.budget_mb is None:
+            args.budget_mb = budget_for(results["fleet"], args.budget_models)
     if args.versions:
         home = work / "budget-home"
         if args.budget_mb is None and not args.register_only:

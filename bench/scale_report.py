@@ -76,6 +76,7 @@ def _fleet(results: Results, args: argparse.Namespace) -> list[Measure]:
     answered = _get(results, "memory", "answered")
     idle = _get(results, "memory", "registered")
     per = results.get("pss_mb_per_deployment")
+    model = results.get("model_memory_bytes_median")
     projected = None if idle is None or per is None else idle.pss_mb + per * GOAL_MODELS
     pss = None if answered is None else answered.pss_mb
     at_scale = results.get("models", 0) >= GOAL_MODELS
@@ -92,6 +93,8 @@ def _fleet(results: Results, args: argparse.Namespace) -> list[Measure]:
                 _at_most(pss, GOAL_PSS_MB) if at_scale else None),
         Measure(s, "server processes", None if answered is None else answered.processes, ""),
         Measure(s, "PSS added per deployment", per, "MB"),
+        Measure(s, "model memory measured at registration, median",
+                None if model is None else model / 1024, "KiB"),
         Measure(s, f"PSS projected to {GOAL_MODELS} models", projected, "MB",
                 f"< {GOAL_PSS_MB}", _at_most(projected, GOAL_PSS_MB)),
         Measure(s, "warm p50, only deployment", one, "ms"),
