@@ -43,7 +43,7 @@ from bench.fleet import Specimen, make_fleet
 from bench.memory import TreeMemory, tree_memory
 from bench.process import Server, free_port, log_tail
 from bench.report import revision
-from bench.scale_report import SHOWN, Results, evictions_in, measures, metric_sum, tables
+from bench.scale_report import SHOWN, Results, evictions_in, measures, metric_total, tables
 from turnout.client import Client
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,7 +103,7 @@ class Live:
         return tree_memory(self.pid)
 
     def evictions(self) -> float | None:
-        return metric_sum(self.http.get("/metrics").text, "evict")
+        return metric_total(self.http.get("/metrics").text, "evict")
 
 
 @contextmanager

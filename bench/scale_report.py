@@ -156,16 +156,18 @@ def tables(found: list[Measure]) -> list[Table]:
     return list(grids.values())
 
 
-def metric_sum(exposition: str, word: str) -> float | None:
-    """Sum of every sample whose metric name contains `word`; None when there is none."""
-    values = []
+def metric_total(exposition: str, word: str) -> float | None:
+    """The largest per-metric sum among metrics whose name contains `word`: a total and its
+    per-label breakdown (`..._evictions_total` and `..._model_evictions_total{model=...}`)
+    count the same events, so they are not added together. None when there is none."""
+    sums: dict[str, float] = {}
     for line in exposition.splitlines():
         if not line or line.startswith("#"):
             continue
         name = line.split("{")[0].split()[0].lower()
         if word in name and not name.endswith("_created"):  # _created: a counter's start time
-            values.append(float(line.rsplit(maxsplit=1)[1]))
-    return sum(values) if values else None
+            sums[name] = sums.get(name, 0.0) + float(line.rsplit(maxsplit=1)[1])
+    return max(sums.values()) if sums else None
 
 
 def _numbers_under(document: Any, word: str) -> Iterator[float]:
