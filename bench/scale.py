@@ -284,6 +284,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Results]:
             args.models_dir or work / "models", count, seed=args.seed,
             advance=lambda: bar.advance(task),
         )  # fmt: skip
+        bar.update(task, completed=count)  # files reused from --models-dir were not counted
     results: dict[str, Results] = {}
     if not args.skip_fleet:
         home = work / "fleet-home"
