@@ -9,12 +9,15 @@ TURNOUT_HOME and drives it through the SDK (`turnout.client.Client`) and HTTP:
   p99); PSS of the whole server process tree; warm p50 of one deployment while it is the only
   one and again once all N are deployed.
 - budget (with --versions V): V versions spread over the N models, one deployment per model,
-  TURNOUT_MODEL_MEMORY_MB set to hold about --budget-models models, then random traffic over
-  every deployment: failures, latency of each deployment's first touch, evictions.
+  TURNOUT_MODEL_MEMORY_MB set to hold about --budget-models models (from the memory the
+  fleet's registrations measured, unless --budget-mb), then random traffic over every
+  deployment: failures, latency of each deployment's first touch, evictions.
 
     .venv/bin/python -m bench.scale --models 20                # smoke run, well under a minute
     .venv/bin/python -m bench.scale                            # 1,000 models
-    .venv/bin/python -m bench.scale --versions 10000 --budget-mb 900
+    .venv/bin/python -m bench.scale --versions 10000           # and 10,000 versions in a budget
+    .venv/bin/python -m bench.scale --versions 10000 --skip-fleet --budget-mb 50
+    .venv/bin/python -m bench.scale --models 1000 --register-only --concurrency 1
 """
 
 from __future__ import annotations
