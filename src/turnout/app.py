@@ -126,6 +126,8 @@ class TurnoutApp:
         # out of the collector's sight keeps full collections short under load.
         gc.collect()
         gc.freeze()
+        if isinstance(self.gateway.runner, HostRunner):
+            await self.gateway.runner.watch(self.table.poke)
         self._refresher = asyncio.create_task(self.table.run())
         self.gateway.shadow.start()
         if self.gateway.logger is not None:
@@ -290,7 +292,16 @@ def create_app(settings: Settings) -> TurnoutApp:
         logging=logger.stats if logger is not None else dict,
         worker_id=worker_id,
     )
-    routing = Routing(db, registry, warm_up=warm_up)
+
+    def poke() -> None:
+        """After a change is written: the node's workers look at once (through the host,
+        which every worker hears; or this worker's own table when models run in threads)."""
+        if host is not None:
+            SyncHost(host.socket).changed()
+        elif loop.running is not None:
+            loop.running.call_soon_threadsafe(table.poke)
+
+    routing = Routing(db, registry, warm_up=warm_up, poke=poke)
     notifier = Notifier(settings.webhook_url, secret=settings.webhook_secret)
     rollouts = Rollouts(db, registry, routing, notifier=notifier)
     monitor = Monitor(

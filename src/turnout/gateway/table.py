@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
@@ -64,7 +65,12 @@ class RoutingTable:
         self._listeners: set[asyncio.Event] = set()
         self._seen: object = None
         self._refreshing: asyncio.Future[None] | None = None
+        self._poked = asyncio.Event()
         self.ready = False
+
+    def poke(self) -> None:
+        """A change was just written: look now instead of at the next poll."""
+        self._poked.set()
 
     def get(self, name: str) -> Route | None:
         return self.routes.get(name)
@@ -192,7 +198,9 @@ class RoutingTable:
                 raise
             except Exception:  # keep serving the last good table whatever the DB does
                 log.exception("routing refresh failed; serving the previous table")
-            await asyncio.sleep(self._interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poked.wait(), self._interval_s)
+            self._poked.clear()
 
 
 def _without(route: Route, failures: dict[tuple[str, int], str]) -> Route:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,10 @@ class SyncHost:
     def status(self) -> dict[str, Any]:
         return self.call({"op": "status"}, timeout_s=10.0)
 
+    def changed(self) -> None:
+        """Have every worker of this node look at the routing now."""
+        self.call({"op": "changed"}, timeout_s=2.0)
+
 
 class HostInspector:
     """Registration checks in a fresh runner of the host (see `registry.describe`)."""
@@ -170,8 +175,10 @@ class Link:
     """One connection to the supervisor or to a runner; requests carry ids, replies may come
     in any order."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, on_event: Callable[[dict[str, Any]], None] | None = None):
         self.path = path
+        self.on_event = on_event
+        """Told of messages nobody asked for (the host's routing-change events)."""
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._pending: dict[int, asyncio.Future[tuple[dict[str, Any], list[Array | None]]]] = {}
@@ -198,6 +205,10 @@ class Link:
         try:
             while True:
                 header, arrays = await wire.read_async(reader)
+                if "event" in header:
+                    if self.on_event is not None:
+                        self.on_event(header)
+                    continue
                 future = self._pending.pop(int(header.get("id") or 0), None)
                 if future is not None and not future.done():
                     future.set_result((header, arrays))
@@ -252,10 +263,24 @@ class HostRunner:
         self._placements: dict[str, Placement] = {}
         self._placing: dict[str, asyncio.Future[Placement]] = {}
         self._batchers: dict[str, Batcher] = {}
+        self._on_change: Callable[[], None] | None = None
+
+    async def watch(self, on_change: Callable[[], None]) -> None:
+        """Hear of routing changes from the host as soon as an API process writes one."""
+        self._on_change = on_change
+        self.host.on_event = lambda _: on_change()
+        with contextlib.suppress(TurnoutError):
+            await self._ask({"op": "watch"})
+
+    async def changed(self) -> None:
+        with contextlib.suppress(TurnoutError):
+            await self._ask({"op": "changed"})
 
     async def _ask(self, header: dict[str, Any]) -> dict[str, Any]:
         if self.host.closed:
             self.host = Link(self.host.path)
+            if self._on_change is not None and header.get("op") != "watch":
+                await self.watch(self._on_change)
         reply, _ = await self.host.request(header)
         if not reply.get("ok"):
             raise _error(reply)

@@ -72,6 +72,8 @@ class Runner:
             allow_pickle=config.allow_pickle,
         )
         self.models: dict[str, Held] = {}
+        self._described: set[str] = set()
+        """Flavors this process has checked a model of (their libraries are loaded)."""
         self._control: socket.socket | None = None
         self._ops: dict[str, Callable[[dict[str, Any], list[Array | None]], Reply]] = {
             "predict": self._predict,
@@ -192,7 +194,8 @@ class Runner:
     def _describe(self, header: dict[str, Any], arrays: list[Array | None]) -> Reply:
         inspection = Inspection.from_dict(header["inspection"])
         self.slot.busy(f"load:{inspection.source.name}")
-        description = describe(inspection)
+        description = describe(inspection, warm=inspection.flavor in self._described)
+        self._described.add(inspection.flavor)
         self.slot.idle()
         return {"ok": True, "description": description.to_dict()}, []
 

@@ -119,6 +119,11 @@ class Supervisor:
         self.restarts = 0
         self.evictions = 0
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._checker: RunnerState | None = None
+        """Checks registrations of built-in formats; kept warm between them."""
+        self._spare: RunnerState | None = None
+        """Forked ahead for the next code-bearing registration check."""
+        self._checker_lock = asyncio.Lock()
         self._ops = {
             "place": self._op_place,
             "scale": self._op_scale,
@@ -126,7 +131,10 @@ class Supervisor:
             "status": self._op_status,
             "describe": self._op_describe,
             "ping": self._op_ping,
+            "watch": self._op_ping,
+            "changed": self._op_changed,
         }
+        self._watchers: dict[asyncio.StreamWriter, asyncio.Lock] = {}
 
     # -- life ------------------------------------------------------------------------------
 
@@ -156,10 +164,13 @@ class Supervisor:
         try:
             while True:
                 header, _ = await wire.read_async(reader)
+                if header.get("op") == "watch":  # this client hears of routing changes
+                    self._watchers[writer] = lock
                 self._spawn(self._serve(header, writer, lock))
         except (asyncio.IncompleteReadError, ConnectionError, ValueError):
             pass
         finally:
+            self._watchers.pop(writer, None)
             writer.close()
 
     async def _serve(
@@ -186,6 +197,17 @@ class Supervisor:
                 await writer.drain()
 
     async def _op_ping(self, header: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    async def _op_changed(self, header: dict[str, Any]) -> dict[str, Any]:
+        """A routing change was written: every watching gateway worker looks at once rather
+        than at its next poll."""
+        event = wire.encode({"id": 0, "event": "routing"}, [])
+        for writer, lock in list(self._watchers.items()):
+            async with lock:
+                with contextlib.suppress(ConnectionError):
+                    writer.write(event)
+                    await writer.drain()
         return {}
 
     async def _op_place(self, header: dict[str, Any]) -> dict[str, Any]:
@@ -218,8 +240,13 @@ class Supervisor:
         return self.status()
 
     async def _op_describe(self, header: dict[str, Any]) -> dict[str, Any]:
+        """A registration check. Built-in formats go to a warm checker runner that stays up
+        (it holds nothing but the models it checks); code-bearing ones each get a runner of
+        their own, taken from a spare forked ahead, ended right after."""
         inspection = header["inspection"]
-        runner = await self._new_runner(Isolation.CHECK, [str(inspection["flavor"])])
+        flavor = str(inspection["flavor"])
+        code = code_bearing(flavor, _artifact_paths(Path(inspection["source"])))
+        runner = await (self._spare_runner(flavor) if code else self._checker_runner(flavor))
         timeout_s = self.config.check_timeout_s
         try:
             reply = await self._ask(
@@ -231,16 +258,41 @@ class Supervisor:
                 f"{timeout_s:g} s (TURNOUT_REGISTER_TIMEOUT_MS)"
             ) from None
         except RunnerDied:
-            code = await self.template.exit_code(runner.pid)
+            code_ = await self.template.exit_code(runner.pid)
             raise CheckFailed(
-                f"the model's code ended its process (exit code {code}) while it was loaded "
+                f"the model's code ended its process (exit code {code_}) while it was loaded "
                 "and checked"
             ) from None
         finally:
-            self._retire(runner)
+            if code:
+                self._retire(runner)
         if not reply.get("ok"):
             raise CheckFailed(str(reply.get("error")), status=int(reply.get("status", 422)))
         return {"description": reply["description"]}
+
+    async def _checker_runner(self, flavor: str) -> RunnerState:
+        async with self._checker_lock:
+            checker = self._checker
+            if checker is None or not checker.alive:
+                checker = self._checker = await self._new_runner(
+                    Isolation.CHECK, sorted(self.flavors | {flavor})
+                )
+        return checker
+
+    async def _spare_runner(self, flavor: str) -> RunnerState:
+        """A fresh runner for one code-bearing check; the next one is forked meanwhile."""
+        self.flavors.add(flavor)
+        spare, self._spare = self._spare, None
+        if spare is None or not spare.alive:
+            spare = await self._new_runner(Isolation.CHECK, sorted(self.flavors))
+        self._spawn(self._fork_spare())
+        return spare
+
+    async def _fork_spare(self) -> None:
+        async with self._checker_lock:
+            if self._spare is None or not self._spare.alive:
+                with contextlib.suppress(TurnoutError):
+                    self._spare = await self._new_runner(Isolation.CHECK, sorted(self.flavors))
 
     def _model(self, header: dict[str, Any]) -> ModelState:
         key = str(header["key"])
@@ -609,6 +661,13 @@ class Supervisor:
             "runners": runners,
             "models": models,
         }
+
+
+def _artifact_paths(source: Path) -> list[str]:
+    """What a registration uploads: one file, or every file of a folder."""
+    if source.is_dir():
+        return [str(p.relative_to(source)) for p in source.rglob("*") if p.is_file()]
+    return [source.name]
 
 
 class CheckFailed(TurnoutError):

@@ -7,6 +7,7 @@ up here is refused before any revision is written.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -59,12 +60,15 @@ class Routing:
         *,
         ack_timeout_s: float = 30.0,
         warm_up: Callable[[VersionRecord], None] | None = None,
+        poke: Callable[[], None] = lambda: None,
     ) -> None:
         self.db = db
         self.registry = registry
         self.ack_timeout_s = ack_timeout_s
         self._warm_up = warm_up or self._warm_up_here
         """Proves a version loads and answers its examples (where models run), or raises."""
+        self._poke = poke
+        """Tells the gateways a change was written, so they look before their next poll."""
 
     # -- changes ----------------------------------------------------------------------------
 
@@ -283,6 +287,8 @@ class Routing:
 
     def wait_for_workers(self, deployment: str, revision: int) -> tuple[bool, list[WorkerRecord]]:
         """Wait until every live gateway worker reports serving `revision` (or newer)."""
+        with contextlib.suppress(TurnoutError):  # they still find it at their next poll
+            self._poke()
         deadline = time.monotonic() + self.ack_timeout_s
         while True:
             workers = self.live_workers()

@@ -2,8 +2,9 @@
 
 Each writer merges its own segments of a closed hour into one `<writer>-<HH>.compact.parquet`
 sorted by deployment and time, in large row groups, so readers open a few files instead of
-thousands and skip the row groups of other deployments. DuckDB does the sort, spilling to
-disk past a fixed memory budget. Any writer may delete days past the retention period.
+thousands and skip the row groups of other deployments. An hour too large to sort in memory
+is sorted in runs written to disk, then merged, so memory stays bounded. Any writer may
+delete days past the retention period.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from turnout.monitoring.layout import KINDS, SCHEMAS, SORT_KEYS, kind_dir
@@ -34,15 +36,13 @@ GRACE = timedelta(minutes=1)
 and still being renamed into place is not missed."""
 TOKEN_KEY = b"turnout.compaction"
 """Parquet metadata of a compacted file: a token naming the compaction that wrote it."""
-SORT_MEMORY = "256MB"
-"""DuckDB's memory for sorting one hour of one writer; past it, the sort spills to a hidden
-folder beside the compacted file."""
+RUN_ROWS = 256 * 1024
+"""Rows sorted in memory at once. A larger hour is sorted in runs of about this many rows,
+written to a hidden folder beside the compacted file, then merged."""
 _BATCH_ROWS = 64 * 1024
-_MERGE = """
-SELECT {columns}
-FROM read_parquet($files, hive_partitioning = false, union_by_name = true)
-ORDER BY {order}
-"""
+_RUN_GROUP_ROWS = 8 * 1024
+"""Row groups of a run file: a merge reads a few thousand rows of each run at a time."""
+_MIN_STEP_ROWS = 1024
 
 
 def compact_writer(
@@ -159,40 +159,107 @@ def _journaled(journal: Path, target: Path) -> set[str]:
 
 def _write_merged(target: Path, inputs: Sequence[Path], kind: str, token: str) -> Path:
     """Write the rows of `inputs`, sorted by the kind's keys, to a hidden temporary file
-    beside `target` in row groups of ROW_GROUP_ROWS, and fsync it. DuckDB sorts within
-    SORT_MEMORY; here, one row group and one batch of its output are in memory."""
+    beside `target` in row groups of ROW_GROUP_ROWS, and fsync it. About RUN_ROWS rows are
+    in memory at a time, however many the inputs hold."""
     schema = SCHEMAS[kind]
     temporary = target.with_name(f".{target.name}.tmp")
-    spill = target.with_name(f".{target.name}.spill")
-    sql = _MERGE.format(
-        columns=", ".join(f'"{name}"' for name in schema.names),
-        order=", ".join(f'"{key}"' for key in SORT_KEYS[kind]),
-    )
+    runs = target.with_name(f".{target.name}.runs")
     try:
         tagged = schema.with_metadata({TOKEN_KEY: token.encode()})
-        with (
-            _sorter(spill) as con,
-            pq.ParquetWriter(temporary, tagged, compression="zstd") as out,
-        ):
-            rows = con.sql(sql, params={"files": [str(path) for path in inputs]})
-            batches = _cast(rows.to_arrow_reader(_BATCH_ROWS), schema)
-            for group in _row_groups(batches, schema):
+        with pq.ParquetWriter(temporary, tagged, compression="zstd") as out:
+            ordered = _sorted(_batches(inputs, schema), schema, SORT_KEYS[kind], runs)
+            for group in _slices(ordered, schema, ROW_GROUP_ROWS):
                 out.write_table(group, ROW_GROUP_ROWS)
         _fsync(temporary)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
     finally:
-        shutil.rmtree(spill, ignore_errors=True)
+        shutil.rmtree(runs, ignore_errors=True)
     return temporary
 
 
-def _sorter(spill: Path) -> duckdb.DuckDBPyConnection:
-    """A database for one merge: one thread (serving comes first), bounded memory, spilling
-    into `spill`."""
-    return duckdb.connect(
-        config={"threads": 1, "memory_limit": SORT_MEMORY, "temp_directory": str(spill)}
-    )
+def _sorted(
+    batches: Iterable[pa.RecordBatch], schema: pa.Schema, keys: Sequence[str], runs: Path
+) -> Iterator[pa.RecordBatch]:
+    """`batches` in key order: sorted in memory when they hold at most about RUN_ROWS rows;
+    otherwise sorted in runs of that size, written under `runs`, then merged."""
+    order = [(key, "ascending") for key in keys]
+    written: list[Path] = []
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in batches:
+        if rows >= RUN_ROWS:  # a full run, and more rows to come: write it
+            runs.mkdir(exist_ok=True)
+            written.append(_write_run(runs, len(written), pending, schema, order))
+            pending, rows = [], 0
+        pending.append(batch)
+        rows += batch.num_rows
+    if not written:
+        yield from pa.Table.from_batches(pending, schema).sort_by(order).to_batches()
+        return
+    written.append(_write_run(runs, len(written), pending, schema, order))
+    del pending
+    yield from _merge(written, keys, max(_MIN_STEP_ROWS, RUN_ROWS // len(written)))
+
+
+def _write_run(
+    runs: Path,
+    index: int,
+    batches: list[pa.RecordBatch],
+    schema: pa.Schema,
+    order: list[tuple[str, str]],
+) -> Path:
+    path = runs / f"{index:06d}.parquet"
+    run = pa.Table.from_batches(batches, schema).sort_by(order)
+    pq.write_table(run, path, row_group_size=_RUN_GROUP_ROWS, compression="lz4")
+    return path
+
+
+def _merge(runs: Sequence[Path], keys: Sequence[str], step_rows: int) -> Iterator[pa.RecordBatch]:
+    """The rows of sorted run files in key order, reading `step_rows` of each at a time.
+    Each step emits the rows read so far whose keys are at most the smallest of the runs'
+    last keys read: no row still unread can come before them."""
+    order = [(key, "ascending") for key in keys]
+    with contextlib.ExitStack() as stack:
+        files = [stack.enter_context(pq.ParquetFile(run, pre_buffer=False)) for run in runs]
+        readers = [file.iter_batches(batch_size=step_rows) for file in files]
+        heads = [_next(reader) for reader in readers]
+        while any(head is not None for head in heads):
+            bound = min(_last_key(head, keys) for head in heads if head is not None)
+            taken: list[pa.Table] = []
+            for index, head in enumerate(heads):
+                if head is None:
+                    continue
+                count = _count_at_most(head, keys, bound)
+                taken.append(head.slice(0, count))
+                rest = head.slice(count)
+                heads[index] = rest if rest.num_rows else _next(readers[index])
+            yield from pa.concat_tables(taken).sort_by(order).to_batches()
+
+
+def _next(reader: Iterator[pa.RecordBatch]) -> pa.Table | None:
+    """The next rows of a run, or None when it has no more."""
+    for batch in reader:
+        if batch.num_rows:
+            return pa.Table.from_batches([batch])
+    return None
+
+
+def _last_key(table: pa.Table, keys: Sequence[str]) -> tuple[Any, ...]:
+    last = table.num_rows - 1
+    return tuple(table.column(key)[last].as_py() for key in keys)
+
+
+def _count_at_most(table: pa.Table, keys: Sequence[str], bound: tuple[Any, ...]) -> int:
+    """How many leading rows of `table` (sorted by `keys`) have keys at most `bound`."""
+    pairs = [(table.column(key), value) for key, value in zip(keys, bound, strict=True)]
+    column, value = pairs[-1]
+    at_most = pc.less_equal(column, pa.scalar(value, column.type))
+    for column, value in reversed(pairs[:-1]):
+        scalar = pa.scalar(value, column.type)
+        at_most = pc.or_(pc.less(column, scalar), pc.and_(pc.equal(column, scalar), at_most))
+    return int(pc.sum(at_most).as_py() or 0)
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -207,24 +274,29 @@ def _fsync(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def _cast(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-    """DuckDB's batches in the kind's exact Arrow types (it names list items and time zones
-    its own way)."""
-    for batch in batches:
-        yield from pa.Table.from_batches([batch]).cast(schema).to_batches()
+def _batches(inputs: Iterable[Path], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    for path in inputs:
+        with pq.ParquetFile(path, pre_buffer=False) as source:
+            for batch in source.iter_batches(batch_size=_BATCH_ROWS):
+                if batch.schema.equals(schema):
+                    yield batch
+                else:
+                    table = pa.Table.from_batches([batch]).select(schema.names).cast(schema)
+                    yield from table.to_batches()
 
 
-def _row_groups(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.Table]:
+def _slices(batches: Iterable[pa.RecordBatch], schema: pa.Schema, size: int) -> Iterator[pa.Table]:
+    """`batches` regrouped into tables of `size` rows (the last one smaller)."""
     pending: list[pa.RecordBatch] = []
     rows = 0
     for batch in batches:
         pending.append(batch)
         rows += batch.num_rows
-        if rows >= ROW_GROUP_ROWS:
+        if rows >= size:
             table = pa.Table.from_batches(pending, schema)
-            while table.num_rows >= ROW_GROUP_ROWS:
-                yield table.slice(0, ROW_GROUP_ROWS)
-                table = table.slice(ROW_GROUP_ROWS)
+            while table.num_rows >= size:
+                yield table.slice(0, size)
+                table = table.slice(size)
             pending, rows = table.to_batches(), table.num_rows
     if rows:
         yield pa.Table.from_batches(pending, schema)

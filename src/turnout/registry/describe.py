@@ -101,19 +101,24 @@ class LocalInspector:
         return describe(inspection)
 
 
-def describe(inspection: Inspection) -> Description:
-    """Load the model, infer its signature, prove it predicts, summarise its training data."""
+def describe(inspection: Inspection, *, warm: bool = False) -> Description:
+    """Load the model, infer its signature, prove it predicts, summarise its training data.
+
+    `warm`: this process has loaded a model of the flavor before, so its libraries are in
+    memory already and one load measures the model alone.
+    """
     flavor = get_flavor(inspection.flavor)
     if not inspection.allow_pickle and flavor.uses_pickle(inspection.source):
         raise PolicyRefused(
             f"{inspection.source.name} is pickle-based and this server refuses pickle "
             "artifacts (TURNOUT_ALLOW_PICKLE=false); use skops, ONNX or a native format"
         )
-    model = flavor.load(inspection.source)
-    # Measured on a second load: the first one also paid for the libraries it imported,
-    # which runners share and which a model does not bring with it.
-    del model
-    gc.collect()
+    if not warm:
+        # Measured on a second load: the first one also paid for the libraries it imported,
+        # which runners share and which a model does not bring with it.
+        model = flavor.load(inspection.source)
+        del model
+        gc.collect()
     before = resident_bytes()
     model = flavor.load(inspection.source)
     memory = resident_bytes() - before
