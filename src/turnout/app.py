@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -217,9 +218,9 @@ def create_app(settings: Settings) -> TurnoutApp:
         with db.read() as conn:
             return md.routing_fingerprint(conn)
 
-    def snapshot() -> list[Any]:
+    def snapshot(since: datetime | None = None) -> list[Any]:
         with db.read() as conn:
-            return md.active_revisions(conn)
+            return md.active_revisions(conn, since)
 
     async def signature_of(model: str, version: int) -> Signature:
         return Signature.from_dict((await versions.get(model, version)).signature)

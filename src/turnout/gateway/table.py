@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 
 from turnout.gateway.pool import ModelPool
 from turnout.gateway.router import Router
@@ -17,6 +18,9 @@ from turnout.types import JSON
 log = logging.getLogger("turnout.gateway")
 
 Snapshot = list[tuple[DeploymentRecord, RevisionRecord]]
+CHANGE_WINDOW = timedelta(seconds=30)
+"""Deployments changed this long before the newest change seen are read again at every
+refresh: a change committed late, or stamped by a machine whose clock lags, is not missed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +42,7 @@ class RoutingTable:
         pool: ModelPool,
         *,
         fingerprint: Callable[[], object],
-        snapshot: Callable[[], Snapshot],
+        snapshot: Callable[[datetime | None], Snapshot],
         interval_s: float,
         on_unload: Callable[[set[tuple[str, int]]], Awaitable[None]],
         prioritize: Callable[[set[tuple[str, int]]], None] = lambda shadow_only: None,
@@ -65,6 +69,8 @@ class RoutingTable:
         self._listeners: set[asyncio.Event] = set()
         self._seen: object = None
         self._refreshing: asyncio.Future[None] | None = None
+        self._rows: dict[str, tuple[DeploymentRecord, RevisionRecord]] = {}
+        self._newest = datetime.min.replace(tzinfo=UTC)
         self._poked = asyncio.Event()
         self.ready = False
 
@@ -104,11 +110,7 @@ class RoutingTable:
         seen = await asyncio.to_thread(self._fingerprint)
         if seen == self._seen and not force:
             return
-        snapshot = await asyncio.to_thread(self._snapshot)
-        fresh = {
-            dep.name: Route(dep.name, dep.model, rev.revision, rev.config, Router.of(rev.config))
-            for dep, rev in snapshot
-        }
+        fresh = await self._read(seen)
         # A new deployment has no earlier route to protect: publish it now, so callers get
         # its deadline, failover and fallback while its versions load, instead of waiting.
         self._prioritize(_shadow_only(fresh.values()))
@@ -129,6 +131,29 @@ class RoutingTable:
         if self._on_routes is not None:
             await self._on_routes(routes)
         self.changed.set()
+
+    async def _read(self, seen: object) -> dict[str, Route]:
+        """The routes as the DB has them now. Only deployments changed lately are read, so a
+        refresh costs what changed, not how many deployments there are; when the result does
+        not add up to the fingerprint (a deletion, a change older than the window), all are."""
+        rows = dict(self._rows)
+        since = self._newest - CHANGE_WINDOW if self._rows else None
+        for dep, rev in await asyncio.to_thread(self._snapshot, since):
+            rows[dep.name] = (dep, rev)
+        if since is not None and _fingerprint_of(rows) != seen:
+            rows = {
+                dep.name: (dep, rev) for dep, rev in await asyncio.to_thread(self._snapshot, None)
+            }
+        self._rows = rows
+        self._newest = max((dep.updated_at for dep, _ in rows.values()), default=self._newest)
+        previous = self.routes
+        fresh = {}
+        for name, (dep, rev) in rows.items():
+            route = previous.get(name)
+            if route is None or route.revision != rev.revision or route.config != rev.config:
+                route = Route(name, dep.model, rev.revision, rev.config, Router.of(rev.config))
+            fresh[name] = route
+        return fresh
 
     async def _preload(
         self, fresh: dict[str, Route], previous: dict[str, Route]
@@ -201,6 +226,15 @@ class RoutingTable:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poked.wait(), self._interval_s)
             self._poked.clear()
+
+
+def _fingerprint_of(rows: dict[str, tuple[DeploymentRecord, RevisionRecord]]) -> object:
+    """What `metadata.routing_fingerprint` says of the DB, computed from rows in hand."""
+    return (
+        len(rows),
+        sum(dep.active_revision for dep, _ in rows.values()),
+        max((dep.id for dep, _ in rows.values()), default=0),
+    )
 
 
 def _without(route: Route, failures: dict[tuple[str, int], str]) -> Route:

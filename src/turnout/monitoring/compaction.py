@@ -36,11 +36,11 @@ GRACE = timedelta(minutes=1)
 and still being renamed into place is not missed."""
 TOKEN_KEY = b"turnout.compaction"
 """Parquet metadata of a compacted file: a token naming the compaction that wrote it."""
-RUN_ROWS = 256 * 1024
+RUN_ROWS = 128 * 1024
 """Rows sorted in memory at once. A larger hour is sorted in runs of about this many rows,
 written to a hidden folder beside the compacted file, then merged."""
 _BATCH_ROWS = 64 * 1024
-_RUN_GROUP_ROWS = 8 * 1024
+_RUN_GROUP_ROWS = 1024
 """Row groups of a run file: a merge reads a few thousand rows of each run at a time."""
 _MIN_STEP_ROWS = 1024
 

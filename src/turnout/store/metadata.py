@@ -320,8 +320,11 @@ def list_revisions(conn: Connection, deployment: DeploymentRecord) -> list[Revis
     return [_revision(r, deployment.name) for r in rows]
 
 
-def active_revisions(conn: Connection) -> list[tuple[DeploymentRecord, RevisionRecord]]:
-    """Every deployment with its active revision, in one query (what a gateway serves)."""
+def active_revisions(
+    conn: Connection, since: datetime | None = None
+) -> list[tuple[DeploymentRecord, RevisionRecord]]:
+    """Every deployment (changed `since`, when given) with its active revision, in one
+    query: what a gateway serves."""
     query = (
         _deployments_query()
         .add_columns(
@@ -337,6 +340,8 @@ def active_revisions(conn: Connection) -> list[tuple[DeploymentRecord, RevisionR
             & (t.revisions.c.revision == t.deployments.c.active_revision),
         )
     )
+    if since is not None:
+        query = query.where(t.deployments.c.updated_at >= since)
     result = []
     for row in conn.execute(query):
         deployment = _deployment(row)
