@@ -18,6 +18,10 @@ from turnout.types import JSON
 _UNSET: Any = object()
 
 
+PAGE = 1000
+"""Deployments asked for per request when listing them all."""
+
+
 class ApiError(TurnoutError):
     """The server answered with an error; `status` is its HTTP status."""
 
@@ -219,8 +223,23 @@ class Client:
             body["fallback"] = fallback
         return self._call("POST", "/api/v1/deployments", json=body)
 
-    def list_deployments(self) -> JSON:
-        return self._call("GET", "/api/v1/deployments")
+    def list_deployments(
+        self, *, limit: int | None = None, offset: int = 0, prefix: str = ""
+    ) -> JSON:
+        """Deployments in name order: one page of `limit`, or all of them (page by page)."""
+        params: dict[str, Any] = {"offset": offset, "prefix": prefix}
+        if limit is not None:
+            return self._call("GET", "/api/v1/deployments", params={**params, "limit": limit})
+        found: list[JSON] = []
+        while True:
+            page = self._call(
+                "GET",
+                "/api/v1/deployments",
+                params={**params, "offset": offset + len(found), "limit": PAGE},
+            )
+            found.extend(page)
+            if len(page) < PAGE:
+                return found
 
     def show_deployment(self, name: str) -> JSON:
         return self._call("GET", f"/api/v1/deployments/{name}")

@@ -179,3 +179,22 @@ def test_audit_log_keeps_every_entry(db: Database) -> None:
     with db.read() as conn:
         entries = md.list_audit(conn)
     assert [(e["actor"], e["action"]) for e in entries] == [("a", "x.create"), ("b", "x.update")]
+
+
+def test_deployments_are_listed_a_page_at_a_time_in_name_order(db: Database) -> None:
+    register(db, "m")
+    with db.write() as conn:
+        model = md.get_model(conn, "m")
+        for name in ["b-2", "a_1", "b-1", "a%1", "c"]:
+            deployment = md.insert_deployment(conn, name, model)
+            md.add_revision(conn, deployment, RoutingConfig(champion=1), reason="t", actor="t")
+    with db.read() as conn:
+        first = md.active_revisions(conn, limit=2)
+        second = md.active_revisions(conn, limit=2, offset=2)
+        b = md.active_revisions(conn, limit=10, prefix="b-")
+        literal = md.active_revisions(conn, limit=10, prefix="a%")  # no wildcard: the name
+        assert md.count_deployments(conn) == 5
+        assert md.count_deployments(conn, prefix="b-") == 2
+    assert [d.name for d, _ in first + second] == ["a%1", "a_1", "b-1", "b-2"]
+    assert [d.name for d, _ in b] == ["b-1", "b-2"]
+    assert [d.name for d, _ in literal] == ["a%1"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from turnout.api.auth import Principal
@@ -17,6 +17,8 @@ from turnout.monitoring.stats import merge
 from turnout.types import JSON
 
 router = APIRouter(prefix="/deployments", tags=["deployments"])
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
 
 
 class CreateDeployment(BaseModel):
@@ -44,9 +46,17 @@ class CreateDeployment(BaseModel):
 
 @router.get("")
 def list_deployments(
-    svc: Annotated[Services, Depends(services)], _: Annotated[Principal, Depends(viewer)]
+    svc: Annotated[Services, Depends(services)],
+    _: Annotated[Principal, Depends(viewer)],
+    response: Response,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+    prefix: Annotated[str, Query(max_length=128)] = "",
 ) -> list[dict[str, JSON]]:
-    return [deployment_json(v) for v in svc.deployments.list_all()]
+    """One page of deployments in name order; `x-total-count` says how many there are."""
+    views, total = svc.deployments.list_page(limit=limit, offset=offset, prefix=prefix)
+    response.headers["x-total-count"] = str(total)
+    return [deployment_json(v) for v in views]
 
 
 @router.post("", status_code=201)

@@ -88,10 +88,15 @@ def create(
 
 
 @app.command("list")
-def list_deployments(json: bool = JsonOption) -> None:
-    """List deployments and what serves behind them."""
+def list_deployments(
+    limit: int = typer.Option(100, help="Deployments per page (0: all)."),
+    offset: int = typer.Option(0, help="Skip this many, in name order."),
+    prefix: str = typer.Option("", help="Only deployments whose name starts with this."),
+    json: bool = JsonOption,
+) -> None:
+    """List deployments and what serves behind them, a page at a time."""
     with Client() as client:
-        data = client.list_deployments()
+        data = client.list_deployments(limit=limit or None, offset=offset, prefix=prefix)
     if json:
         print_json(data)
         return
@@ -100,6 +105,8 @@ def list_deployments(json: bool = JsonOption) -> None:
         for d in data
     ]
     table("deployments", ["name", "model", "champion", "revision", "timeout ms", "updated"], rows)
+    if limit and len(data) == limit:
+        typer.echo(f"(first {limit} from {offset}; more with --offset {offset + limit})")
 
 
 @app.command()

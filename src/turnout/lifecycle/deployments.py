@@ -118,9 +118,15 @@ class Deployments:
                 deployment, md.get_revision(conn, deployment, deployment.active_revision)
             )
 
-    def list_all(self) -> list[DeploymentView]:
+    def list_page(
+        self, *, limit: int, offset: int = 0, prefix: str = ""
+    ) -> tuple[list[DeploymentView], int]:
+        """One page of deployments by name, and how many there are in all."""
         with self.db.read() as conn:
-            return [DeploymentView(d, r) for d, r in md.active_revisions(conn)]
+            rows = md.active_revisions(conn, limit=limit, offset=offset, prefix=prefix)
+            return [DeploymentView(d, r) for d, r in rows], md.count_deployments(
+                conn, prefix=prefix
+            )
 
     def history(self, name: str) -> list[RevisionRecord]:
         with self.db.read() as conn:

@@ -321,10 +321,15 @@ def list_revisions(conn: Connection, deployment: DeploymentRecord) -> list[Revis
 
 
 def active_revisions(
-    conn: Connection, since: datetime | None = None
+    conn: Connection,
+    since: datetime | None = None,
+    *,
+    limit: int | None = None,
+    offset: int = 0,
+    prefix: str = "",
 ) -> list[tuple[DeploymentRecord, RevisionRecord]]:
-    """Every deployment (changed `since`, when given) with its active revision, in one
-    query: what a gateway serves."""
+    """Every deployment (changed `since`, named `prefix...`, one page of them, when given)
+    with its active revision, in one query: what a gateway serves."""
     query = (
         _deployments_query()
         .add_columns(
@@ -342,6 +347,10 @@ def active_revisions(
     )
     if since is not None:
         query = query.where(t.deployments.c.updated_at >= since)
+    if prefix:
+        query = query.where(t.deployments.c.name.startswith(prefix, autoescape=True))
+    if limit is not None:
+        query = query.order_by(t.deployments.c.name).limit(limit).offset(offset)
     result = []
     for row in conn.execute(query):
         deployment = _deployment(row)
@@ -355,6 +364,13 @@ def active_revisions(
         )
         result.append((deployment, revision))
     return result
+
+
+def count_deployments(conn: Connection, *, prefix: str = "") -> int:
+    query = select(func.count()).select_from(t.deployments)
+    if prefix:
+        query = query.where(t.deployments.c.name.startswith(prefix, autoescape=True))
+    return int(conn.execute(query).scalar_one())
 
 
 def routing_fingerprint(conn: Connection) -> tuple[int, int, int]:
