@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -260,6 +261,7 @@ class Model:
 
 HANGS_ON_LOAD = """
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 
 class Model:
@@ -375,3 +377,53 @@ def test_an_unknown_setting_value_stops_the_server_naming_the_variable(tmp_path:
     assert result.returncode != 0
     assert "TURNOUT_RUNNER" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+BUSY_MODEL = """
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+
+class Model:
+    n_features = 4
+
+    def predict(self, X):
+        time.sleep(0.02)  # a model whose calls keep its runner busy
+        return np.zeros(len(X))
+"""
+
+
+def test_a_hot_model_gets_a_replica_on_another_runner(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    server = serve(TURNOUT_RUNNER_POOL="2")
+    source = tmp_path / "busy" / "model.py"
+    source.parent.mkdir()
+    source.write_text(BUSY_MODEL)
+    with server.client() as client:
+        client.register("busy", source, flavor="python")
+        client.create_deployment("busy", model="busy", version=1, isolation="shared")
+
+    def replicas() -> int:
+        keys = {m["key"]: m for m in host_status(server)["models"]}
+        return len(keys["busy:1"]["runners"]) if "busy:1" in keys else 0
+
+    deadline = time.monotonic() + 60
+    with ThreadPoolExecutor(16) as pool:
+        while replicas() < 2:
+            assert time.monotonic() < deadline, "no replica was added under load"
+            replies = list(pool.map(lambda _: predict_one(server, "busy"), range(64)))
+            assert all(r.status_code == 200 for r in replies)
+    deadline = time.monotonic() + 60
+    while replicas() > 1:  # the extra one goes once the load is gone
+        assert time.monotonic() < deadline, "the idle replica was never removed"
+        time.sleep(0.5)
+    assert predict_one(server, "busy").status_code == 200
+
+
+def predict_one(server: LiveServer, deployment: str) -> httpx.Response:
+    return httpx.post(
+        f"{server.url}/v1/deployments/{deployment}/predict",
+        json={"instances": [[0.0] * FEATURES]},
+        timeout=30,
+    )
