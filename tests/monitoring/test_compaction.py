@@ -248,12 +248,16 @@ def test_two_writers_expiring_at_once_delete_each_folder_once(tmp_path: Path) ->
     assert list((tmp_path / PREDICTIONS).iterdir()) == []
 
 
+@pytest.mark.parametrize("run_rows", [10_000, 128], ids=["in-memory", "runs-on-disk"])
 def test_an_hour_of_many_deployments_merges_into_one_file_clustered_by_deployment(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_rows: int
 ) -> None:
     """Each flush holds every deployment; the compacted hour keeps every row, sorted by
-    deployment then time, so each row group covers a narrow range of deployments."""
+    deployment then time, so each row group covers a narrow range of deployments. An hour
+    larger than RUN_ROWS is sorted in runs on disk and merged a few rows at a time."""
     monkeypatch.setattr(compaction, "ROW_GROUP_ROWS", 100)
+    monkeypatch.setattr(compaction, "RUN_ROWS", run_rows)
+    monkeypatch.setattr(compaction, "_MIN_STEP_ROWS", 7)
     deployments = [f"d{d:02d}" for d in range(20)]
     for flush in range(30):
         tables = [

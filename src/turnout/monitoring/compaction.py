@@ -14,7 +14,7 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,8 +40,8 @@ RUN_ROWS = 128 * 1024
 """Rows sorted in memory at once. A larger hour is sorted in runs of about this many rows,
 written to a hidden folder beside the compacted file, then merged."""
 _BATCH_ROWS = 64 * 1024
-_RUN_GROUP_ROWS = 1024
-"""Row groups of a run file: a merge reads a few thousand rows of each run at a time."""
+_RUN_BATCH_ROWS = 1024
+"""Batches of a run file: a merge reads a few thousand rows of each run at a time."""
 _MIN_STEP_ROWS = 1024
 
 
@@ -210,10 +210,30 @@ def _write_run(
     schema: pa.Schema,
     order: list[tuple[str, str]],
 ) -> Path:
-    path = runs / f"{index:06d}.parquet"
+    """One sorted run as an Arrow IPC file of small compressed batches (quicker to write and
+    read back than Parquet; it lives only until the merge ends)."""
+    path = runs / f"{index:06d}.arrow"
     run = pa.Table.from_batches(batches, schema).sort_by(order)
-    pq.write_table(run, path, row_group_size=_RUN_GROUP_ROWS, compression="lz4")
+    options = pa.ipc.IpcWriteOptions(compression="lz4")
+    with pa.ipc.new_file(path, schema, options=options) as out:
+        out.write_table(run, max_chunksize=_RUN_BATCH_ROWS)
     return path
+
+
+def _read_run(path: Path, step_rows: int) -> Generator[pa.Table]:
+    """A run's rows, about `step_rows` at a time."""
+    with pa.OSFile(str(path)) as source:
+        reader = pa.ipc.open_file(source)
+        pending: list[pa.RecordBatch] = []
+        rows = 0
+        for index in range(reader.num_record_batches):
+            pending.append(reader.get_batch(index))
+            rows += pending[-1].num_rows
+            if rows >= step_rows:
+                yield pa.Table.from_batches(pending)
+                pending, rows = [], 0
+        if rows:
+            yield pa.Table.from_batches(pending)
 
 
 def _merge(runs: Sequence[Path], keys: Sequence[str], step_rows: int) -> Iterator[pa.RecordBatch]:
@@ -221,10 +241,11 @@ def _merge(runs: Sequence[Path], keys: Sequence[str], step_rows: int) -> Iterato
     Each step emits the rows read so far whose keys are at most the smallest of the runs'
     last keys read: no row still unread can come before them."""
     order = [(key, "ascending") for key in keys]
+    readers = [_read_run(run, step_rows) for run in runs]
     with contextlib.ExitStack() as stack:
-        files = [stack.enter_context(pq.ParquetFile(run, pre_buffer=False)) for run in runs]
-        readers = [file.iter_batches(batch_size=step_rows) for file in files]
-        heads = [_next(reader) for reader in readers]
+        for reader in readers:
+            stack.callback(reader.close)
+        heads = [next(reader, None) for reader in readers]
         while any(head is not None for head in heads):
             bound = min(_last_key(head, keys) for head in heads if head is not None)
             taken: list[pa.Table] = []
@@ -234,16 +255,8 @@ def _merge(runs: Sequence[Path], keys: Sequence[str], step_rows: int) -> Iterato
                 count = _count_at_most(head, keys, bound)
                 taken.append(head.slice(0, count))
                 rest = head.slice(count)
-                heads[index] = rest if rest.num_rows else _next(readers[index])
+                heads[index] = rest if rest.num_rows else next(readers[index], None)
             yield from pa.concat_tables(taken).sort_by(order).to_batches()
-
-
-def _next(reader: Iterator[pa.RecordBatch]) -> pa.Table | None:
-    """The next rows of a run, or None when it has no more."""
-    for batch in reader:
-        if batch.num_rows:
-            return pa.Table.from_batches([batch])
-    return None
 
 
 def _last_key(table: pa.Table, keys: Sequence[str]) -> tuple[Any, ...]:
