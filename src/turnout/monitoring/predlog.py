@@ -105,7 +105,7 @@ def _by_schema(tables: list[pa.Table]) -> list[pa.Table]:
     return [pa.concat_tables(group) for group in groups]
 
 
-def joined(tables: Sequence[pa.Table]) -> pa.Table:
+def _joined(tables: Sequence[pa.Table]) -> pa.Table:
     """One table from the chunks of one flush; chunks encoded differently (a numeric and
     a text `inputs` column) are brought to PREDICTION_SCHEMA first."""
     if all(t.schema.equals(tables[0].schema) for t in tables):
@@ -332,7 +332,7 @@ class PredictionLogger:
             if self._writer_process is not None:
                 self._writer_process.write(parts)
             else:
-                segments.write_segment(self.root, PREDICTIONS, self.writer, joined(parts))
+                segments.write_segment(self.root, PREDICTIONS, self.writer, _joined(parts))
         except Exception as exc:
             self._failed("prediction log write failed", exc)
             with self._lock:
