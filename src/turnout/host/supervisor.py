@@ -382,8 +382,10 @@ class Supervisor:
         # Registration measured the model on a second load in a warm process; a runner's
         # first load of a flavor also pays for importing its library, so it is the fallback.
         registered = model.record.get("memory_bytes")
-        measured = int(registered) if registered is not None else reply.get("memory_bytes")
-        model.memory_bytes = accounted_bytes(int(measured), model.files_bytes) if measured else need
+        measured = registered if registered is not None else reply.get("memory_bytes")
+        model.memory_bytes = (
+            accounted_bytes(int(measured), model.files_bytes) if measured is not None else need
+        )
         runner.models[model.key] = model.memory_bytes
         runner.stats[model.key] = (0, time.monotonic())
         model.runners.add(runner.id)
@@ -627,7 +629,6 @@ class Supervisor:
                 "memory_bytes": r.memory_bytes,
             }
             for r in sorted(self.runners.values(), key=lambda r: r.id)
-            if r.isolation is not Isolation.CHECK
         ]
         models = []
         for model in sorted(self.models.values(), key=lambda m: m.key):

@@ -95,10 +95,11 @@ class Inspector(Protocol):
 
 
 class LocalInspector:
-    """Runs the model's code in this process."""
+    """Runs the model's code in this process (trusted setups and jobs: one load, and no
+    memory budget to plan, so no second load to measure it)."""
 
     def describe(self, inspection: Inspection) -> Description:
-        return describe(inspection)
+        return describe(inspection, warm=True)
 
 
 def describe(inspection: Inspection, *, warm: bool = False) -> Description:
@@ -121,7 +122,8 @@ def describe(inspection: Inspection, *, warm: bool = False) -> Description:
         gc.collect()
     before = resident_bytes()
     model = flavor.load(inspection.source)
-    memory = resident_bytes() - before
+    after = resident_bytes()
+    memory = max(after - before, 0) if before is not None and after is not None else None
     facts = model.facts()
     sample = features = None
     if inspection.training_data is not None:
@@ -138,17 +140,17 @@ def describe(inspection: Inspection, *, warm: bool = False) -> Description:
     return Description(
         signature=signature.to_dict(),
         training=training,
-        memory_bytes=memory if memory > 0 else None,
+        memory_bytes=memory,
     )
 
 
-def resident_bytes() -> int:
-    """This process's resident memory now (Linux), or its peak elsewhere."""
+def resident_bytes() -> int | None:
+    """This process's resident memory now (Linux); None where it cannot be read."""
     try:
         with open("/proc/self/statm") as statm:
             return int(statm.read().split()[1]) * resource.getpagesize()
     except OSError:
-        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+        return None
 
 
 def prediction_stats(
