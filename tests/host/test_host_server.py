@@ -13,62 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
-import skops.io as sio
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from tests.fixtures.fault_models import constant_model
+from tests.fixtures.hosting import FEATURES, ROWS, descendants, host_status, small_model
 from tests.fixtures.server import LiveServer
 from turnout.client import ApiError
 
 pytestmark = pytest.mark.server
-
-FEATURES = 4
-ROWS = np.random.default_rng(0).normal(size=(8, FEATURES))
-
-
-def small_model(folder: Path, seed: int) -> tuple[Path, np.ndarray]:
-    """A small skops pipeline (a built-in, code-free format: runs in shared runners) and its
-    answers on `ROWS`."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(60, FEATURES))
-    y = (x @ rng.normal(size=FEATURES) > 0).astype(int)
-    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(x, y)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"m{seed}.skops"
-    sio.dump(model, path)
-    return path, model.predict(ROWS)
-
-
-def descendants(pid: int) -> list[tuple[int, str]]:
-    """(pid, command line) of every process below `pid`."""
-    children: dict[int, list[int]] = {}
-    commands: dict[int, str] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            command = stat.with_name("cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(stat.parent.name))
-        commands[int(stat.parent.name)] = command
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append((child, commands[child]))
-            todo.append(child)
-    return found
-
-
-def host_status(server: LiveServer) -> dict:  # type: ignore[type-arg]
-    reply = httpx.get(
-        f"{server.url}/api/v1/host", headers={"authorization": f"Bearer {server.token}"}
-    )
-    assert reply.status_code == 200, reply.text
-    return reply.json()  # type: ignore[no-any-return]
 
 
 def predict(server: LiveServer, deployment: str) -> httpx.Response:
