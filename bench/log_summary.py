@@ -32,7 +32,7 @@ from rich.progress import Progress
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from turnout.monitoring import segments
+from turnout.monitoring import layout, segments
 from turnout.monitoring.layout import (
     ACTUAL_SCHEMA,
     ACTUALS,
@@ -168,7 +168,7 @@ def actual_chunk(predictions: pa.Table, rng: np.random.Generator) -> pa.Table:
 
 def write_compacted(root: Path, kind: str, table: pa.Table, index: int, when: datetime) -> Path:
     """Write `table` where compaction would have left it: one file per writer and hour."""
-    folder = segments.day_dir(root, kind, DEPLOYMENT, when)
+    folder = layout.day_dir(root, kind, when.date())
     folder.mkdir(parents=True, exist_ok=True)
     name = f"w{index}-{when:%H}{segments.COMPACT_SUFFIX}"
     return segments.write_atomically(folder / name, table)

@@ -61,7 +61,7 @@ from turnout.lifecycle.retrain.job import split
 from turnout.lifecycle.retrain.policy import RetrainPolicy
 from turnout.lifecycle.retrain.spec import JobSpec
 from turnout.lifecycle.retrain.triggers import count_actuals, decide, gather
-from turnout.monitoring import segments
+from turnout.monitoring import layout, segments
 from turnout.monitoring.layout import ACTUAL_SCHEMA, ACTUALS, PREDICTION_SCHEMA, PREDICTIONS
 from turnout.monitoring.service import Monitor, Window
 from turnout.registry.pipelines import parse_pipeline
@@ -221,7 +221,7 @@ def write_log(stack: Stack, log: Path, rows: int, now: datetime) -> int:
                 (PREDICTIONS, "gw", predictions),
                 (ACTUALS, "api", actuals),
             ):
-                folder = segments.day_dir(log, kind, DEPLOYMENT, start)
+                folder = layout.day_dir(log, kind, start.date())
                 folder.mkdir(parents=True, exist_ok=True)
                 name = f"{writer}-{start:%H}{segments.COMPACT_SUFFIX}"
                 segments.write_atomically(folder / name, table)

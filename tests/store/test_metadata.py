@@ -198,3 +198,25 @@ def test_deployments_are_listed_a_page_at_a_time_in_name_order(db: Database) -> 
     assert [d.name for d, _ in first + second] == ["a%1", "a_1", "b-1", "b-2"]
     assert [d.name for d, _ in b] == ["b-1", "b-2"]
     assert [d.name for d, _ in literal] == ["a%1"]
+
+
+def test_a_heartbeat_without_counters_keeps_the_stored_ones(db: Database) -> None:
+    beat = {
+        "worker_id": "w1",
+        "host": "h",
+        "pid": 1,
+        "started_at": md.now(),
+        "revisions": {"d": 1},
+        "errors": {},
+    }
+    counters = [{"deployment": "d", "version": 1, "role": "champion", "requests": 3}]
+    with db.write() as conn:
+        md.report_worker(conn, stats=None, **beat)  # a first beat before any traffic
+        md.report_worker(conn, stats=counters, **beat)
+        md.report_worker(conn, stats=None, **{**beat, "revisions": {"d": 2}})
+    with db.read() as conn:
+        (full,) = md.list_workers(conn)
+        (light,) = md.list_workers(conn, light=True)
+    assert full.stats == counters
+    assert full.revisions == light.revisions == {"d": 2}
+    assert light.stats == []

@@ -48,6 +48,8 @@ class Heartbeat:
         self.worker_id = worker_id or new_worker_id()
         self.started_at = datetime.now(UTC)
         self._task: asyncio.Task[None] | None = None
+        self._reported: tuple[int, float] | None = None
+        """The counters' movement at the last beat: unchanged counters are not rewritten."""
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -63,7 +65,12 @@ class Heartbeat:
         }
 
     async def beat(self) -> None:
-        await asyncio.to_thread(self._report, **self.payload())
+        payload = self.payload()
+        moved = self.stats.moved()
+        if moved == self._reported:  # no traffic since: the stored counters still hold
+            payload["stats"] = None
+        await asyncio.to_thread(self._report, **payload)
+        self._reported = moved
 
     async def run(self) -> None:
         while True:

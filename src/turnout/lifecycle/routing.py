@@ -281,9 +281,11 @@ class Routing:
         """The routing of the deployment's active revision."""
         return self._active(deployment).config
 
-    def live_workers(self) -> list[WorkerRecord]:
+    def live_workers(self, *, light: bool = False) -> list[WorkerRecord]:
+        """Workers that beat lately; `light`: only what acknowledgements need."""
         with self.db.read() as conn:
-            return md.list_workers(conn, alive_since=md.now() - timedelta(seconds=WORKER_ALIVE_S))
+            alive_since = md.now() - timedelta(seconds=WORKER_ALIVE_S)
+            return md.list_workers(conn, alive_since=alive_since, light=light)
 
     def wait_for_workers(self, deployment: str, revision: int) -> tuple[bool, list[WorkerRecord]]:
         """Wait until every live gateway worker reports serving `revision` (or newer)."""
@@ -291,7 +293,7 @@ class Routing:
             self._poke()
         deadline = time.monotonic() + self.ack_timeout_s
         while True:
-            workers = self.live_workers()
+            workers = self.live_workers(light=True)
             refused = [w for w in workers if _refused(w, deployment, revision)]
             if not refused and all(w.revisions.get(deployment, 0) >= revision for w in workers):
                 return True, workers

@@ -67,6 +67,15 @@ class TrafficStats:
             counter = self.counters[key] = Counter()
         return counter
 
+    def moved(self) -> tuple[int, float]:
+        """Changes whenever any counter does: how many there are and everything they
+        counted, summed (cheap next to encoding and storing them)."""
+        total = 0.0
+        for c in self.counters.values():
+            total += c.requests + c.dropped + c.rejected + c.timeouts + c.compared
+            total += c.latency_sum_ms
+        return len(self.counters), total
+
     def snapshot(self) -> list[dict[str, JSON]]:
         return [
             {"deployment": d, "version": v, "role": r, **c.to_dict()}
