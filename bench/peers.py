@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -83,6 +84,25 @@ def start_turnout(*, home: Path, workers: int, log: Path) -> Running:
 def turnout_client(running: Running, home: Path) -> Client:
     base = running.url.split("/v2/")[0]
     return Client(base, (home / "admin.token").read_text().strip())
+
+
+def turnout_host(running: Running, home: Path) -> dict[str, Any]:
+    """The node's model host as the admin endpoint `GET /api/v1/host` shows it."""
+    base = running.url.split("/v2/")[0]
+    token = (home / "admin.token").read_text().strip()
+    response = httpx.get(
+        f"{base}/api/v1/host", headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+    return dict(response.raise_for_status().json())
+
+
+def host_note(status: dict[str, Any]) -> str:
+    """Which runners hold each model, and how each is isolated, for the report."""
+    models = "; ".join(
+        f"{m['key']} on runner(s) {', '.join(map(str, m['runners'])) or 'none'} ({m['isolation']})"
+        for m in status.get("models", [])
+    )
+    return f"`GET /api/v1/host` after the runs: {len(status.get('runners', []))} runners; {models}"
 
 
 def turnout_setup(client: Client, models: list[Path]) -> None:

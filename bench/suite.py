@@ -18,17 +18,18 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
-from bench import peers, venvs, wrk
+from bench import peers, replicas, venvs, wrk
 from bench.outcome import Outcome, median_load
 from bench.peers import Running
 from bench.process import leftovers
-from bench.report import Context, render, revision
+from bench.report import Context, kept_sections, render, revision
 from bench.runner import Runner
 from bench.workload import make_in_venv, turnout_models
 from turnout.client import Client
 
 ROOT = Path(__file__).resolve().parents[1]
-PEERS = ("bare", "turnout", "mlserver", "mlflow")
+PEERS = ("bare", "turnout", "replicas", "mlserver", "mlflow")
+"""What the suite runs, in order; `replicas` is turnout's hot champion with 1 and 2 replicas."""
 
 
 def arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -37,6 +38,8 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="seconds of wrk before measuring")
     parser.add_argument("--connections", default="1,16,64", help="comma-separated counts")
     parser.add_argument("--shadow-rounds", type=int, default=2, help="off/on pairs, 16 conns")
+    parser.add_argument("--replica-rounds", type=int, default=2, help="rounds per max_replicas")
+    parser.add_argument("--replica-workers", type=int, default=2, help="workers, replica check")
     parser.add_argument("--only", default=",".join(PEERS), help=f"subset of {','.join(PEERS)}")
     parser.add_argument("--mlserver-workers", default="0,1,2", help="parallel_workers to probe")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
@@ -51,6 +54,10 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
 
 class Suite(Runner):
     """The peers, in the order they run; each records its outcomes even when it fails."""
+
+    def __init__(self, args: argparse.Namespace, results: Path) -> None:
+        super().__init__(args, results)
+        self.replicated: list[replicas.Replicated] = []
 
     def bare(self) -> None:
         one = self.outcome("bare-1w", "bare uvicorn+httptools app, 1 worker")
@@ -119,6 +126,7 @@ class Suite(Runner):
             before = peers.turnout_traffic(client)
             self.measure(routed, running, single_worker=workers == 1)
             routed.notes.append(peers.traffic_note(before, peers.turnout_traffic(client)))
+            routed.notes.append(peers.host_note(peers.turnout_host(running, home)))
         finally:
             running.stop()
 
@@ -149,6 +157,30 @@ class Suite(Runner):
         shadow.not_run = {
             c: "shadow check runs at 16 only" for c in self.args.connections if c != 16
         }
+
+    def replicas(self) -> None:
+        workers = self.args.replica_workers
+        plural = "worker" if workers == 1 else "workers"
+        self.replicated = [
+            replicas.Replicated(
+                n,
+                self.outcome(
+                    f"turnout-replicas-{n}",
+                    f"turnout hot champion (skops, shared runners), max_replicas={n}, "
+                    f"{workers} {plural} (median of {self.args.replica_rounds} rounds)",
+                    turnout=True,
+                ),
+            )
+            for n in replicas.REPLICAS
+        ]
+        for row in self.replicated:
+            row.outcome.not_run = {
+                c: f"replica check runs at {replicas.CONNECTIONS} only"
+                for c in self.args.connections
+                if c != replicas.CONNECTIONS
+            }
+        with self.failing(*(row.outcome for row in self.replicated)):
+            replicas.run(self, self.replicated, workers=workers)
 
     def mlserver(self) -> None:
         plain = self.outcome("mlserver-plain", "MLServer 1.7.1, no adaptive batching")
@@ -243,8 +275,11 @@ def main(argv: list[str] | None = None) -> None:
         leftovers=left,
         server_processes=anyone,
         revisions=(measured, revision()),
+        replicated=suite.replicated,
     )
-    args.output.write_text(render(context))
+    previous = args.output.read_text() if args.output.exists() else ""
+    others = kept_sections(previous)
+    args.output.write_text(render(context) + (f"\n{others}\n" if others else ""))
     print(f"wrote {args.output} in {context.wall_s:.0f} s", flush=True)
     if left:
         print("processes left behind:\n" + "\n".join(left), file=sys.stderr)

@@ -1,0 +1,161 @@
+"""One hot champion at 64 connections with max_replicas=1 and =2: what a second replica on the
+node's other shared runner buys.
+
+The reference pipeline saved with skops (a built-in format, so it shares runners) is
+registered twice, as `hot-r1` and `hot-r2`, and deployed with max_replicas 1 and 2 on one
+`turnout serve`. Each round warms a deployment at 64 connections until `GET /api/v1/host`
+shows the runners it may use holding it, measures it, and reads the host again; the rounds
+alternate between the two and the report shows their medians, with the CPU the model's
+runners and the whole server tree used during each measured run (from /proc).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import skops.io as sio
+from tests.fixtures.models import sklearn_pipeline
+
+from bench import peers, wrk
+from bench.memory import PROC, descendants
+from bench.outcome import Outcome, median_load
+from bench.peers import Running
+from bench.runner import Runner
+
+CONNECTIONS = 64
+REPLICAS = (1, 2)
+WARM_TRIES = 4
+"""Warm-ups of `--warmup` seconds at most, until the host shows the replicas in place."""
+
+
+@dataclass
+class Replicated:
+    """One deployment's rounds: the runners holding its model before and after each."""
+
+    max_replicas: int
+    outcome: Outcome
+    held_before: list[list[int]] = field(default_factory=list)
+    held_after: list[list[int]] = field(default_factory=list)
+    loads: list[wrk.Load] = field(default_factory=list)
+    runner_cores: list[float] = field(default_factory=list)
+    """CPU the runners holding the model used during each measured run, in cores."""
+    server_cores: list[float] = field(default_factory=list)
+    """CPU the whole server tree (gateway, host, runners) used, in cores."""
+
+
+def deployment(max_replicas: int) -> str:
+    return f"hot-r{max_replicas}"
+
+
+def save_skops(folder: Path) -> Path:
+    """The DataFrame-fitted reference pipeline (as the other turnout rows serve), as skops."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "bc.skops"
+    sio.dump(sklearn_pipeline(), path)
+    return path
+
+
+def holders(status: dict[str, Any], key: str) -> list[int]:
+    """Ids of the runners holding `key` in a `GET /api/v1/host` answer."""
+    return next((list(m["runners"]) for m in status["models"] if m["key"] == key), [])
+
+
+def cpu_s(pids: list[int]) -> dict[int, float]:
+    """User plus system CPU seconds of each process so far (0 once it is gone)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for pid in pids:
+        try:
+            fields = (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            used[pid] = 0.0
+            continue
+        used[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
+def run(runner: Runner, rows: list[Replicated], *, workers: int) -> None:
+    """Start one server, deploy one version per row, then measure the rows in turn."""
+    results = runner.results
+    home = results / "turnout-home-replicas"
+    print(f"- turnout serve, {workers} worker(s), hot champion with replicas", flush=True)
+    running = runner.started(
+        peers.start_turnout(home=home, workers=workers, log=results / "turnout-replicas.log")
+    )
+    try:
+        model = save_skops(results / "turnout-models")
+        client = peers.turnout_client(running, home)
+        for row in rows:
+            name = deployment(row.max_replicas)
+            client.register(name, model, flavor="sklearn")
+            client.create_deployment(name, model=name, version=1, max_replicas=row.max_replicas)
+        for round_ in range(1, runner.args.replica_rounds + 1):
+            for row in rows:
+                _round(runner, running, home, row, round_)
+    finally:
+        running.stop()
+        for row in rows:  # rounds measured before a failure still count
+            _summarise(row)
+
+
+def _round(runner: Runner, running: Running, home: Path, row: Replicated, n: int) -> None:
+    name = deployment(row.max_replicas)
+    target = replace(running, url=running.url.replace(f"/{peers.MODEL}/", f"/{name}/"))
+    row.outcome.command = running.command
+    sample = target.check()
+    (runner.results / f"{row.outcome.key}_response.json").write_text(sample)
+    key = f"{name}:1"
+    for _ in range(WARM_TRIES):
+        wrk.run(target.url, target.body, connections=CONNECTIONS, duration_s=runner.args.warmup)
+        status = peers.turnout_host(running, home)
+        if len(holders(status, key)) >= row.max_replicas:
+            break
+    held = holders(status, key)
+    row.held_before.append(held)
+    assert running.server.process is not None
+    tree = descendants(running.server.process.pid)
+    before, started = cpu_s(tree), time.monotonic()
+    load = runner.load(target, CONNECTIONS, runner.args.duration, f"{row.outcome.key}-r{n}_c64")
+    after, elapsed = cpu_s(tree), time.monotonic() - started
+    row.loads.append(load)
+    row.held_after.append(holders(peers.turnout_host(running, home), key))
+    pids = {int(r["pid"]) for r in status["runners"] if r["id"] in held}
+    used = {pid: after[pid] - before[pid] for pid in tree}
+    row.runner_cores.append(sum(used[pid] for pid in pids if pid in used) / elapsed)
+    row.server_cores.append(sum(used.values()) / elapsed)
+
+
+def _summarise(row: Replicated) -> None:
+    outcome = row.outcome
+    if not row.loads:
+        return
+    outcome.loads[CONNECTIONS] = median_load(row.loads)
+    rounds = ", ".join(
+        f"{load.rps:.0f} req/s p99 {load.p99_ms:.2f} ms (runners {before} -> {after}; CPU "
+        f"{mine:.2f} cores in them, {tree:.2f} in the server tree)"
+        for load, before, after, mine, tree in zip(
+            row.loads,
+            row.held_before,
+            row.held_after,
+            row.runner_cores,
+            row.server_cores,
+            strict=False,
+        )
+    )
+    outcome.notes.append(
+        f"deployment `{deployment(row.max_replicas)}`, max_replicas={row.max_replicas}; "
+        f"{len(row.loads)} rounds at {CONNECTIONS} connections, alternating with the other "
+        f"max_replicas; the row shows the medians. Per round, with the runners holding the "
+        f"model per `GET /api/v1/host` before and after it: {rounds}"
+    )
+
+
+def replicated_ok(row: Replicated) -> bool:
+    """Whether every round ran with as many runners holding the model as it was allowed."""
+    return bool(row.loads) and all(
+        len(held) == row.max_replicas for held in (*row.held_before, *row.held_after)
+    )
