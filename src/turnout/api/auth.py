@@ -7,12 +7,13 @@ import hashlib
 import os
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from turnout.errors import Forbidden, Unauthorized
 from turnout.store import metadata as md
 from turnout.store.db import Database
-from turnout.store.records import TokenRecord, TokenRole
+from turnout.store.records import Permission, TokenRecord, TokenRole
 
 TOKEN_PREFIX = "tnt_"
 
@@ -21,6 +22,16 @@ TOKEN_PREFIX = "tnt_"
 class Principal:
     name: str
     role: TokenRole
+    permissions: frozenset[Permission] = frozenset()
+    deployments: tuple[str, ...] | None = None
+    """The deployments this caller may call predictions on (None: all)."""
+
+    def allowed(self, permission: Permission) -> bool:
+        """Whether this caller holds `permission` (admins hold every one)."""
+        return self.role is TokenRole.ADMIN or permission in self.permissions
+
+    def may_call(self, deployment: str) -> bool:
+        return self.deployments is None or deployment in self.deployments
 
 
 def hash_token(token: str) -> str:
@@ -48,7 +59,9 @@ class Tokens:
             record = md.find_token(conn, hash_token(token.strip()))
         if record is None:
             raise Unauthorized("invalid or revoked token")
-        return Principal(record.name, record.role)
+        if record.expires_at is not None and record.expires_at <= datetime.now(UTC):
+            raise Unauthorized(f"token {record.name!r} expired at {record.expires_at.isoformat()}")
+        return Principal(record.name, record.role, record.permissions, record.deployments)
 
     @staticmethod
     def authorize(principal: Principal, needed: TokenRole) -> None:

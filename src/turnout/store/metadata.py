@@ -15,6 +15,7 @@ from turnout.store.records import (
     Artifact,
     DeploymentRecord,
     ModelRecord,
+    Permission,
     RevisionRecord,
     RoutingConfig,
     TokenRecord,
@@ -394,12 +395,38 @@ def routing_fingerprint(conn: Connection) -> tuple[int, int, int]:
 
 def _token(row: Row[Any]) -> TokenRecord:
     revoked = aware(row.revoked_at) if row.revoked_at else None
-    return TokenRecord(row.id, row.name, TokenRole(row.role), aware(row.created_at), revoked)
+    return TokenRecord(
+        row.id,
+        row.name,
+        TokenRole(row.role),
+        aware(row.created_at),
+        revoked,
+        permissions=frozenset(Permission(p) for p in row.permissions or []),
+        deployments=tuple(row.deployments) if row.deployments is not None else None,
+        expires_at=aware(row.expires_at) if row.expires_at else None,
+    )
 
 
-def insert_token(conn: Connection, *, name: str, role: TokenRole, token_hash: str) -> TokenRecord:
+def insert_token(
+    conn: Connection,
+    *,
+    name: str,
+    role: TokenRole,
+    token_hash: str,
+    permissions: frozenset[Permission] = frozenset(),
+    deployments: tuple[str, ...] | None = None,
+    expires_at: datetime | None = None,
+) -> TokenRecord:
     conn.execute(
-        insert(t.tokens).values(name=name, role=role.value, token_hash=token_hash, created_at=now())
+        insert(t.tokens).values(
+            name=name,
+            role=role.value,
+            token_hash=token_hash,
+            created_at=now(),
+            permissions=sorted(p.value for p in permissions),
+            deployments=list(deployments) if deployments is not None else None,
+            expires_at=expires_at,
+        )
     )
     row = conn.execute(select(t.tokens).where(t.tokens.c.token_hash == token_hash)).one()
     return _token(row)

@@ -22,8 +22,10 @@ class Role(StrEnum):
 
 
 class TokenRole(StrEnum):
-    """Who may do what on the management API; each role includes the ones before it."""
+    """Who may do what; each role includes the ones before it. `predictor` may only call
+    prediction routes (when `TURNOUT_PREDICT_AUTH=required` asks for a token there)."""
 
+    PREDICTOR = "predictor"
     VIEWER = "viewer"
     DEPLOYER = "deployer"
     ADMIN = "admin"
@@ -189,6 +191,14 @@ class DeploymentRecord:
     updated_at: datetime
 
 
+class Permission(StrEnum):
+    """What a token may do beyond its role; admins may do everything."""
+
+    REGISTER_CODE = "register-code"
+    """Register versions that run their own code when loaded: the python flavor, MLflow
+    models with code or a loader module, pickles, retrain pipelines."""
+
+
 @dataclass(frozen=True, slots=True)
 class TokenRecord:
     id: int
@@ -196,6 +206,10 @@ class TokenRecord:
     role: TokenRole
     created_at: datetime
     revoked_at: datetime | None
+    permissions: frozenset[Permission] = frozenset()
+    deployments: tuple[str, ...] | None = None
+    """The deployments this token may call predictions on (None: all)."""
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

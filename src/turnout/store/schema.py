@@ -88,6 +88,9 @@ tokens = Table(
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("permissions", JSON, nullable=True),
+    Column("deployments", JSON(none_as_null=True), nullable=True),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
 )
 
 audit_log = Table(
