@@ -39,6 +39,7 @@ from pydantic import (
 )
 
 from turnout.errors import BadRequest
+from turnout.lifecycle import yamltext
 from turnout.lifecycle.deployments import MAX_TIMEOUT_MS, Deployments, NewDeployment
 from turnout.lifecycle.plans import Plan
 from turnout.lifecycle.retrain.policy import RetrainPolicy
@@ -375,7 +376,7 @@ def _keys(section: type[BaseModel]) -> list[str]:
 
 def _load_yaml(text: str) -> object:
     try:
-        data = yaml.safe_load(text)
+        data = yamltext.load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         problem = " ".join(str(getattr(error, "problem", None) or error).split())

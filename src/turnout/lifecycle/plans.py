@@ -12,6 +12,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from turnout.errors import BadRequest
+from turnout.lifecycle import yamltext
 from turnout.lifecycle.routing import SHARE_STEP
 from turnout.monitoring.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from turnout.types import JSON
@@ -313,7 +314,7 @@ class Plan(_Section):
     @classmethod
     def from_yaml(cls, text: str) -> Plan:
         try:
-            data = yaml.safe_load(text)
+            data = yamltext.load(text)
         except yaml.YAMLError as error:
             raise BadRequest(f"the plan is not valid YAML: {_yaml_problem(error)}") from None
         if data is None:

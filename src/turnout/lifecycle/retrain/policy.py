@@ -42,6 +42,7 @@ from pydantic import (
 from sqlalchemy.engine import make_url
 
 from turnout.errors import BadRequest
+from turnout.lifecycle import yamltext
 from turnout.lifecycle.plans import Count, Positive, Rate
 from turnout.types import JSON
 
@@ -182,7 +183,7 @@ class RetrainPolicy(_Section):
         problem with its place."""
         if isinstance(data, str):
             try:
-                data = yaml.safe_load(data)
+                data = yamltext.load(data)
             except yaml.YAMLError as error:
                 raise BadRequest(f"the retrain policy is not valid YAML: {error}") from None
         if not isinstance(data, dict):
