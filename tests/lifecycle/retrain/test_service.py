@@ -17,6 +17,7 @@ import pytest
 from tests.fixtures.models import breast_cancer, save_joblib, sklearn_pipeline
 from tests.fixtures.registry import open_registry
 from tests.lifecycle.retrain.pipelines import REFERENCE, write
+from turnout.api.retrain import job_json
 from turnout.errors import BadRequest, Conflict, NotFound
 from turnout.lifecycle.apply import Applier
 from turnout.lifecycle.deployments import Deployments, NewDeployment
@@ -110,6 +111,42 @@ def test_a_policy_is_stored_validated_and_shown_without_a_password(stack: Stack)
             "bc-prod", {"data": {"log": "30d"}, "triggers": {"schedule": "every day"}},
             actor="alice",
         )  # fmt: skip
+
+
+QUERY_SECRET_URL = "postgresql+psycopg://u@db/x?sslmode=require&password=hunter2&sslpassword=pw2"
+
+
+def test_query_string_passwords_are_hidden_wherever_a_source_is_shown(stack: Stack) -> None:
+    """Policy, audit log, jobs, job logs and webhooks never show `?password=` values."""
+    policy = {"data": {"sql": "select * from t", "url": QUERY_SECRET_URL}}
+    shown = orjson.dumps(stack.retraining.set_policy("bc-prod", policy, actor="alice")).decode()
+    assert "sslmode=require" in shown  # the rest of the URL is still there to read
+    job = stack.retraining.retrain("bc-prod", actor="alice")
+    failed = f"the training query against {QUERY_SECRET_URL} failed: timeout"
+    with stack.db.write() as conn:
+        running = js.update_job(conn, job, state="running")
+        js.update_job(conn, running, state="failed", message=failed,
+                      result={"sources": [{"kind": "sql", "url": QUERY_SECRET_URL}]})  # fmt: skip
+    log = stack.root / "jobs" / f"{job.id}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(f"reading {QUERY_SECRET_URL}\nconnect: host=db password=hunter2\n")
+    stack.retraining._notify(stack.retraining.job(job.id), "failed")
+    with stack.db.read() as conn:
+        audit = orjson.dumps(md.list_audit(conn)).decode()
+    surfaces = {
+        "policy": orjson.dumps(stack.retraining.policy("bc-prod")).decode(),
+        "set": shown,
+        "audit": audit,
+        "job": orjson.dumps(job_json(stack.retraining.job(job.id))).decode(),
+        "jobs": orjson.dumps([job_json(j) for j in stack.retraining.jobs()]).decode(),
+        "logs": stack.retraining.logs(job.id),
+        "webhooks": orjson.dumps(stack.events).decode(),
+    }
+    for surface, text in surfaces.items():
+        assert "hunter2" not in text, surface
+        assert "pw2" not in text, surface
+    assert "password=***" in surfaces["job"]
+    assert "password=***" in surfaces["logs"]
 
 
 def test_a_champion_without_a_pipeline_cannot_get_a_policy(stack: Stack) -> None:

@@ -39,8 +39,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from sqlalchemy.engine import make_url
 
+from turnout import redact
 from turnout.errors import BadRequest
 from turnout.lifecycle import yamltext
 from turnout.lifecycle.plans import Count, Positive, Rate
@@ -201,20 +201,10 @@ class RetrainPolicy(_Section):
 
 
 def redacted(value: Any) -> Any:
-    """A policy, data source or job spec as shown to people: any database `url` with its
-    password hidden (the stored one keeps it, for the job that connects)."""
-    if isinstance(value, dict):
-        shown = {k: redacted(v) for k, v in value.items()}
-        url = shown.get("url")
-        if isinstance(url, str):
-            try:
-                shown["url"] = make_url(url).render_as_string(hide_password=True)
-            except Exception:  # not a URL SQLAlchemy can parse: show none of it
-                shown["url"] = "(unparseable URL hidden)"
-        return shown
-    if isinstance(value, list):
-        return [redacted(v) for v in value]
-    return value
+    """A policy, data source or job spec as shown to people: every database URL's password
+    hidden, in its user part or its query string (the stored one keeps it, for the job that
+    connects)."""
+    return redact.deep(value)
 
 
 def policy_error(error: ValidationError) -> BadRequest:

@@ -18,6 +18,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from turnout import redact
 from turnout.errors import BadRequest, Conflict, NotFound, TurnoutError
 from turnout.lifecycle.retrain import triggers
 from turnout.lifecycle.retrain.executor import Executor, supervise
@@ -91,12 +92,13 @@ class Retraining:
             policy = md.get_retrain_policy(conn, deployment)
             state = dict(md.get_deployment_retrain_state(conn, deployment) or {})
             running = js.active_job(conn, deployment)
-        return {
+        shown: dict[str, JSON] = redacted({
             "deployment": deployment,
-            "policy": redacted(policy),
-            "state": state,
+            "policy": policy,
+            "state": state,  # a failed check's message may quote the source's URL
             "running_job": running.id if running is not None else None,
-        }
+        })  # fmt: skip
+        return shown
 
     # -- jobs -------------------------------------------------------------------------------
 
@@ -185,7 +187,7 @@ class Retraining:
         with path.open("rb") as fh:
             size = fh.seek(0, 2)
             fh.seek(max(0, size - tail_bytes))
-            return fh.read().decode("utf-8", errors="replace")
+            return redact.text(fh.read().decode("utf-8", errors="replace"))
 
     def cancel(self, job_id: int, *, actor: str) -> JobRecord:
         with self.db.write() as conn:
@@ -344,13 +346,13 @@ class Retraining:
         )
 
     def _notify(self, job: JobRecord, kind: str, detail: dict[str, JSON] | None = None) -> None:
-        self.notify({
+        self.notify(redacted({
             "deployment": job.deployment, "job": job.id, "kind": f"retrain.{kind}",
             "trigger": job.trigger, "parent_version": job.parent_version,
             "detail": detail if detail is not None else {"message": job.message,
                                                          "result": job.result},
             "at": datetime.now(UTC).isoformat(),
-        })  # fmt: skip
+        }))  # fmt: skip
 
 
 def _source(data: dict[str, Any]) -> DataSource:
