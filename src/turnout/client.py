@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import ipaddress
 import tarfile
 from http import HTTPStatus
 from pathlib import Path
@@ -34,15 +35,50 @@ class ServerUnreachable(TurnoutError):
     status = HTTPStatus.SERVICE_UNAVAILABLE
 
 
-def discover_token(settings: Settings) -> str | None:
-    """TURNOUT_TOKEN, else the admin token a local server wrote in TURNOUT_HOME."""
+def discover_token(settings: Settings, url: str) -> str | None:
+    """TURNOUT_TOKEN, else the admin token a local server wrote in TURNOUT_HOME, and that
+    one only when `url` is that local server (a loopback address on its port): the admin
+    token never travels to another host or to whatever else listens on this one."""
     if settings.token:
         return settings.token
-    path = settings.admin_token_file
+    if not is_local_server(settings, url):
+        return None
     try:
-        return path.read_text().strip() or None
+        return settings.admin_token_file.read_text().strip() or None
     except OSError:
         return None
+
+
+def is_local_server(settings: Settings, url: str) -> bool:
+    """Whether `url` names the server of this home: loopback host, and the configured port
+    or the one `turnout serve` recorded there."""
+    try:
+        parsed = httpx.URL(url)
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    except (httpx.InvalidURL, ValueError):
+        return False
+    return _loopback(parsed.host) and port in {settings.port, served_port(settings)}
+
+
+def served_port_file(settings: Settings) -> Path:
+    """Where `turnout serve` records the port it listens on, beside the admin token."""
+    return settings.home / "server.port"
+
+
+def served_port(settings: Settings) -> int | None:
+    try:
+        return int(served_port_file(settings).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def pack(path: Path) -> bytes:
@@ -64,7 +100,7 @@ class Client:
     ) -> None:
         settings = Settings()
         self.url = (url or settings.server_url).rstrip("/")
-        self.token = token or discover_token(settings)
+        self.token = token or discover_token(settings, self.url)
         headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
 
@@ -377,8 +413,54 @@ class Client:
 
     # -- tokens -----------------------------------------------------------------------------
 
-    def create_token(self, name: str, role: str) -> JSON:
-        return self._call("POST", "/api/v1/tokens", json={"name": name, "role": role})
+    def create_token(
+        self,
+        name: str,
+        role: str,
+        *,
+        permissions: list[str] | None = None,
+        deployments: list[str] | None = None,
+        expires_in: str | None = None,
+    ) -> JSON:
+        """A new token (its secret is in `token`, shown once); `deployments` limits the
+        deployments it may call, `expires_in` (`30d`, `12h`) its life."""
+        body: dict[str, Any] = {"name": name, "role": role}
+        if permissions:
+            body["permissions"] = permissions
+        if deployments is not None:
+            body["deployments"] = deployments
+        if expires_in is not None:
+            body["expires_in"] = expires_in
+        return self._call("POST", "/api/v1/tokens", json=body)
 
     def list_tokens(self) -> JSON:
         return self._call("GET", "/api/v1/tokens")
+
+    def revoke_token(self, token_id: int) -> None:
+        self._call("DELETE", f"/api/v1/tokens/{token_id}")
+
+    def audit(
+        self,
+        *,
+        since: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Audit entries, newest first, up to `limit` (read page by page)."""
+        params: dict[str, Any] = {"since": since, "actor": actor, "action": action}
+        params = {k: v for k, v in {**params, "target": target}.items() if v is not None}
+        entries: list[dict[str, Any]] = []
+        before: int | None = None
+        while len(entries) < limit:
+            page_size = min(limit - len(entries), 1000)
+            query = {**params, "limit": page_size}
+            if before is not None:
+                query["before_id"] = before
+            page = self._call("GET", "/api/v1/audit", params=query)
+            entries.extend(page["entries"])
+            before = page["next_before_id"]
+            if before is None:
+                break
+        return entries

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from turnout.api.auth import Tokens
 from turnout.cli.output import console
+from turnout.client import served_port_file
 from turnout.host.client import HostProcess
 from turnout.settings import Settings
 from turnout.store.db import Database
@@ -46,6 +47,7 @@ def serve(
     if settings.workers < 1:
         raise typer.BadParameter("--workers must be at least 1")
     prepare(settings)
+    _record_port(settings)
     os.environ["TURNOUT_HOME"] = str(settings.home)
     model_host = None
     if settings.runner == "process":  # one model host for the node, shared by every worker
@@ -61,6 +63,17 @@ def serve(
     finally:
         if model_host is not None:
             model_host.stop()
+
+
+def _record_port(settings: Settings) -> None:
+    """The port, for the CLI and SDK to know this home's server: they send its admin token
+    to a loopback URL on this port only."""
+    path = served_port_file(settings)
+    partial = path.with_suffix(".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"{settings.port}\n")
+    os.replace(partial, path)
 
 
 def _setting_errors(exc: ValidationError) -> str:
