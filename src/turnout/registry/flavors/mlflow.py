@@ -1,4 +1,9 @@
-"""MLflow model directories (an `MLmodel` file), loaded through mlflow's pyfunc."""
+"""MLflow model directories (an `MLmodel` file), loaded through mlflow's pyfunc.
+
+What loading executes is read from the `MLmodel` file, never guessed from file names: a
+flavor may keep its pickle under any name, and pyfunc may import a loader module or code
+that came with the model.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +27,14 @@ MLFLOW_TYPES = {
     "boolean": DType.BOOL,
     "string": DType.BYTES,
 }
+
+BUILTIN_LOADERS = frozenset({"mlflow.sklearn", "mlflow.onnx", "mlflow.xgboost", "mlflow.lightgbm"})
+"""pyfunc loader modules of mlflow itself whose loading this module can judge; any other
+loader module (mlflow.pyfunc.model included: a cloudpickled or code-defined PythonModel)
+runs code that came with the model."""
+CODE_KEYS = ("code", "python_model", "model_code_path", "cloudpickle_version")
+"""python_function keys that mean pyfunc imports or unpickles the model's own code."""
+PICKLE_SUFFIXES = {".pkl", ".pickle", ".joblib", ".sav"}
 
 
 class MlflowModel(LoadedModel):
@@ -96,4 +109,59 @@ class MlflowFlavor(Flavor):
 
     def uses_pickle(self, path: Path) -> bool:
         root = path if path.is_dir() else path.parent
-        return any(p.suffix in {".pkl", ".pickle", ".joblib"} for p in root.rglob("*"))
+        if any(p.suffix.lower() in PICKLE_SUFFIXES for p in root.rglob("*")):
+            return True
+        # The pickle policy is about running what an upload carries: pyfunc importing the
+        # model's own code is refused with it, as is an MLmodel that cannot be judged.
+        meta = read_mlmodel(root)
+        return meta is None or unpickles(meta) or runs_own_code(meta)
+
+
+def read_mlmodel(root: Path) -> dict[str, Any] | None:
+    """The parsed `MLmodel` file; None when it is missing or not a YAML mapping (which
+    judging treats as the worst case)."""
+    try:
+        meta = yaml.safe_load((root / "MLmodel").read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _flavors(meta: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    flavors = meta.get("flavors")
+    if not isinstance(flavors, dict):
+        return {}
+    return {str(k): v if isinstance(v, dict) else {} for k, v in flavors.items()}
+
+
+def runs_own_code(meta: dict[str, Any]) -> bool:
+    """Whether pyfunc loading imports code that came with the model: a `code` folder, a
+    loader module that is not mlflow's own, a PythonModel (pickled or from a code file),
+    or a model class named in the file."""
+    flavors = _flavors(meta)
+    pyfunc = flavors.get("python_function", {})
+    if any(pyfunc.get(key) for key in CODE_KEYS):
+        return True
+    loader = pyfunc.get("loader_module")
+    if loader is not None and loader not in BUILTIN_LOADERS:
+        return True
+    model_class = str(flavors.get("xgboost", {}).get("model_class", "xgboost.core.Booster"))
+    return loader == "mlflow.xgboost" and not model_class.startswith("xgboost.")
+
+
+def unpickles(meta: dict[str, Any]) -> bool:
+    """Whether loading unpickles anything, whatever the file is called: scikit-learn's
+    `pickled_model` unless stored as skops with mlflow's default trust, a cloudpickled
+    PythonModel, a LightGBM scikit-learn model."""
+    flavors = _flavors(meta)
+    pyfunc = flavors.get("python_function", {})
+    if pyfunc.get("python_model") or pyfunc.get("cloudpickle_version"):
+        return True
+    sklearn = flavors.get("sklearn")
+    if sklearn is not None and (
+        sklearn.get("serialization_format", "pickle") != "skops"
+        or sklearn.get("skops_trusted_types")
+    ):
+        return True
+    lightgbm = flavors.get("lightgbm")
+    return lightgbm is not None and lightgbm.get("model_class") != "lightgbm.basic.Booster"
