@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import warnings
 from copy import deepcopy
 from pathlib import Path
@@ -27,11 +26,11 @@ from sklearn.tree import DecisionTreeClassifier
 
 from turnout.errors import InvalidArtifact, PolicyRefused
 from turnout.registry.flavors.base import Features, Flavor, LoadedModel, ModelFacts, Prediction
+from turnout.registry.flavors.skops_types import trusted_types
 from turnout.registry.signature import DType
 
 PICKLE_SUFFIXES = {".joblib", ".pkl", ".pickle", ".sav"}
 SKOPS_SUFFIXES = {".skops"}
-SKOPS_TRUSTED_PACKAGES = {"sklearn", "numpy", "scipy"}
 
 
 # Classifiers whose `predict` is, by construction, the class of highest `predict_proba`:
@@ -155,31 +154,19 @@ def load_pickled(path: Path) -> Any:
         ) from exc
 
 
-def _trusted_skops_type(name: str) -> bool:
-    """A class (never a function) from scikit-learn, NumPy or SciPy.
-
-    skops only builds the types it is told to trust; trusting whatever a file names would
-    let an uploaded file call any function, which is what choosing skops over pickle avoids.
-    """
-    module, _, attr = name.rpartition(".")
-    if module.split(".")[0] not in SKOPS_TRUSTED_PACKAGES:
-        return False
-    try:
-        return isinstance(getattr(importlib.import_module(module), attr), type)
-    except (ImportError, AttributeError):
-        return False
-
-
 def load_skops(path: Path) -> Any:
     try:
         untrusted = sio.get_untrusted_types(file=path)
     except Exception as exc:  # skops raises many kinds for a bad file
         raise InvalidArtifact(f"{path.name} is not a readable skops file: {exc}") from exc
-    refused = [name for name in untrusted if not _trusted_skops_type(name)]
+    # skops only builds the types it is told to trust; trusting whatever a file names would
+    # let an uploaded file call any function, which is what choosing skops over pickle avoids.
+    refused = [name for name in untrusted if name not in trusted_types()]
     if refused:
         raise PolicyRefused(
             f"{path.name} holds objects turnout will not rebuild from a skops file: "
-            f"{', '.join(refused[:10])}; only scikit-learn, NumPy and SciPy classes are trusted"
+            f"{', '.join(refused[:10])}; only scikit-learn estimators and the NumPy/SciPy "
+            "array types they hold are trusted"
         )
     try:
         return sio.load(path, trusted=untrusted)
