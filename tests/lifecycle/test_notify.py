@@ -263,3 +263,27 @@ def test_event_body() -> None:
     }
     assert event_body(rollout, "promoted", {}, step="promote")["step"] == "promote"
     orjson.dumps(body)
+
+
+@pytest.mark.parametrize("down", [False, True], ids=["refused", "unreachable"])
+def test_a_failed_delivery_logs_the_host_never_the_url(
+    receiver: Receiver,
+    notifiers: Callable[..., Notifier],
+    caplog: pytest.LogCaptureFixture,
+    down: bool,
+) -> None:
+    """Webhook URLs often carry their key in the path or query (chat, incident tools)."""
+    port = closed_port() if down else int(receiver.url.rsplit(":", 1)[1].split("/")[0])
+    url = f"http://127.0.0.1:{port}/hooks/T000/B000/XoXsEcReT?token=tok-5ecret"
+    receiver.failures = 1 if not down else 0
+    receiver.status = 404
+    notifier = notifiers(url, attempts=1)
+    notifier.start()
+    with caplog.at_level(logging.WARNING, logger="turnout.controller"):
+        notifier.send(event(0))
+        notifier.close()
+
+    assert notifier.stats()["failed"] == 1
+    assert "not delivered to 127.0.0.1" in caplog.text
+    assert "XoXsEcReT" not in caplog.text
+    assert "5ecret" not in caplog.text

@@ -55,6 +55,20 @@ def event_body(
     }
 
 
+def _host(url: str | None) -> str:
+    """The receiver as logged: its host only; the URL's path and query may hold a secret
+    (chat and incident webhooks put their key there)."""
+    try:
+        return httpx.URL(url or "").host or "(no host)"
+    except httpx.InvalidURL:
+        return "(invalid URL)"
+
+
+def _without(reason: str, url: str | None, host: str) -> str:
+    """A failure's text with the URL (which some errors quote) replaced by its host."""
+    return reason.replace(url, host) if url else reason
+
+
 def signature(secret: bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
@@ -161,9 +175,10 @@ class Notifier:
                 return True
             if outcome is _Attempt.REFUSED:
                 break
+        host = _host(self.url)
         log.warning(
             "webhook: event %s of rollout %s not delivered to %s after %d attempt(s): %s",
-            kind, event.get("rollout"), self.url, tried, reason,
+            kind, event.get("rollout"), host, tried, _without(reason, self.url, host),
         )  # fmt: skip
         return False
 
