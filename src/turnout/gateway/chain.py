@@ -164,9 +164,14 @@ class Chain:
             counter.rejected += 1
             raise ModelUnavailable(f"{model}:{version} is failing (circuit open)")
         pending = self._pending.get(key, 0)
-        if pending + len(rows) > self.max_pending_rows:
+        if pending and pending + len(rows) > self.max_pending_rows:
+            # a batch larger than the limit still runs when nothing waits: the limit keeps
+            # requests from queueing behind others, not batches from being sent
             counter.rejected += 1
-            raise Overloaded(f"{model}:{version} has {pending} rows waiting (limit reached)")
+            raise Overloaded(
+                f"{model}:{version} is busy: {pending} rows wait and this request brings "
+                f"{len(rows)}, past TURNOUT_MAX_PENDING_ROWS={self.max_pending_rows}"
+            )
         remaining = None if deadline is None else deadline - time.perf_counter()
         if remaining is not None and remaining <= 0:
             raise TimedOut("the deadline passed before this step could start")
