@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from turnout.api.app import create_api
 from turnout.api.auth import Tokens
 from turnout.api.deps import Services
+from turnout.gateway.access import Access, PredictAuth
 from turnout.gateway.app import Gateway
 from turnout.gateway.breaker import BreakerPolicy
 from turnout.gateway.chain import Chain
@@ -283,6 +284,7 @@ def create_app(settings: Settings) -> TurnoutApp:
         versions_of=versions_of,
         signature_of=signature_of,
         logger=logger,
+        access=Access(mode=PredictAuth(settings.predict_auth), authenticate=tokens.authenticate),
     )
     heartbeat = Heartbeat(
         table,

@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     token: str | None = None
     """API token the CLI and SDK send; default: the admin token file of a local server."""
 
+    predict_auth: Literal["optional", "required"] = "optional"
+    """Whether prediction routes need a token: `optional` (tokens are checked when sent)
+    or `required` (any role; health and server metadata stay open). Token checks are
+    cached for 5 s, so a revoked token may still predict for up to 5 s."""
+
     allow_pickle: bool = True
     """Whether pickle-based artifacts (joblib/pickle files) may be registered and loaded."""
 
@@ -64,6 +69,10 @@ class Settings(BaseSettings):
 
     register_timeout_ms: int = Field(default=60_000, gt=0)
     """How long registration waits for a new version to load and predict its examples."""
+
+    runner_user: str = "nobody"
+    """When the server runs as root, the unprivileged user its runner processes (model code)
+    run as: they cannot read the server's home, database or tokens."""
 
     host_socket: str | None = None
     """Unix socket of the node's model host (set by `turnout serve` for its workers)."""

@@ -176,9 +176,9 @@ def test_body_over_the_limit_is_a_413(http: httpx.Client) -> None:
         ("POST", "/v1/deployments/nope/predict", 404, "deployment 'nope' not found"),
         ("GET", "/v2/models/nope", 404, "not found"),
         ("GET", "/v2/models/nope/ready", 404, "not found"),
-        ("POST", f"/v2/models/{DEPLOYMENT}/versions/99/infer", 404, "version 99"),
-        ("GET", f"/v2/models/{DEPLOYMENT}/versions/99", 404, "version 99"),
-        ("GET", f"/v2/models/{DEPLOYMENT}/versions/99/ready", 404, "version 99"),
+        ("POST", f"/v2/models/{DEPLOYMENT}/versions/99/infer", 403, "version 99"),
+        ("GET", f"/v2/models/{DEPLOYMENT}/versions/99", 403, "version 99"),
+        ("GET", f"/v2/models/{DEPLOYMENT}/versions/99/ready", 403, "version 99"),
         ("POST", f"/v2/models/{DEPLOYMENT}/versions/abc/infer", 400, "invalid version 'abc'"),
         ("POST", f"/v2/models/{DEPLOYMENT}/versions/0/infer", 400, "invalid version '0'"),
         ("POST", f"/v2/models/{DEPLOYMENT}/versions/-1/infer", 400, "invalid version '-1'"),
@@ -247,7 +247,7 @@ def test_version_path_infer(http: httpx.Client, model: Pipeline, rows: np.ndarra
     response = http.post(path, content=orjson.dumps(oip_body(rows, id="v1")))
     assert response.status_code == 200, response.text
     assert response.json()["model_version"] == "1"
-    assert response.headers["x-turnout-role"] == "champion"
+    assert response.headers["x-turnout-role"] == "direct"
     predict = next(o for o in response.json()["outputs"] if o["name"] == "predict")
     assert predict["data"] == model.predict(frame(rows)).tolist()
 

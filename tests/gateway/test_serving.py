@@ -170,12 +170,17 @@ def test_per_version_infer(server: LiveServer, rows: np.ndarray, tmp_path: Path)
     body = {"inputs": [{"name": "input-0", "shape": list(rows.shape), "datatype": "FP64",
                         "data": rows.tolist()}]}  # fmt: skip
     routed = httpx.post(f"{server.url}/v2/models/bc-prod/infer", json=body)
-    direct = httpx.post(f"{server.url}/v2/models/bc-prod/versions/2/infer", json=body)
     assert routed.json()["model_version"] == "1"
+    unrouted = f"{server.url}/v2/models/bc-prod/versions/2"
+    anonymous = httpx.post(f"{unrouted}/infer", json=body)
+    assert anonymous.status_code == 403  # only deployers may call versions nothing routes to
+    deployer = {"authorization": f"Bearer {server.token}"}
+    direct = httpx.post(f"{unrouted}/infer", json=body, headers=deployer)
     assert direct.status_code == 200, direct.text
     assert direct.json()["model_version"] == "2"
     assert direct.headers["x-turnout-model-version"] == "2"
-    ready = httpx.get(f"{server.url}/v2/models/bc-prod/versions/2/ready")
+    assert direct.headers["x-turnout-role"] == "direct"
+    ready = httpx.get(f"{unrouted}/ready", headers=deployer)
     assert ready.status_code == 200
 
 

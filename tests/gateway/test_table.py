@@ -84,3 +84,50 @@ def _metadata_only(registry: Registry):  # type: ignore[no-untyped-def]
         return registry.load(registry.get_version(model, version))
 
     return get
+
+
+def test_unknown_names_cost_at_most_one_db_look_per_interval(tmp_path: Path) -> None:
+    """1,000 requests for made-up deployment names are answered from the table in hand."""
+    with open_registry(tmp_path) as registry:
+        registry.register(
+            NewVersion(model="m", source=constant_model(tmp_path / "v1", 1.0), flavor="python")
+        )
+        deployments = Deployments(registry.db, registry)
+        deployments.create(NewDeployment(name="real", model="m", version=1))
+        reads: list[str] = []
+
+        def snapshot(since: datetime | None) -> list[tuple]:  # type: ignore[type-arg]
+            reads.append("snapshot")
+            with registry.db.read() as conn:
+                return md.active_revisions(conn, since)
+
+        def fingerprint() -> object:
+            reads.append("fingerprint")
+            with registry.db.read() as conn:
+                return md.routing_fingerprint(conn)
+
+        now = [0.0]
+
+        async def scenario() -> None:
+            table = RoutingTable(
+                ModelPool(lambda model, version: _never(registry, model, version)),
+                fingerprint=fingerprint,
+                snapshot=snapshot,
+                interval_s=1.0,
+                on_unload=_nothing,
+                clock=lambda: now[0],
+            )
+            table.pool.get = _metadata_only(registry)  # type: ignore[method-assign]
+            await table.refresh(force=True)
+            reads.clear()
+            for i in range(1000):
+                assert await table.lookup(f"nope-{i}") is None
+            assert reads.count("fingerprint") == 1
+            assert await table.lookup("real") is not None
+            deployments.create(NewDeployment(name="new", model="m", version=1))
+            assert await table.lookup("new") is None  # within the interval: not looked for
+            now[0] += 1.0
+            assert await table.lookup("new") is not None  # the next interval finds it
+            assert reads.count("fingerprint") == 2
+
+        asyncio.run(scenario())

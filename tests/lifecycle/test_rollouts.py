@@ -383,3 +383,23 @@ def test_a_challenge_step_is_held_for_its_minimum_time(stack: Stack) -> None:
     time.sleep(max(0.0, 2.1 - (time.monotonic() - started)))
     stack.controller.tick()
     assert stack.state() == ("running", "promote")
+
+
+def test_direct_calls_are_no_evidence_for_any_gate(stack: Stack) -> None:
+    """Answers to calls by version number (role `direct`) never count as a shadow's,
+    challenger's or champion's: a gate waiting for samples keeps waiting."""
+    stack.rollouts.start("d", 2, PLAN, actor="alice")
+    stack.controller.tick()
+    stack.answers(1, "direct", 500)
+    stack.answers(2, "direct", 500)
+    stack.controller.tick()
+    assert stack.state() == ("running", "warmup")
+    stack.answers(1, "champion", 30)
+    stack.answers(2, "shadow", 30)
+    stack.controller.tick()
+    assert stack.state() == ("running", "challenge:10")
+    stack.controller.tick()
+    stack.answers(1, "champion", 2000, errors=200)
+    stack.answers(2, "direct", 5000)
+    stack.controller.tick()
+    assert stack.state() == ("running", "challenge:10")

@@ -16,8 +16,17 @@ from typing import Any
 import orjson
 
 from turnout import __version__
-from turnout.errors import BadRequest, ModelUnavailable, NotFound, PayloadTooLarge, TurnoutError
+from turnout.api.auth import Principal
+from turnout.errors import (
+    BadRequest,
+    Forbidden,
+    ModelUnavailable,
+    NotFound,
+    PayloadTooLarge,
+    TurnoutError,
+)
 from turnout.gateway import codec
+from turnout.gateway.access import Access, check_deployment, may_address_any_version
 from turnout.gateway.chain import FAILOVER_SHARE, Answered, Chain, NoAnswer
 from turnout.gateway.pool import ModelPool
 from turnout.gateway.runner import Runner
@@ -73,6 +82,7 @@ class Gateway:
         versions_of: Callable[[str], list[int]],
         signature_of: Callable[[str, int], Awaitable[Signature]],
         logger: PredictionLogger | None = None,
+        access: Access | None = None,
     ) -> None:
         self.table = table
         self.pool = pool
@@ -84,6 +94,8 @@ class Gateway:
         self.versions_of = versions_of
         self.signature_of = signature_of
         self.logger = logger
+        self.access = access
+        """Who may call; None: no tokens are checked (tests of the serving path alone)."""
         self._signatures: dict[tuple[str, int], Signature] = {}
         self.accepting = True
 
@@ -101,9 +113,23 @@ class Gateway:
         if parts[0] == "v1":
             if len(parts) == 4 and parts[1] == "deployments" and parts[3] == "predict":
                 self._only(method, "POST")
-                return await self._native(parts[2], await self._body(receive), scope)
+                who = await self._caller(scope, parts[2])
+                return await self._native(parts[2], await self._body(receive), scope, who)
             raise NotFound(f"no route {scope['path']}")
         return await self._oip(method, parts[1:], receive, scope)
+
+    async def _caller(self, scope: Scope, deployment: str) -> Principal | None:
+        """Who calls, checked before the body is read; None for an allowed anonymous call."""
+        if self.access is None:
+            return None
+        header = None
+        for key, value in scope["headers"]:
+            if key == b"authorization":
+                header = bytes(value).decode("latin-1")
+                break
+        who = await self.access.principal(header)
+        check_deployment(who, deployment)
+        return who
 
     async def _oip(self, method: str, parts: list[str], receive: Receive, scope: Scope) -> Reply:
         path = scope["path"]
@@ -121,19 +147,20 @@ class Gateway:
         if parts[0] != "models" or len(parts) < 2:
             raise NotFound(f"no route {path}")
         name, rest = parts[1], parts[2:]
+        who = await self._caller(scope, name)
         version: int | None = None
         if len(rest) >= 2 and rest[0] == "versions":
             version = _version_number(rest[1])
             rest = rest[2:]
         if rest == []:
             self._only(method, "GET")
-            return _response(200, await self._metadata(name, version))
+            return _response(200, await self._metadata(name, version, who))
         if rest == ["ready"]:
             self._only(method, "GET")
-            return await self._model_ready(name, version)
+            return await self._model_ready(name, version, who)
         if rest == ["infer"]:
             self._only(method, "POST")
-            return await self._infer(name, version, await self._body(receive), scope)
+            return await self._infer(name, version, await self._body(receive), scope, who)
         raise NotFound(f"no route {path}")
 
     @staticmethod
@@ -171,12 +198,23 @@ class Gateway:
             raise NotFound(f"deployment {name!r} not found")
         return route
 
-    async def _direct(self, route: Route, version: int) -> tuple[Servable, Role]:
-        """One version asked for by number, outside the traffic split."""
+    async def _direct(self, route: Route, version: int, who: Principal | None) -> Servable:
+        """One version asked for by number, outside the traffic split (role `direct`)."""
+        self._addressable(route, version, who)
+        return await self._load(route.model, version)
+
+    def _addressable(self, route: Route, version: int, who: Principal | None) -> None:
+        """Versions of the active revision may be called by number; any other version only
+        by deployers, so callers cannot make the gateway load what nothing routes to."""
+        if version in route.config.versions():
+            return
+        if not may_address_any_version(who):
+            raise Forbidden(
+                f"version {version} is not in revision {route.revision} of deployment "
+                f"{route.deployment!r}; only deployer tokens may call other versions"
+            )
         if version not in self.versions_of(route.model):
             raise NotFound(f"version {version} of model {route.model!r} not found")
-        role = Role.CHAMPION if version == route.config.champion else Role.CHALLENGER
-        return await self._load(route.model, version), role
 
     async def _try_load(
         self, model: str, version: int, timeout_ms: int | None
@@ -221,13 +259,14 @@ class Gateway:
         *,
         request_id: str | None,
         key: str | None,
+        who: Principal | None = None,
     ) -> Answer:
         if request_id is not None and not _printable_id(request_id):
             raise BadRequest("'id' must be 1-128 printable ASCII characters")
         started = time.perf_counter()
         base = request_id or new_prediction_id()
         if version is not None:
-            servable, role = await self._direct(route, version)
+            servable, role = await self._direct(route, version, who), Role.DIRECT
             rows = decode(servable.signature)
             ids = _ids(base, len(rows))
             answered = await self._logged(
@@ -337,7 +376,9 @@ class Gateway:
 
     # -- protocols ---------------------------------------------------------------------------
 
-    async def _infer(self, name: str, version: int | None, request: Any, scope: Scope) -> Reply:
+    async def _infer(
+        self, name: str, version: int | None, request: Any, scope: Scope, who: Principal | None
+    ) -> Reply:
         route = await self._route(name)
         fields: dict[str, Any] = {}
 
@@ -351,7 +392,7 @@ class Gateway:
             raise BadRequest("'id' must be a string")
         wanted = codec.requested_outputs(request) if isinstance(request, dict) else None
         key = self._key(route, scope, lambda field: codec.oip_field(request, field))
-        answer = await self._answer(route, version, decode, request_id=request_id, key=key)
+        answer = await self._answer(route, version, decode, request_id=request_id, key=key, who=who)
         body = {
             "model_name": name,
             "model_version": str(answer.version),
@@ -365,7 +406,7 @@ class Gateway:
         }
         return _response(200, body, _headers(answer))
 
-    async def _native(self, name: str, request: Any, scope: Scope) -> Reply:
+    async def _native(self, name: str, request: Any, scope: Scope, who: Principal | None) -> Reply:
         route = await self._route(name)
         key = self._key(route, scope, lambda field: codec.native_field(request, field))
         answer = await self._answer(
@@ -374,6 +415,7 @@ class Gateway:
             lambda signature: codec.decode_native(request, signature),
             request_id=None,
             key=key,
+            who=who,
         )
         body = codec.encode_native(answer.prediction)
         body["prediction_ids"] = answer.prediction_ids
@@ -382,12 +424,14 @@ class Gateway:
         body["role"] = answer.role.value
         return _response(200, body, _headers(answer))
 
-    async def _metadata(self, name: str, version: int | None) -> dict[str, JSON]:
+    async def _metadata(
+        self, name: str, version: int | None, who: Principal | None
+    ) -> dict[str, JSON]:
         route = await self._route(name)
         if version is None:
             servable = await self._load(route.model, route.config.champion)
         else:
-            servable, _ = await self._direct(route, version)
+            servable = await self._direct(route, version, who)
         signature = servable.signature
         outputs: list[dict[str, JSON]] = [
             {"name": "predict", "datatype": signature.output_dtype.value, "shape": [-1]}
@@ -423,11 +467,11 @@ class Gateway:
             },
         }
 
-    async def _model_ready(self, name: str, version: int | None) -> Reply:
+    async def _model_ready(self, name: str, version: int | None, who: Principal | None) -> Reply:
         route = await self._route(name)
         wanted = route.config.champion if version is None else version
-        if version is not None and version not in self.versions_of(route.model):
-            raise NotFound(f"version {version} of model {route.model!r} not found")
+        if version is not None:
+            self._addressable(route, version, who)
         ready = self.pool.peek(route.model, wanted) is not None
         if not ready:
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -48,6 +49,7 @@ class RoutingTable:
         prioritize: Callable[[set[tuple[str, int]]], None] = lambda shadow_only: None,
         warm: Callable[[Servable], Awaitable[None]] | None = None,
         on_routes: Callable[[dict[str, Route]], Awaitable[None]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.pool = pool
         self._fingerprint = fingerprint
@@ -72,6 +74,9 @@ class RoutingTable:
         self._rows: dict[str, tuple[DeploymentRecord, RevisionRecord]] = {}
         self._newest = datetime.min.replace(tzinfo=UTC)
         self._poked = asyncio.Event()
+        self._clock = clock
+        self._unknown_at = -float("inf")
+        """When an unknown name last made the table look at the DB."""
         self.ready = False
 
     def poke(self) -> None:
@@ -82,9 +87,11 @@ class RoutingTable:
         return self.routes.get(name)
 
     async def lookup(self, name: str) -> Route | None:
-        """The route, refreshing once from the DB when the name is not known yet."""
+        """The route; a name not known yet makes the table look at the DB at once, but at
+        most once per poll interval, so requests for made-up names cost no DB round trip."""
         route = self.routes.get(name)
-        if route is None:
+        if route is None and self._clock() - self._unknown_at >= self._interval_s:
+            self._unknown_at = self._clock()
             published = asyncio.Event()
             self._listeners.add(published)
             refreshing = asyncio.ensure_future(self.refresh(force=True))

@@ -19,6 +19,8 @@ class Role(StrEnum):
     STANDBY = "standby"
     FAILOVER = "failover"
     FALLBACK = "fallback"
+    DIRECT = "direct"
+    """Called by version number, outside the traffic split: logged, read by no gate."""
 
 
 class TokenRole(StrEnum):
