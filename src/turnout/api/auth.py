@@ -14,6 +14,7 @@ from turnout.errors import Forbidden, Unauthorized
 from turnout.store import metadata as md
 from turnout.store.db import Database
 from turnout.store.records import Permission, TokenRecord, TokenRole
+from turnout.types import JSON
 
 TOKEN_PREFIX = "tnt_"
 
@@ -71,11 +72,37 @@ class Tokens:
                 f"this needs {needed.value}"
             )
 
-    def create(self, name: str, role: TokenRole) -> tuple[str, TokenRecord]:
+    def create(
+        self,
+        name: str,
+        role: TokenRole,
+        *,
+        actor: str,
+        permissions: frozenset[Permission] = frozenset(),
+        deployments: tuple[str, ...] | None = None,
+        expires_at: datetime | None = None,
+    ) -> tuple[str, TokenRecord]:
+        """A new token (its secret is returned once, only its hash is kept), audited as
+        created by `actor`."""
         token = new_token()
         with self.db.write() as conn:
-            record = md.insert_token(conn, name=name, role=role, token_hash=hash_token(token))
-            md.audit(conn, actor="admin", action="token.create", target=name, detail={"role": role})
+            record = md.insert_token(
+                conn,
+                name=name,
+                role=role,
+                token_hash=hash_token(token),
+                permissions=permissions,
+                deployments=deployments,
+                expires_at=expires_at,
+            )
+            detail: dict[str, JSON] = {
+                "id": record.id,
+                "role": role.value,
+                "permissions": sorted(p.value for p in permissions),
+                "deployments": list(deployments) if deployments is not None else None,
+                "expires_at": expires_at.isoformat() if expires_at else None,
+            }
+            md.audit(conn, actor=actor, action="token.create", target=name, detail=detail)
         return token, record
 
     def list_all(self) -> list[TokenRecord]:

@@ -87,7 +87,10 @@ def token_json(record: TokenRecord) -> dict[str, JSON]:
         "id": record.id,
         "name": record.name,
         "role": record.role.value,
+        "permissions": sorted(p.value for p in record.permissions),
+        "deployments": list(record.deployments) if record.deployments is not None else None,
         "created_at": record.created_at.isoformat(),
+        "expires_at": record.expires_at.isoformat() if record.expires_at else None,
         "revoked_at": record.revoked_at.isoformat() if record.revoked_at else None,
     }
 
