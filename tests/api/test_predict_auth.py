@@ -1,6 +1,6 @@
 """With TURNOUT_PREDICT_AUTH=required: prediction routes need a token, scoped tokens call
 only their deployments, versions outside the revision need a deployer, and direct calls
-are answered as role `direct`. Also: tokens with scopes and expiry."""
+are answered as role `direct`. Also: tokens with scopes and expiry, and the audit log."""
 
 from __future__ import annotations
 
@@ -143,6 +143,46 @@ def test_tokens_expire(server: LiveServer) -> None:
         brief.whoami()
 
 
+def test_token_creation_is_audited_as_its_caller(server: LiveServer) -> None:
+    with server.client() as admin:
+        second = admin.create_token("ops-lead", "admin")["token"]
+    with Client(server.url, second) as lead:
+        lead.create_token("made-by-lead", "viewer", permissions=["register-code"])
+        entries = lead.audit(action="token.create", target="made-by-lead")
+    assert [e["actor"] for e in entries] == ["ops-lead"]
+    assert entries[0]["detail"]["permissions"] == ["register-code"]
+
+
+def test_audit_filters_and_pages(server: LiveServer) -> None:
+    with server.client() as admin:
+        for i in range(5):
+            admin.create_token(f"pager-{i}", "viewer")
+        newest_first = admin.audit(action="token.create", limit=3)
+        assert len(newest_first) == 3
+        assert newest_first[0]["id"] > newest_first[1]["id"] > newest_first[2]["id"]
+        paged = admin.audit(action="token.", limit=1000)
+        assert len({e["id"] for e in paged}) == len(paged) >= 5
+        assert admin.audit(actor="nobody-at-all") == []
+        assert admin.audit(since="1h", target="pager-4")[0]["target"] == "pager-4"
+        future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+        assert admin.audit(since=future) == []
+        with pytest.raises(ApiError, match="since must be"):
+            admin.audit(since="yesterday-ish")
+        page = httpx.get(
+            f"{server.url}/api/v1/audit", params={"limit": 2, "action": "token.create"},
+            headers=bearer(server.token),
+        ).json()  # fmt: skip
+        after = httpx.get(
+            f"{server.url}/api/v1/audit",
+            params={"limit": 2, "action": "token.create", "before_id": page["next_before_id"]},
+            headers=bearer(server.token),
+        ).json()
+        assert after["entries"][0]["id"] < page["entries"][-1]["id"]
+        viewer = admin.create_token("audit-reader", "viewer")["token"]
+    denied = httpx.get(f"{server.url}/api/v1/audit", headers=bearer(viewer))
+    assert denied.status_code == 403
+
+
 def test_tokens_cli_creates_lists_and_revokes(server: LiveServer) -> None:
     created = turnout(
         server, "tokens", "create", "cli-app", "--role", "predictor", "--deployment", "fraud",
@@ -157,3 +197,6 @@ def test_tokens_cli_creates_lists_and_revokes(server: LiveServer) -> None:
     assert "revoked" in turnout(server, "tokens", "revoke", str(data["id"])).stdout
     listed = json.loads(turnout(server, "tokens", "list", "--json").stdout)
     assert next(t for t in listed if t["id"] == data["id"])["revoked_at"]
+    audited = json.loads(turnout(server, "audit", "--action", "token.revoke", "--json").stdout)
+    assert audited[0]["target"] == str(data["id"])
+    assert "token.revoke" in turnout(server, "audit", "--since", "1h").stdout

@@ -11,7 +11,17 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from turnout import __version__
-from turnout.api import apply, deployments, models, monitoring, retrain, rollouts, tokens
+from turnout.api import (
+    apply,
+    audit,
+    deployments,
+    models,
+    monitoring,
+    problems,
+    retrain,
+    rollouts,
+    tokens,
+)
 from turnout.api.auth import Principal
 from turnout.api.deps import Services, viewer
 from turnout.errors import TurnoutError
@@ -47,6 +57,7 @@ def create_api(svc: Services, *, fleet: FleetCollector | None = None) -> FastAPI
         rollouts.router,
         retrain.router,
         tokens.router,
+        audit.router,
     ):
         api.include_router(router, prefix=API_PREFIX)
 
@@ -62,11 +73,9 @@ def create_api(svc: Services, *, fleet: FleetCollector | None = None) -> FastAPI
     async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
 
-    @api.exception_handler(Exception)
-    async def _bug(_: Request, exc: Exception) -> Response:
-        return JSONResponse(
-            {"error": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500
-        )
+    api.add_exception_handler(OverflowError, problems.out_of_range)
+    api.add_exception_handler(RecursionError, problems.too_deep)
+    api.add_exception_handler(Exception, problems.bug)
 
     fleet = fleet or FleetCollector(svc.routing.live_workers)
 

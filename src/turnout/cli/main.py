@@ -8,6 +8,7 @@ import typer
 
 from turnout.cli import (
     apply,
+    audit,
     deployments,
     models,
     monitoring,
@@ -39,6 +40,7 @@ app.command()(monitoring.status)
 app.add_typer(models.app, name="models")
 app.add_typer(deployments.app, name="deployments")
 app.add_typer(tokens.app, name="tokens")
+app.command()(audit.audit)
 app.add_typer(rollouts.app, name="rollout")
 app.command()(retrain.retrain)
 app.add_typer(retrain.policy_app, name="retrain-policy")
