@@ -82,6 +82,9 @@ class HostProcess:
     @classmethod
     def start(cls, env: dict[str, str] | None = None) -> HostProcess:
         run_dir = Path(tempfile.mkdtemp(prefix="turnout-host-"))
+        # Others may pass through (runners that dropped to an unprivileged user reach their
+        # staged files below) but not list it; its sockets are the server user's alone.
+        run_dir.chmod(0o711)
         process = subprocess.Popen(
             [sys.executable, "-m", "turnout.host.supervisor", str(run_dir / "host.sock")],
             env=env,

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import pwd
 import re
+import stat
+import sys
+import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
+import turnout
 from turnout.settings import Settings
+
+log = logging.getLogger("turnout.host")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -23,6 +31,9 @@ class HostConfig:
     check_timeout_s: float
     memory_growth_mb: int
     env: dict[str, str]
+    runner_uid: int | None = None
+    """The unprivileged user runners become when the server runs as root."""
+    runner_gid: int | None = None
     """Environment of the template and so of every runner: no credentials."""
 
 
@@ -61,4 +72,53 @@ def host_config(run_dir: Path, settings: Settings | None = None) -> HostConfig:
         check_timeout_s=settings.register_timeout_ms / 1000,
         memory_growth_mb=settings.runner_memory_mb,
         env=runner_env(dict(os.environ)),
+        **_runner_user(settings.runner_user),
     )
+
+
+def _runner_user(name: str) -> dict[str, int | None]:
+    """As root, runners become `name` (TURNOUT_RUNNER_USER); otherwise they stay this user,
+    who already is not root. They can only do so when that user can read Python and the
+    installed packages: with Python under a private folder (say /root/.pyenv) they stay
+    root, and the server says so once at start."""
+    none: dict[str, int | None] = {"runner_uid": None, "runner_gid": None}
+    if os.geteuid() != 0:
+        return none
+    try:
+        user = pwd.getpwnam(name)
+    except KeyError:
+        raise ValueError(
+            f"TURNOUT_RUNNER_USER: no user {name!r} on this machine to run model code as"
+        ) from None
+    hidden = unreadable_to_others(python_paths())
+    if hidden is not None:
+        log.warning(
+            "model code runs as root, not as %r: %s is not readable by other users (install "
+            "Python and turnout where every user may read them to run models unprivileged)",
+            name,
+            hidden,
+        )
+        return none
+    return {"runner_uid": user.pw_uid, "runner_gid": user.pw_gid}
+
+
+def python_paths() -> list[Path]:
+    """What a runner must read: the interpreter's library, the installed packages, turnout."""
+    paths = {Path(sysconfig.get_paths()[key]) for key in ("stdlib", "purelib", "platlib")}
+    paths.add(Path(turnout.__file__).parent)
+    paths.add(Path(sys.executable).resolve())
+    return sorted(paths)
+
+
+def unreadable_to_others(paths: list[Path]) -> Path | None:
+    """The first path (or parent folder) that a user other than its owner cannot reach."""
+    for path in paths:
+        for part in [*reversed(path.parents), path]:
+            try:
+                mode = part.stat().st_mode
+            except OSError:
+                return part
+            needed = stat.S_IXOTH if part.is_dir() else stat.S_IROTH
+            if not mode & needed:
+                return part
+    return None

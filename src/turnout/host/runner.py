@@ -14,6 +14,7 @@ import os
 import resource
 import selectors
 import socket
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,9 +24,8 @@ from typing import Any
 from turnout.host import wire
 from turnout.host.slot import Slot
 from turnout.registry.describe import Inspection, describe, resident_bytes
-from turnout.registry.loader import Loader
+from turnout.registry.loader import load_files
 from turnout.registry.servable import Servable
-from turnout.store.artifacts import open_artifact_store
 from turnout.types import JSON, Array
 
 Reply = tuple[dict[str, JSON], list[Array | None]]
@@ -36,21 +36,25 @@ EXIT_OUT_OF_MEMORY = 70
 class RunnerConfig:
     runner_id: int
     slot: Path
-    artifact_root: str
-    work_dir: Path
     allow_pickle: bool
     memory_growth_mb: int
     """How far the process may grow past what its models take (0: no limit)."""
+    tmp: Path | None = None
+    """A temporary folder the runner's user owns (TMPDIR for model code)."""
+    uid: int | None = None
+    """The unprivileged user the runner becomes (when the server runs as root)."""
+    gid: int | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunnerConfig:
         return cls(
             runner_id=int(data["runner_id"]),
             slot=Path(data["slot"]),
-            artifact_root=str(data["artifact_root"]),
-            work_dir=Path(data["work_dir"]),
             allow_pickle=bool(data["allow_pickle"]),
             memory_growth_mb=int(data["memory_growth_mb"]),
+            tmp=Path(data["tmp"]) if data.get("tmp") else None,
+            uid=data.get("uid"),
+            gid=data.get("gid"),
         )
 
 
@@ -66,11 +70,6 @@ class Runner:
     def __init__(self, config: RunnerConfig) -> None:
         self.config = config
         self.slot = Slot(config.slot)
-        self.loader = Loader(
-            open_artifact_store(config.artifact_root),
-            work_dir=config.work_dir,
-            allow_pickle=config.allow_pickle,
-        )
         self.models: dict[str, Held] = {}
         self._described: set[str] = set()
         """Flavors this process has checked a model of (their libraries are loaded)."""
@@ -174,7 +173,7 @@ class Runner:
         started = time.perf_counter()
         before = resident_bytes()
         self.slot.busy(f"load:{key}")
-        servable = self.loader.load(record)
+        servable = load_files(record, Path(header["path"]), allow_pickle=self.config.allow_pickle)
         servable.warm()
         self.slot.idle()
         after = resident_bytes()
@@ -216,8 +215,22 @@ class Runner:
 
 
 def run(listener: socket.socket, config: RunnerConfig) -> None:
-    """The forked child's whole life."""
+    """The forked child's whole life: open its slot, become the unprivileged user when asked
+    (it then cannot read the server's home, its database or its tokens), serve."""
     runner = Runner(config)
+    if config.tmp is not None:
+        os.environ["TMPDIR"] = str(config.tmp)
+        tempfile.tempdir = None
+    if config.uid is not None:
+        drop_privileges(config.uid, config.gid if config.gid is not None else config.uid)
     gc.collect()
     runner._allow_growth()
     runner.serve(listener)
+
+
+def drop_privileges(uid: int, gid: int) -> None:
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+    if os.getuid() != uid or os.geteuid() != uid:
+        raise PermissionError(f"could not become uid {uid}")

@@ -35,7 +35,9 @@ from turnout.host.placement import (
     least_loaded,
 )
 from turnout.host.slot import Slot
+from turnout.host.staging import Staging
 from turnout.host.template_process import Template
+from turnout.store.artifacts import open_artifact_store
 
 log = logging.getLogger("turnout.host")
 
@@ -108,6 +110,12 @@ class Supervisor:
     def __init__(self, config: HostConfig) -> None:
         self.config = config
         self.template = Template(config.env, on_exit=self._exited)
+        self.staging = Staging(
+            config.run_dir / "stage",
+            open_artifact_store(config.artifact_root),
+            uid=config.runner_uid,
+            gid=config.runner_gid,
+        )
         self.runners: dict[int, RunnerState] = {}
         self.models: dict[str, ModelState] = {}
         self._ids = itertools.count(1)
@@ -243,11 +251,17 @@ class Supervisor:
         """A registration check. Built-in formats go to a warm checker runner that stays up
         (it holds nothing but the models it checks); code-bearing ones each get a runner of
         their own, taken from a spare forked ahead, ended right after."""
-        inspection = header["inspection"]
+        inspection = dict(header["inspection"])
         flavor = str(inspection["flavor"])
         code = code_bearing(flavor, _artifact_paths(Path(inspection["source"])))
         runner = await (self._spare_runner(flavor) if code else self._checker_runner(flavor))
         timeout_s = self.config.check_timeout_s
+        staged = []
+        for field_ in ("source", "training_data"):
+            if inspection.get(field_):
+                copied = await asyncio.to_thread(self.staging.copy, Path(inspection[field_]))
+                inspection[field_] = str(copied)
+                staged.append(copied)
         try:
             reply = await self._ask(
                 runner, {"op": "describe", "inspection": inspection}, timeout_s=timeout_s
@@ -266,6 +280,8 @@ class Supervisor:
         finally:
             if code:
                 self._retire(runner)
+            for path in staged:
+                await asyncio.to_thread(self.staging.remove, path)
         if not reply.get("ok"):
             raise CheckFailed(str(reply.get("error")), status=int(reply.get("status", 422)))
         return {"description": reply["description"]}
@@ -366,12 +382,20 @@ class Supervisor:
             runner = await self._shared_runner(model, flavor)
         else:
             runner = await self._new_runner(Isolation.DEDICATED, [flavor])
-        request = {"op": "load", "key": model.key, "record": model.record}
+        try:
+            path = await asyncio.to_thread(self.staging.version, model.record)
+        except TurnoutError:
+            if isolation is Isolation.DEDICATED:
+                self._retire(runner)
+            raise
+        request = {"op": "load", "key": model.key, "record": model.record, "path": str(path)}
         try:
             reply = await self._ask(runner, request, timeout_s=self.config.load_timeout_s)
         except (RunnerDied, TimeoutError) as exc:
             self._backoff(model, f"its runner died while loading it: {exc}")
             raise ModelUnavailable(f"{model.key} took its runner down while loading") from None
+        finally:
+            await asyncio.to_thread(self.staging.remove, path)
         if not reply.get("ok"):
             if isolation is Isolation.DEDICATED:
                 self._retire(runner)
@@ -467,10 +491,11 @@ class Supervisor:
         config = {
             "runner_id": runner_id,
             "slot": str(slot_path),
-            "artifact_root": self.config.artifact_root,
-            "work_dir": str(self.config.work_dir / f"r{runner_id}"),
             "allow_pickle": self.config.allow_pickle,
             "memory_growth_mb": self.config.memory_growth_mb,
+            "uid": self.config.runner_uid,
+            "gid": self.config.runner_gid,
+            "tmp": str(self.staging.folder(f"tmp-r{runner_id}")),
         }
         pid = await self.template.fork(
             {"socket": str(socket_path), "config": config, "flavors": flavors}

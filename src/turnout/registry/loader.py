@@ -46,13 +46,19 @@ class Loader:
 
     def load(self, record: VersionRecord) -> Servable:
         """Load a version for serving; refuses tampered files and forbidden pickles."""
-        flavor = get_flavor(record.flavor)
         with self.materialized(record) as path:
-            if not self.allow_pickle and flavor.uses_pickle(path):
-                raise PolicyRefused(f"{record.ref} is pickle-based and pickle is disallowed")
-            model = flavor.load(path)
-        signature = Signature.from_dict(record.signature)
-        if signature.named and signature.example:
-            rows = np.array(signature.example, dtype=np.float64 if signature.numeric else object)
-            model.prefer_arrays(frame(rows, signature))
-        return Servable(record, signature, model)
+            return load_files(record, path, allow_pickle=self.allow_pickle)
+
+
+def load_files(record: VersionRecord, path: Path, *, allow_pickle: bool) -> Servable:
+    """Load a version from its files, already fetched and verified (a runner gets them this
+    way: it has no access to the artifact store)."""
+    flavor = get_flavor(record.flavor)
+    if not allow_pickle and flavor.uses_pickle(path):
+        raise PolicyRefused(f"{record.ref} is pickle-based and pickle is disallowed")
+    model = flavor.load(path)
+    signature = Signature.from_dict(record.signature)
+    if signature.named and signature.example:
+        rows = np.array(signature.example, dtype=np.float64 if signature.numeric else object)
+        model.prefer_arrays(frame(rows, signature))
+    return Servable(record, signature, model)
