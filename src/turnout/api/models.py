@@ -14,10 +14,13 @@ from turnout.api.auth import Principal
 from turnout.api.deps import Services, deployer, services, viewer
 from turnout.api.uploads import unpack
 from turnout.api.views import model_json, version_json
-from turnout.errors import BadRequest, PayloadTooLarge
+from turnout.errors import BadRequest, Forbidden, PayloadTooLarge, PolicyRefused, TurnoutError
+from turnout.host.placement import code_bearing
+from turnout.registry.flavors import get_flavor
 from turnout.registry.names import check_name
 from turnout.registry.pipelines import PipelineRef, parse_pipeline
 from turnout.registry.service import NewVersion, scratch_dir
+from turnout.store.records import Permission
 from turnout.types import JSON
 
 router = APIRouter(prefix="/models", tags=["models"])
@@ -133,7 +136,31 @@ def register_version(
     training_data: Annotated[UploadFile | None, File()] = None,
     pipeline_file: Annotated[UploadFile | None, File(description="training pipeline .py")] = None,
 ) -> dict[str, JSON]:
-    """Register a new version from an uploaded tar of its file (kind=file) or folder."""
+    """Register a new version from an uploaded tar of its file (kind=file) or folder.
+
+    Versions that bring code of their own need the register-code permission; every refused
+    or failed attempt is audited with the caller.
+    """
+    try:
+        return _register(
+            name, svc, who, cleanup, artifact, flavor, metadata, training_data, pipeline_file
+        )
+    except Exception as exc:
+        svc.registry.audit_failure(name, actor=who.name, detail=_failure(flavor, exc))
+        raise
+
+
+def _register(
+    name: str,
+    svc: Services,
+    who: Principal,
+    cleanup: BackgroundTasks,
+    artifact: UploadFile,
+    flavor: str,
+    metadata: str,
+    training_data: UploadFile | None,
+    pipeline_file: UploadFile | None,
+) -> dict[str, JSON]:
     check_name(name, "model")
     meta = _metadata(metadata)
     # Files created and deleted are much of what a small model's registration costs: the
@@ -149,6 +176,7 @@ def register_version(
             source = written[0]
         else:
             source = files_dir
+        _check_code_permission(who, flavor, source, pipeline=meta.get("pipeline") is not None)
         data_path = None
         if training_data is not None and training_data.filename:
             data_name = Path(training_data.filename).name or "training.csv"
@@ -175,3 +203,39 @@ def register_version(
         raise
     cleanup.add_task(shutil.rmtree, workdir, ignore_errors=True)
     return version_json(record)
+
+
+def _check_code_permission(who: Principal, flavor: str, source: Path, *, pipeline: bool) -> None:
+    """Refuse a version that brings code of its own unless the caller may register code.
+
+    The model host's notion (code-bearing flavors and pickle files) plus what the flavor
+    reads from the files themselves (an MLflow model's MLmodel); a training pipeline is code.
+    """
+    if who.allowed(Permission.REGISTER_CODE):
+        return
+    paths = [p.name for p in source.rglob("*") if p.is_file()] if source.is_dir() else [source.name]
+    if pipeline or code_bearing(flavor, paths) or get_flavor(flavor).runs_code(source):
+        what = "a training pipeline" if pipeline else f"a {flavor} model that runs its own code"
+        raise Forbidden(
+            f"token {who.name!r} may not register {what} (python flavor, pickles, MLflow "
+            f"models with code, pipelines): an admin grants the "
+            f"{Permission.REGISTER_CODE.value!r} permission"
+        )
+
+
+SHOWN_ERRORS = (BadRequest, Forbidden, PolicyRefused, PayloadTooLarge)
+"""Errors whose message turnout wrote about the request itself: safe to keep in the audit
+log. Other messages may carry what a model's own code printed, and are left out."""
+
+
+def _failure(flavor: str, exc: Exception) -> dict[str, JSON]:
+    """What the audit log keeps of a failed registration: the kind of failure and, when
+    turnout wrote it, the reason."""
+    status = int(exc.status) if isinstance(exc, TurnoutError) else 500
+    if isinstance(exc, SHOWN_ERRORS):
+        reason = exc.message[:500]
+    elif isinstance(exc, TurnoutError):
+        reason = "the model failed its registration check"
+    else:
+        reason = "internal error"
+    return {"flavor": flavor[:100], "status": status, "error": type(exc).__name__, "reason": reason}

@@ -127,6 +127,21 @@ class Registry:
             md.audit(conn, actor=actor, action="version.register", target=record.ref, detail=detail)
             return record
 
+    def audit_failure(self, model: str, *, actor: str, detail: dict[str, JSON]) -> None:
+        """Record a registration that was refused or failed, and who tried it. Never raises:
+        the caller's own error is the one to report."""
+        try:
+            with self.db.write() as conn:
+                md.audit(
+                    conn,
+                    actor=actor,
+                    action="version.register.failed",
+                    target=model[:200],
+                    detail=detail,
+                )
+        except Exception:  # the store may be what failed
+            log.exception("could not audit a failed registration of %r by %r", model, actor)
+
     def _check_parent(self, new: NewVersion) -> None:
         if new.parent_version is None:
             return

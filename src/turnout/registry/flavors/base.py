@@ -71,6 +71,11 @@ class Flavor(ABC):
         """Whether loading `path` unpickles anything (refused when pickle is disallowed)."""
         return False
 
+    def runs_code(self, path: Path) -> bool:
+        """Whether loading `path` runs code that came with it rather than only our
+        libraries' (registering such a version needs the register-code permission)."""
+        return self.uses_pickle(path)
+
 
 def split_probabilities(
     probabilities: Array, classes: tuple[JSON, ...] | None

@@ -87,3 +87,6 @@ class PythonFlavor(Flavor):
             if root in sys.path:
                 sys.path.remove(root)
         return PythonModel(instance)
+
+    def runs_code(self, path: Path) -> bool:
+        return True
