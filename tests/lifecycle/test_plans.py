@@ -61,7 +61,7 @@ def test_default_plan_is_production_ready() -> None:
     assert plan.challenge is not None
     assert plan.challenge.steps == [10.0, 50.0]
     assert (plan.challenge.min_samples, plan.challenge.step_timeout_s) == (500, 3600.0)
-    assert plan.approve is False
+    assert plan.approve is None
     assert plan.bake.duration_s == 600.0
     assert plan.steps() == ["warmup", "challenge:10", "challenge:50", "promote", "bake"]
 
@@ -158,7 +158,8 @@ def test_split_step() -> None:
         ("bake: {check_interval_s: -1}", "plan.bake.check_interval_s: must be greater than 0"),
         ("bake: null", "plan.bake: cannot be skipped"),
         ("bake: false", "plan.bake: cannot be skipped"),
-        ("approve: maybe", "plan.approve: must be a valid boolean"),
+        ("approve: maybe", "plan.approve: must be a mapping of settings, true"),
+        ("approve: {separate: maybe}", "plan.approve.separate: must be a valid boolean"),
         ("validate: {min_rows: 0}", "plan.validate.min_rows: must be at least 1"),
         ("validate: {max_latency_ms: 0}", "plan.validate.max_latency_ms: must be greater than 0"),
         ("validate: {min_metrics: {acc: 0.8}}", "plan.validate.min_metrics: unknown metric 'acc'"),

@@ -17,7 +17,7 @@ import pytest
 from tests.fixtures.registry import open_registry
 from tests.fixtures.routing_models import ROW, constant_model
 from tests.lifecycle.test_notify import Receiver
-from turnout.errors import Conflict
+from turnout.errors import Conflict, Forbidden
 from turnout.lifecycle.controller import Controller
 from turnout.lifecycle.deployments import Deployments, NewDeployment
 from turnout.lifecycle.notify import Notifier
@@ -403,3 +403,28 @@ def test_direct_calls_are_no_evidence_for_any_gate(stack: Stack) -> None:
     stack.answers(2, "direct", 5000)
     stack.controller.tick()
     assert stack.state() == ("running", "challenge:10")
+
+
+APPROVED_PLAN: dict[str, Any] = {"warmup": None, "challenge": None, "approve": True,
+                                 "bake": {"duration_s": 60}}  # fmt: skip
+
+
+def test_the_token_that_started_a_rollout_cannot_approve_it(stack: Stack) -> None:
+    stack.rollouts.start("d", 2, APPROVED_PLAN, actor="alice")
+    stack.controller.tick()
+    assert stack.state() == ("waiting_approval", "approve")
+    with pytest.raises(Forbidden, match="'alice' started this rollout and may not approve it"):
+        stack.rollouts.approve("d", actor="alice")
+    assert stack.state() == ("waiting_approval", "approve")
+    stack.rollouts.approve("d", actor="bob")
+    assert stack.state() == ("running", "promote")
+    approved = [e for e in stack.rollouts.status("d").events if e["kind"] == "approved"]
+    assert [e["detail"] for e in approved] == [{"by": "bob"}]
+
+
+def test_a_plan_may_let_the_starter_approve(stack: Stack) -> None:
+    plan = {**APPROVED_PLAN, "approve": {"separate": False}}
+    stack.rollouts.start("d", 2, plan, actor="alice")
+    stack.controller.tick()
+    stack.rollouts.approve("d", actor="alice")
+    assert stack.state() == ("running", "promote")

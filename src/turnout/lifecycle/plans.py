@@ -257,6 +257,13 @@ class BakePlan(_Section):
     previous champion's record before the promotion is compared."""
 
 
+class ApprovePlan(_Section):
+    """A person approves (`turnout rollout approve`) before the version is promoted."""
+
+    separate: bool = True
+    """The token that started the rollout may not approve it (separation of duties)."""
+
+
 class Plan(_Section):
     """The whole journey of one version: validate -> warmup -> challenge -> approve ->
     promote -> bake. A section left out (or null, or false) is skipped; `true` or `{}`
@@ -268,14 +275,14 @@ class Plan(_Section):
     """Shadow step; None skips it."""
     challenge: ChallengePlan | None = None
     """Champion/challenger steps; None skips them."""
-    approve: bool = False
-    """Wait for a person to approve (`turnout rollout approve`) before promoting."""
+    approve: ApprovePlan | None = None
+    """Wait for a person to approve before promoting; None skips it."""
     bake: BakePlan = Field(default_factory=BakePlan)
     """Guardrails watched after promotion."""
 
     model_config = ConfigDict(validate_by_name=True, validate_by_alias=True)
 
-    @field_validator("validation", "warmup", "challenge", mode="before")
+    @field_validator("validation", "warmup", "challenge", "approve", mode="before")
     @classmethod
     def _switch(cls, value: Any) -> Any:
         if value is True:
@@ -339,7 +346,7 @@ class Plan(_Section):
             names.append("warmup")
         if self.challenge is not None:
             names += [f"challenge:{percent:g}" for percent in self.challenge.steps]
-        if self.approve:
+        if self.approve is not None:
             names.append("approve")
         return [*names, "promote", "bake"]
 
@@ -354,7 +361,7 @@ DEFAULT_PLAN = Plan(
     validation=None,  # needs labelled traffic (actuals): a plan opts in with `validate:`
     warmup=WarmupPlan(),
     challenge=ChallengePlan(),
-    approve=False,
+    approve=None,
     bake=BakePlan(),
 )
 """Used when a rollout starts without a plan."""

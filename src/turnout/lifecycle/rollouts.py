@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from turnout.errors import BadRequest, Conflict, NotFound
+from turnout.errors import BadRequest, Conflict, Forbidden, NotFound
 from turnout.lifecycle.notify import Notifier, event_body
 from turnout.lifecycle.plans import DEFAULT_PLAN, Plan
 from turnout.lifecycle.routing import RouteChange, Routing
@@ -153,7 +153,13 @@ class Rollouts:
                 f"the rollout of {deployment!r} is at step {rollout.step!r}, not waiting for "
                 "approval"
             )
-        steps = Plan.model_validate(rollout.plan).steps()
+        plan = Plan.model_validate(rollout.plan)
+        if plan.approve is not None and plan.approve.separate and actor == rollout.created_by:
+            raise Forbidden(
+                f"{actor!r} started this rollout and may not approve it too; another token "
+                "must approve (or the plan says approve: {separate: false})"
+            )
+        steps = plan.steps()
         following = steps[steps.index(rollout.step) + 1]
         with self.db.write() as conn:
             rs.add_event(conn, rollout, kind="approved", detail={"by": actor})
