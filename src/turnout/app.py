@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from turnout.api.app import create_api
 from turnout.api.auth import Tokens
 from turnout.api.deps import Services
+from turnout.api.limits import ASGIApp, BodyLimits
 from turnout.gateway.access import Access, PredictAuth
 from turnout.gateway.app import Gateway
 from turnout.gateway.breaker import BreakerPolicy
@@ -84,9 +85,12 @@ class TurnoutApp:
         loop: LoopHolder,
         controller: Controller | None = None,
         shutdown_grace_s: float = 0.0,
+        management: ASGIApp | None = None,
     ) -> None:
         self.gateway = gateway
         self.api = api
+        self.management = management or api
+        """The API behind its door (token before body, bounded bodies)."""
         self.table = table
         self.heartbeat = heartbeat
         self.db = db
@@ -104,7 +108,7 @@ class TurnoutApp:
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
-        await self.api(scope, receive, send)
+        await self.management(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -358,13 +362,17 @@ def create_app(settings: Settings) -> TurnoutApp:
         max_upload_bytes=MAX_UPLOAD_BYTES,
         hosting=SyncHost(host.socket).status if host is not None else dict,
     )
+    api = create_api(
+        services,
+        fleet=FleetCollector(
+            routing.live_workers, lambda: WorkerSnapshot.from_report(heartbeat.payload())
+        ),
+    )
     return TurnoutApp(
         gateway=gateway,
-        api=create_api(
-            services,
-            fleet=FleetCollector(
-                routing.live_workers, lambda: WorkerSnapshot.from_report(heartbeat.payload())
-            ),
+        api=api,
+        management=BodyLimits(
+            api, authenticate=tokens.authenticate, max_upload_bytes=MAX_UPLOAD_BYTES
         ),
         table=table,
         heartbeat=heartbeat,
