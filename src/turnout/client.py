@@ -228,6 +228,20 @@ class Client:
 
     # -- deployments ------------------------------------------------------------------------
 
+    def archive_version(self, name: str, version: int) -> JSON:
+        """Keep the version readable, never newly deployed or routed."""
+        return self._call("POST", f"/api/v1/models/{name}/versions/{version}/archive")
+
+    def delete_version(self, name: str, version: int) -> None:
+        self._call("DELETE", f"/api/v1/models/{name}/versions/{version}")
+
+    def delete_model(self, name: str) -> None:
+        """The model and all its versions (refused while any deployment serves it)."""
+        self._call("DELETE", f"/api/v1/models/{name}")
+
+    def delete_deployment(self, name: str) -> None:
+        self._call("DELETE", f"/api/v1/deployments/{name}")
+
     def create_deployment(
         self,
         name: str,

@@ -18,6 +18,7 @@ from turnout.api import (
     models,
     monitoring,
     problems,
+    retire,
     retrain,
     rollouts,
     tokens,
@@ -58,6 +59,7 @@ def create_api(svc: Services, *, fleet: FleetCollector | None = None) -> FastAPI
         retrain.router,
         tokens.router,
         audit.router,
+        retire.router,
     ):
         api.include_router(router, prefix=API_PREFIX)
 

@@ -11,6 +11,7 @@ from fastapi import Request
 
 from turnout.api.auth import Principal, Tokens
 from turnout.lifecycle.deployments import Deployments
+from turnout.lifecycle.retire import Retirement
 from turnout.lifecycle.retrain.service import Retraining
 from turnout.lifecycle.rollouts import Rollouts
 from turnout.lifecycle.routing import Routing
@@ -33,6 +34,11 @@ class Services:
     hosting: Callable[[], dict[str, Any]] = dict
     """The node's model host: what is loaded where, memory, hits, misses, loads, evictions
     (empty when models run in the gateway's threads)."""
+
+    @property
+    def retirement(self) -> Retirement:
+        """Archive and delete; it keeps no state of its own beyond the database."""
+        return Retirement(self.deployments.db)
 
 
 def services(request: Request) -> Services:

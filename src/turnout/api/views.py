@@ -47,6 +47,7 @@ def version_json(record: VersionRecord) -> dict[str, JSON]:
         "pipeline": record.pipeline,
         "created_by": record.created_by,
         "created_at": record.created_at.isoformat(),
+        "archived_at": record.archived_at.isoformat() if record.archived_at else None,
     }
 
 

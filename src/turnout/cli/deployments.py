@@ -153,6 +153,14 @@ def show(name: str, json: bool = JsonOption) -> None:
     table("workers", ["worker", "serves revision", "heartbeat age s", "error"], workers)
 
 
+@app.command()
+def delete(name: str) -> None:
+    """Delete a deployment; gateways stop serving it within their refresh interval."""
+    with Client() as client:
+        client.delete_deployment(name)
+    typer.echo(f"deleted deployment {name}")
+
+
 def _pct(value: float | None) -> str:
     return "" if value is None else f"{value:.1%}"
 

@@ -122,6 +122,31 @@ def show(
         _show_version(data)
 
 
+@app.command()
+def archive(ref: str = typer.Argument(..., help="NAME:VERSION.")) -> None:
+    """Archive a version: it stays readable but is never newly deployed or routed."""
+    name, version = parse_ref(ref)
+    if version is None:
+        raise typer.BadParameter("give the version to archive as NAME:VERSION")
+    with Client() as client:
+        client.archive_version(name, version)
+    typer.echo(f"archived {name}:{version}")
+
+
+@app.command()
+def delete(
+    ref: str = typer.Argument(..., help="NAME (the model and every version) or NAME:VERSION."),
+) -> None:
+    """Delete a version, or a model with all its versions (refused while deployed)."""
+    name, version = parse_ref(ref)
+    with Client() as client:
+        if version is None:
+            client.delete_model(name)
+        else:
+            client.delete_version(name, version)
+    typer.echo(f"deleted {ref}")
+
+
 def _short(values: dict[str, object]) -> str:
     return ", ".join(
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()

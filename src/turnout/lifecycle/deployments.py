@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from turnout.errors import BadRequest
+from turnout.lifecycle.retire import check_routable
 from turnout.registry.names import check_name
 from turnout.registry.service import Registry
 from turnout.store import metadata as md
@@ -78,6 +79,7 @@ class Deployments:
         for number in {version, new.failover} - {None}:
             assert number is not None
             record = self.registry.get_version(new.model, number)
+            check_routable(record)
             self.registry.verify(record)
             check_fits(record, self.model_memory_bytes)
         config = RoutingConfig(

@@ -13,6 +13,7 @@ from typing import Any
 from turnout.errors import BadRequest, Conflict, Forbidden, NotFound
 from turnout.lifecycle.notify import Notifier, event_body
 from turnout.lifecycle.plans import DEFAULT_PLAN, Plan
+from turnout.lifecycle.retire import check_routable
 from turnout.lifecycle.routing import RouteChange, Routing
 from turnout.registry.service import Registry
 from turnout.store import metadata as md
@@ -86,6 +87,7 @@ class Rollouts:
             revision = md.get_revision(conn, record, record.active_revision)
         model = record.model
         candidate = self.registry.get_version(model, version)
+        check_routable(candidate)
         self.registry.verify(candidate)
         if version == revision.config.champion:
             raise Conflict(f"{model}:{version} is already the champion of {deployment!r}")

@@ -17,6 +17,7 @@ import orjson
 
 from turnout.errors import BadRequest, Conflict, InvalidArtifact, TurnoutError
 from turnout.lifecycle.deployments import MAX_TIMEOUT_MS, check_share
+from turnout.lifecycle.retire import check_routable
 from turnout.registry.service import Registry
 from turnout.store import metadata as md
 from turnout.store.db import Database
@@ -235,6 +236,7 @@ class Routing:
     def _check_servable(self, model: str, version: int) -> None:
         """Load and warm the version before any revision names it; refuse it otherwise."""
         record = self.registry.get_version(model, version)
+        check_routable(record)
         try:
             self._warm_up(record)
         except TurnoutError as exc:

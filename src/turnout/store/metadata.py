@@ -109,6 +109,7 @@ def _version(row: Row[Any], model: str) -> VersionRecord:
         created_at=aware(row.created_at),
         pipeline=row.pipeline,
         memory_bytes=row.memory_bytes,
+        archived_at=aware(row.archived_at) if row.archived_at else None,
     )
 
 

@@ -100,6 +100,8 @@ class VersionRecord:
     "ref": "pkg.mod:fit"}` or `{"kind": "file", "name", "sha256", "size", "function"}`."""
     memory_bytes: int | None = None
     """Resident memory the loaded model took when registration checked it (None: unknown)."""
+    archived_at: datetime | None = None
+    """When the version was archived: still readable, never newly deployed or routed."""
 
     @property
     def ref(self) -> str:

@@ -49,6 +49,7 @@ versions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("pipeline", JSON(none_as_null=True), nullable=True),
     Column("memory_bytes", BigInteger, nullable=True),
+    Column("archived_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("model_id", "version", name="uq_versions_model_version"),
 )
 
