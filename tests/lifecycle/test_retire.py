@@ -162,3 +162,14 @@ def test_gateways_drop_a_deleted_deployment(stack: Stack) -> None:
         assert unloaded[-1] == {("m", 1)}  # 2 is no longer kept loaded
 
     asyncio.run(scenario())
+
+
+def test_deleting_a_version_keeps_blobs_other_versions_use(stack: Stack, tmp_path: Path) -> None:
+    same = stack.registry.register(
+        NewVersion(model="m", source=constant_model(tmp_path / "v1", 1), flavor="python")
+    )
+    assert same.artifact == stack.registry.get_version("m", 1).artifact
+    stack.routing.promote("d", 2, actor="t")
+    stack.routing.promote("d", 3, actor="t")  # 1 leaves the active revision
+    stack.retire.delete_version("m", 1, actor="alice")
+    stack.registry.verify(stack.registry.get_version("m", same.version))
