@@ -51,6 +51,7 @@ from turnout.settings import Settings
 from turnout.store import metadata as md
 from turnout.store.artifacts import open_artifact_store
 from turnout.store.db import Database
+from turnout.store.modes import private_home
 from turnout.store.records import VersionRecord
 from turnout.types import Receive, Scope, Send
 
@@ -179,7 +180,7 @@ class TurnoutApp:
 
 
 def create_app(settings: Settings) -> TurnoutApp:
-    settings.home.mkdir(parents=True, exist_ok=True)
+    private_home(settings.home)
     db = Database.from_url(settings.db_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     db.migrate()
     artifacts = open_artifact_store(settings.artifacts)

@@ -15,11 +15,12 @@ from turnout.client import served_port_file
 from turnout.host.client import HostProcess
 from turnout.settings import Settings
 from turnout.store.db import Database
+from turnout.store.modes import private_home
 
 
 def prepare(settings: Settings) -> str:
     """Migrate the DB and make the admin token once, before any worker starts."""
-    settings.home.mkdir(parents=True, exist_ok=True)
+    private_home(settings.home)
     db = Database.from_url(settings.db_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     try:
         db.migrate()

@@ -54,6 +54,7 @@ def write_atomically(path: Path, table: pa.Table, row_group_rows: int | None = N
         use_dictionary=DICTIONARY_COLUMNS,
     )
     with open(temporary, "rb") as handle:
+        os.fchmod(handle.fileno(), 0o600)  # request payloads: the server's user's alone
         os.fsync(handle.fileno())
     os.replace(temporary, path)
     return path

@@ -17,6 +17,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from turnout.errors import BadRequest, StoreUnavailable
+from turnout.store.modes import private_file
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 PG_MIGRATION_LOCK = 0x7475726E  # advisory lock key for concurrent migrators
@@ -41,6 +42,14 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def _private_sqlite(path: Path) -> None:
+    """The database file 0600 before SQLite opens it: its journal files copy its mode."""
+    private_file(path)
+    for journal in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if journal.exists():
+            private_file(journal)
+
+
 def make_engine(url: str, *, busy_timeout_ms: int = 30_000) -> Engine:
     try:
         parsed = make_url(url)
@@ -49,6 +58,7 @@ def make_engine(url: str, *, busy_timeout_ms: int = 30_000) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            _private_sqlite(Path(parsed.database))
         engine = create_engine(
             parsed,
             connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},

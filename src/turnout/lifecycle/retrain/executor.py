@@ -28,6 +28,7 @@ from turnout.settings import Settings
 from turnout.store import metadata as md
 from turnout.store.db import Database
 from turnout.store.jobs import get_job, list_jobs, update_job
+from turnout.store.modes import open_private
 from turnout.store.records import ACTIVE_JOB_STATES, JobRecord
 
 JOB_MODULE = "turnout.lifecycle.retrain.job"
@@ -113,7 +114,7 @@ class LocalExecutor:
 
     def start(self, job: JobRecord) -> Launched:
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
-        with self.log_path(job.id).open("ab") as log:
+        with os.fdopen(open_private(self.log_path(job.id)), "ab") as log:
             child = subprocess.Popen(
                 [sys.executable, "-m", JOB_MODULE, str(job.id)],
                 stdin=subprocess.DEVNULL,
