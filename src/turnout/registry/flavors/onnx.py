@@ -14,6 +14,8 @@ from turnout.registry.flavors.sklearn import model_file
 from turnout.registry.signature import DType
 from turnout.types import Array
 
+ort.disable_telemetry_events()  # a server makes no connection its operator did not configure
+
 ONNX_TYPES = {
     "tensor(float)": (np.float32, DType.FP32),
     "tensor(double)": (np.float64, DType.FP64),
