@@ -99,3 +99,14 @@ def test_a_bug_answers_a_reference_and_logs_the_details(
     assert "hunter2" not in response.text
     assert f"internal error {body['reference']}" in caplog.text
     assert "hunter2" in caplog.text  # the operator's log keeps what happened
+
+
+def test_a_billion_laughs_spec_is_a_400(client: TestClient) -> None:
+    laughs = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    laughs += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]" for n in range(1, 10)]
+    spec = "deployment: d\nmodel: m\nfallback:\n  " + "\n  ".join(laughs) + "\n"
+    response = client.post(
+        "/api/v1/apply", content=spec, headers={"content-type": "application/yaml"}
+    )
+    assert response.status_code == 400
+    assert "anchors and aliases (&name, *name) are not accepted" in response.json()["error"]
