@@ -88,10 +88,14 @@ def test_a_version_in_the_active_revision_cannot_be_deleted(stack: Stack, role: 
     assert stack.registry.get_version("m", 2).version == 2
 
 
-def test_a_rollout_candidate_cannot_be_deleted(stack: Stack) -> None:
+def test_a_rollout_candidate_cannot_be_deleted_or_archived(stack: Stack) -> None:
     stack.rollouts.start("d", 2, None, actor="alice")
     with pytest.raises(Conflict, match="the rollout of 'd'"):
         stack.retire.delete_version("m", 2, actor="alice")
+    with pytest.raises(Conflict, match="abort the rollout before archiving"):
+        stack.retire.archive_version("m", 2, actor="alice")
+    stack.rollouts.abort("d", actor="alice")
+    stack.retire.archive_version("m", 2, actor="alice")
 
 
 def test_an_unused_version_is_deleted_and_audited(stack: Stack) -> None:

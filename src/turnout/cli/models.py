@@ -98,10 +98,12 @@ def show(
     rows: list[tuple[object, ...]]
     if version is None:
         rows = [
-            (v["version"], v["flavor"], _short(v["metrics"]), v["created_by"], v["created_at"])
+            (v["version"], v["flavor"], _short(v["metrics"]), v["created_by"], v["created_at"],
+             v.get("archived_at"))
             for v in data["version_list"]
-        ]
-        table(f"model {name}", ["version", "flavor", "metrics", "by", "created"], rows)
+        ]  # fmt: skip
+        columns = ["version", "flavor", "metrics", "by", "created", "archived"]
+        table(f"model {name}", columns, rows)
     elif lineage:
         rows = [_lineage_row(v) for v in data]
         table(

@@ -30,6 +30,13 @@ class Retirement:
     def archive_version(self, model: str, version: int, *, actor: str) -> VersionRecord:
         with self.db.write() as conn:
             record = md.get_version(conn, model, version)
+            owner = md.get_model(conn, model)
+            rollouts = removal.rolled_out_versions(conn, owner.id).get(version)
+            if rollouts:
+                raise Conflict(
+                    f"version {record.ref} is being rolled out ({', '.join(rollouts)}); "
+                    "abort the rollout before archiving it"
+                )
             if record.archived_at is None:
                 removal.set_archived(conn, record.id, md.now())
                 md.audit(conn, actor=actor, action="version.archive", target=record.ref,

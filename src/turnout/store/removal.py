@@ -27,6 +27,14 @@ def users_of_versions(conn: Connection, model_id: int) -> dict[int, list[str]]:
     for name, config in routed:
         for version in RoutingConfig.from_dict(config).versions():
             users.setdefault(version, []).append(f"deployment {name!r}")
+    for version, rollouts in rolled_out_versions(conn, model_id).items():
+        users.setdefault(version, []).extend(rollouts)
+    return users
+
+
+def rolled_out_versions(conn: Connection, model_id: int) -> dict[int, list[str]]:
+    """Version -> the rollouts in progress that carry it into production."""
+    users: dict[int, list[str]] = {}
     rolling = conn.execute(
         select(t.deployments.c.name, t.rollouts.c.version)
         .join(t.rollouts, t.rollouts.c.deployment_id == t.deployments.c.id)
