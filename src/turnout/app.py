@@ -38,6 +38,7 @@ from turnout.lifecycle.retrain.executor import LocalExecutor, child_env
 from turnout.lifecycle.retrain.service import Retraining
 from turnout.lifecycle.rollouts import Rollouts
 from turnout.lifecycle.routing import Routing
+from turnout.lifecycle.sources import DataAccess
 from turnout.monitoring.layout import writer_name
 from turnout.monitoring.predlog import PredictionLogger
 from turnout.monitoring.prometheus import FleetCollector, WorkerSnapshot
@@ -331,6 +332,7 @@ def create_app(settings: Settings) -> TurnoutApp:
         assert loop.running is not None
         return asyncio.run_coroutine_threadsafe(run(), loop.running).result(timeout=300)
 
+    data_access = DataAccess.from_settings(settings)
     retraining = Retraining(
         db,
         registry,
@@ -338,6 +340,7 @@ def create_app(settings: Settings) -> TurnoutApp:
         rollouts,
         LocalExecutor(settings.home / "jobs", child_env(settings)),
         notify=notifier.send,
+        access=data_access,
     )
     controller = Controller(
         db,
@@ -348,6 +351,7 @@ def create_app(settings: Settings) -> TurnoutApp:
         notifier=notifier,
         predict=score,
         retraining=retraining,
+        access=data_access,
     )
     services = Services(
         registry=registry,
@@ -361,6 +365,7 @@ def create_app(settings: Settings) -> TurnoutApp:
         tokens=tokens,
         upload_dir=settings.home / "tmp",
         max_upload_bytes=MAX_UPLOAD_BYTES,
+        data_access=data_access,
         hosting=SyncHost(host.socket).status if host is not None else dict,
     )
     api = create_api(

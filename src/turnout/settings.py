@@ -49,6 +49,15 @@ class Settings(BaseSettings):
     allow_pickle: bool = True
     """Whether pickle-based artifacts (joblib/pickle files) may be registered and loaded."""
 
+    data_roots: str | None = None
+    """Folders (separated by `os.pathsep`) whose files API callers may name as training data
+    or holdout files; default `<home>/data`. Nothing outside them is read."""
+
+    data_urls: str | None = None
+    """Databases (SQLAlchemy URLs: the same backend, host, port, database, and user when one
+    is named) and `s3://bucket/prefix` locations API callers may name as training data,
+    separated by spaces or commas; default none."""
+
     refresh_interval_ms: int = 250
     """How often each gateway worker checks the metadata DB for routing changes."""
 

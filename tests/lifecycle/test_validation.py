@@ -23,6 +23,7 @@ from turnout.lifecycle.gates import Verdict
 from turnout.lifecycle.plans import ValidatePlan
 from turnout.lifecycle.rollouts import Rollouts
 from turnout.lifecycle.routing import Routing
+from turnout.lifecycle.sources import DataAccess
 from turnout.lifecycle.validation import validate
 from turnout.monitoring.query import LogReader
 from turnout.registry.flavors import Prediction
@@ -56,7 +57,14 @@ class Bench:
         self.calls.append((version, len(rows)))
         return self._loaded[version].predict(np.asarray(rows, dtype=float))
 
-    def validate(self, plan: dict[str, Any], champion: int, candidate: int) -> Verdict:
+    def validate(
+        self,
+        plan: dict[str, Any],
+        champion: int,
+        candidate: int,
+        *,
+        access: DataAccess | None = None,
+    ) -> Verdict:
         signature: Callable[[int], Signature] = lambda v: Signature.from_dict(  # noqa: E731
             self.registry.get_version("bc", v).signature
         )
@@ -70,6 +78,7 @@ class Bench:
             champion_signature=signature(champion),
             candidate_signature=signature(candidate),
             predict=self.predict,
+            access=access,
         )
 
 

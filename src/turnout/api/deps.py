@@ -15,6 +15,7 @@ from turnout.lifecycle.retire import Retirement
 from turnout.lifecycle.retrain.service import Retraining
 from turnout.lifecycle.rollouts import Rollouts
 from turnout.lifecycle.routing import Routing
+from turnout.lifecycle.sources import DataAccess
 from turnout.monitoring.service import Monitor
 from turnout.registry.service import Registry
 from turnout.store.records import TokenRole
@@ -31,6 +32,8 @@ class Services:
     tokens: Tokens
     upload_dir: Path
     max_upload_bytes: int
+    data_access: DataAccess
+    """Which server-side files, databases and S3 prefixes callers may name (holdout files)."""
     hosting: Callable[[], dict[str, Any]] = dict
     """The node's model host: what is loaded where, memory, hits, misses, loads, evictions
     (empty when models run in the gateway's threads)."""

@@ -18,7 +18,7 @@ from turnout.errors import BadRequest, Forbidden, PayloadTooLarge, PolicyRefused
 from turnout.host.placement import code_bearing
 from turnout.registry.flavors import get_flavor
 from turnout.registry.names import check_name
-from turnout.registry.pipelines import PipelineRef, parse_pipeline
+from turnout.registry.pipelines import PipelineRef, parse_import, parse_pipeline
 from turnout.registry.service import NewVersion, scratch_dir
 from turnout.store.records import Permission
 from turnout.types import JSON
@@ -92,7 +92,7 @@ def _pipeline(
         raise BadRequest('metadata.pipeline must be {"kind": "import", "ref": "pkg.mod:fit"} '
                          'or {"kind": "file", "name": "train.py", "function": "fit"}')  # fmt: skip
     if described["kind"] == "import":
-        return parse_pipeline(str(described.get("ref", "")))
+        return parse_import(str(described.get("ref", "")))
     if upload is None or not upload.filename:
         raise BadRequest("metadata.pipeline names a file but no pipeline_file was uploaded")
     name = Path(str(described.get("name") or upload.filename)).name

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from turnout.api.auth import Principal
 from turnout.api.deps import Services, deployer, services, viewer
 from turnout.lifecycle.plans import Plan
+from turnout.lifecycle.rollouts import parse_plan
+from turnout.store import metadata as md
 from turnout.types import JSON
 
 router = APIRouter(prefix="/deployments", tags=["rollouts"])
@@ -40,7 +42,19 @@ def start_rollout(
     """Start moving a version into production through the plan's gates. A rollout already
     running for the deployment is superseded."""
     plan = Plan.from_yaml(body.plan).to_dict() if isinstance(body.plan, str) else body.plan
+    _check_holdout(svc, name, plan)
     return svc.rollouts.start(name, body.version, plan, actor=who.name).to_dict()
+
+
+def _check_holdout(svc: Services, name: str, plan: dict[str, Any] | None) -> None:
+    """A holdout file outside the server's data roots is refused before anything looks for
+    it, so the answer says nothing about which files exist on the server."""
+    if plan is None:
+        with svc.rollouts.db.read() as conn:
+            plan = md.get_rollout_plan(conn, name)
+    validation = parse_plan(plan).validation
+    if validation is not None and validation.holdout is not None:
+        svc.data_access.check_path(validation.holdout, what="validate.holdout")
 
 
 @router.get("/{name}/rollout")

@@ -29,6 +29,7 @@ from turnout.lifecycle.plans import Plan
 from turnout.lifecycle.retrain.service import Retraining
 from turnout.lifecycle.rollouts import Rollouts
 from turnout.lifecycle.routing import RouteChange, Routing
+from turnout.lifecycle.sources import DataAccess
 from turnout.lifecycle.validation import Predict, validate
 from turnout.monitoring.service import Monitor
 from turnout.registry.signature import Signature
@@ -58,9 +59,11 @@ class Controller:
         notifier: Notifier | None = None,
         predict: Predict | None = None,
         retraining: Retraining | None = None,
+        access: DataAccess | None = None,
     ) -> None:
         """`notifier` POSTs every step, verdict, promotion and rollback to a webhook;
-        `retraining` has its triggers checked and its jobs supervised on every look."""
+        `retraining` has its triggers checked and its jobs supervised on every look;
+        `access` says where holdout files may be read from (None: anywhere)."""
         self.db = db
         self.rollouts = rollouts
         self.routing = routing
@@ -70,6 +73,7 @@ class Controller:
         self.predict = predict
         """Scores a version on labelled rows for the validate step (None: it is skipped)."""
         self.retraining = retraining
+        self.access = access
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -184,6 +188,7 @@ class Controller:
             champion_signature=Signature.from_dict(model(name, config.champion).signature),
             candidate_signature=Signature.from_dict(model(name, rollout.version).signature),
             predict=self.predict,
+            access=self.access,
         )
         if verdict.outcome == "inconclusive" and elapsed_s > VALIDATE_TIMEOUT_S:
             reason = f"{verdict.reason} Still undecided after {VALIDATE_TIMEOUT_S:.0f} s."

@@ -20,6 +20,7 @@ import pandas as pd
 from turnout.errors import BadRequest
 from turnout.lifecycle.gates import Verdict, validation_verdict
 from turnout.lifecycle.plans import ValidatePlan
+from turnout.lifecycle.sources import DataAccess
 from turnout.monitoring.metrics import classification_metrics, regression_metrics
 from turnout.monitoring.query import LogReader
 from turnout.registry.flavors import Prediction
@@ -69,9 +70,11 @@ def validate(
     champion_signature: Signature,
     candidate_signature: Signature,
     predict: Predict,
+    access: DataAccess | None = None,
 ) -> Verdict:
     """Score the candidate (and, on a holdout file, the champion) on the same labelled rows,
-    probe both with broken rows, and judge the report."""
+    probe both with broken rows, and judge the report. A holdout file is read only where
+    `access` allows (default: anywhere, for trusted in-process use)."""
     if candidate_signature.names != champion_signature.names:
         return Verdict(
             "fail",
@@ -84,7 +87,7 @@ def validate(
         )
     if plan.holdout is not None:
         try:
-            rows, actual = holdout_rows(plan, champion_signature)
+            rows, actual = holdout_rows(plan, champion_signature, access)
         except BadRequest as error:
             return Verdict("fail", error.message, {"holdout": plan.holdout})
         matrix = _matrix(rows)
@@ -174,9 +177,13 @@ def _correlation(ours: Array | None, theirs: Array | None) -> float | None:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def holdout_rows(plan: ValidatePlan, signature: Signature) -> tuple[list[Any], list[Any]]:
+def holdout_rows(
+    plan: ValidatePlan, signature: Signature, access: DataAccess | None = None
+) -> tuple[list[Any], list[Any]]:
     """(input rows in the signature's column order, labels) from the plan's holdout file."""
     assert plan.holdout is not None
+    if access is not None:
+        access.check_path(plan.holdout, what="the holdout file")
     path = Path(plan.holdout).expanduser()
     if not path.is_file():
         raise BadRequest(f"holdout file {plan.holdout} does not exist on the server")

@@ -61,6 +61,18 @@ def parse_pipeline(text: str) -> PipelineRef:
             f"pipeline {text!r} is neither an import path (package.module:function) nor a "
             "Python file (train.py or train.py:function)"
         )
+    return parse_import(text)
+
+
+def parse_import(text: str) -> PipelineRef:
+    """An import path only (`pkg.mod:fit`): all a remote caller may name, since a file path
+    would make the server read, and store, a file of its own."""
+    text = text.strip()
+    if not _IMPORT.match(text):
+        raise BadRequest(
+            "an import pipeline is package.module:function, importable on the server; "
+            "send a pipeline file as pipeline_file instead of naming a path"
+        )
     return PipelineRef("import", text, text.partition(":")[2])
 
 

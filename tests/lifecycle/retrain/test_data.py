@@ -23,6 +23,7 @@ from turnout.errors import BadRequest
 from turnout.lifecycle.retrain import data
 from turnout.lifecycle.retrain.data import TrainingData, load_training_data
 from turnout.lifecycle.retrain.policy import DataSource
+from turnout.lifecycle.sources import DataAccess
 from turnout.monitoring.layout import SCHEMAS
 from turnout.monitoring.segments import write_segment
 from turnout.registry.baseline import fingerprint
@@ -46,7 +47,12 @@ def table(n: int, start: int = 0) -> pd.DataFrame:
 
 def load(tmp_path: Path, **source: Any) -> TrainingData:
     return load_training_data(
-        DataSource(**source), columns=COLUMNS, target=TARGET, deployment="d", log_root=tmp_path
+        DataSource(**source),
+        columns=COLUMNS,
+        target=TARGET,
+        deployment="d",
+        log_root=tmp_path,
+        access=DataAccess.unlimited(),
     )
 
 
@@ -225,6 +231,7 @@ def test_the_target_cannot_also_be_an_input(tmp_path: Path) -> None:
             target="x",
             deployment="d",
             log_root=tmp_path,
+            access=DataAccess.unlimited(),
         )
 
 

@@ -40,6 +40,7 @@ from turnout.lifecycle.retrain.executor import (
 )
 from turnout.lifecycle.retrain.job import JobFailed, JobStopped, RetrainJob, save_model
 from turnout.lifecycle.retrain.spec import JobSpec
+from turnout.lifecycle.sources import DataAccess
 from turnout.registry.flavors import get_flavor
 from turnout.registry.pipelines import parse_pipeline
 from turnout.registry.service import NewVersion, Registry
@@ -63,7 +64,11 @@ class Bench:
         self.registry = registry
         self.db = registry.db
         self.received = root / "received.json"
-        env = {**child_env(Settings(home=root)), RECORD_ENV: str(self.received)}
+        env = {
+            **child_env(Settings(home=root)),
+            RECORD_ENV: str(self.received),
+            "TURNOUT_DATA_ROOTS": str(root),
+        }
         self.executor = LocalExecutor(root / "jobs", env)
         self.watching: set[int] = set()
         self.finished: list[JobRecord] = []
@@ -351,7 +356,13 @@ def test_a_job_asked_to_cancel_stops_at_its_next_stage(bench: Bench) -> None:
         update_job(conn, job, state="running", started_at=now())
         request_cancel(conn, job.id)
     claimed = bench.job(job.id)
-    run = RetrainJob(claimed, registry=bench.registry, work_dir=bench.root, log_root=bench.root)
+    run = RetrainJob(
+        claimed,
+        registry=bench.registry,
+        work_dir=bench.root,
+        log_root=bench.root,
+        access=DataAccess.unlimited(),
+    )
 
     with pytest.raises(JobStopped, match="cancelled by request"):
         run.stage(0.9, "registering")

@@ -65,7 +65,11 @@ DRIFTED = ("mean area", "worst area", "area error", "mean perimeter", "worst per
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     live = LiveServer(
         tmp_path_factory.mktemp("retrain") / "home",
-        env={"TURNOUT_CONTROLLER_INTERVAL_MS": "300", "TURNOUT_LOG_FLUSH_MS": "200"},
+        env={
+            "TURNOUT_CONTROLLER_INTERVAL_MS": "300",
+            "TURNOUT_LOG_FLUSH_MS": "200",
+            "TURNOUT_DATA_ROOTS": str(tmp_path_factory.getbasetemp()),
+        },
     ).start()
     yield live
     live.stop()

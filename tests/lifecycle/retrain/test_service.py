@@ -59,7 +59,8 @@ class Stack:
         self.deployments = Deployments(self.db, registry)
         self.deployments.create(NewDeployment(name="bc-prod", model="bc", version=1))
         self.monitor = Monitor(self.db, registry, root / "log", writer="test")
-        executor = LocalExecutor(root / "jobs", child_env(Settings(home=root)))
+        env = {**child_env(Settings(home=root)), "TURNOUT_DATA_ROOTS": str(root)}
+        executor = LocalExecutor(root / "jobs", env)
         self.events: list[dict[str, Any]] = []
         self.retraining = Retraining(
             self.db, registry, self.monitor, self.rollouts, executor, notify=self.events.append

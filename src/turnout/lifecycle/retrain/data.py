@@ -27,6 +27,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlch
 
 from turnout.errors import BadRequest
 from turnout.lifecycle.retrain.policy import DataSource
+from turnout.lifecycle.sources import DataAccess
 from turnout.monitoring.query import LogReader
 from turnout.registry.baseline import fingerprint, read_table
 from turnout.types import JSON
@@ -62,22 +63,30 @@ class TrainingData:
 
 
 def load_training_data(
-    source: DataSource, *, columns: list[str], target: str, deployment: str, log_root: Path
+    source: DataSource,
+    *,
+    columns: list[str],
+    target: str,
+    deployment: str,
+    log_root: Path,
+    access: DataAccess,
 ) -> TrainingData:
     """Read the reference (if any) and then the source, keep `columns` + `target` in that
     order, drop rows without a target and keep the newest `max_rows`.
 
     Every source entry says how many rows it gave (`rows`), how many lacked a target
-    (`without_target`) and how many of the rest made the cut (`used`).
+    (`without_target`) and how many of the rest made the cut (`used`). Nothing is read
+    unless `access` allows every place the source names.
     """
     if target in columns:
         raise BadRequest(f"the target {target!r} is also one of the model's input columns")
+    check_source(source, access)
     wanted = [*columns, target]
     parts: list[Part] = []
     if source.reference is not None:
-        parts.append(read_files(source.reference, wanted, kind="reference"))
+        parts.append(read_files(source.reference, wanted, kind="reference", access=access))
     if source.path is not None:
-        parts.append(read_files(source.path, wanted, kind="path"))
+        parts.append(read_files(source.path, wanted, kind="path", access=access))
     elif source.sql is not None and source.url is not None:
         parts.append(read_query(source.sql, source.url, wanted))
     elif source.log is not None:
@@ -90,6 +99,16 @@ def load_training_data(
     labelled = [_labelled(part, target) for part in parts]
     frame = _newest(labelled, source.max_rows)
     return TrainingData(frame, fingerprint(frame), [entry for _, entry in labelled])
+
+
+def check_source(source: DataSource, access: DataAccess) -> None:
+    """Refuse a source naming a file, database or S3 location the server does not read."""
+    if source.reference is not None:
+        access.check_path(source.reference, what="the reference data")
+    if source.path is not None:
+        access.check_path(source.path, what="the training data path")
+    if source.url is not None:
+        access.check_url(source.url, what="the sql source's database")
 
 
 def _labelled(part: Part, target: str) -> Part:
@@ -124,13 +143,19 @@ def _columns(frame: pd.DataFrame, wanted: list[str], *, where: str) -> pd.DataFr
 # -- files ------------------------------------------------------------------------------------
 
 
-def read_files(location: str, wanted: list[str], *, kind: str) -> Part:
+def read_files(
+    location: str, wanted: list[str], *, kind: str, access: DataAccess | None = None
+) -> Part:
     """Every table file at `location` (a file, a folder, a glob; local or `s3://`), in sorted
-    path order, each checked for the wanted columns."""
+    path order, each checked for the wanted columns (and, with `access`, each leading to
+    a place it allows: a symlink inside a data folder may point anywhere)."""
     if location.startswith("s3://"):
         with tempfile.TemporaryDirectory(prefix="turnout-data-") as folder:
             return _read_tables(location, s3_download(location, Path(folder)), wanted, kind)
-    return _read_tables(location, [(str(p), p) for p in local_files(location)], wanted, kind)
+    files = local_files(location)
+    if access is not None:
+        access.check_files(files, what=f"the {kind} data")
+    return _read_tables(location, [(str(p), p) for p in files], wanted, kind)
 
 
 def _read_tables(

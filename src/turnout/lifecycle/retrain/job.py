@@ -35,6 +35,7 @@ from turnout.errors import Conflict, TurnoutError
 from turnout.lifecycle.retrain.data import TrainingData, load_training_data
 from turnout.lifecycle.retrain.policy import DataSource
 from turnout.lifecycle.retrain.spec import JobSpec
+from turnout.lifecycle.sources import DataAccess
 from turnout.monitoring.metrics import classification_metrics, regression_metrics
 from turnout.registry.flavors import Prediction, get_flavor
 from turnout.registry.optional import optional_import
@@ -184,9 +185,17 @@ class RetrainJob:
     """One claimed (running) job in this process: its stages, heartbeat and outcome."""
 
     def __init__(
-        self, job: JobRecord, *, registry: Registry, work_dir: Path, log_root: Path
+        self,
+        job: JobRecord,
+        *,
+        registry: Registry,
+        work_dir: Path,
+        log_root: Path,
+        access: DataAccess,
     ) -> None:
         self.job = job
+        self.access = access
+        """Where the job may read training data from (the server's configured roots)."""
         self.spec = JobSpec.from_dict(job.spec)
         self.registry = registry
         self.db = registry.db
@@ -243,6 +252,7 @@ class RetrainJob:
                 target=spec.target,
                 deployment=spec.deployment,
                 log_root=self.log_root,
+                access=self.access,
             )
         say(f"{data.rows} rows, fingerprint {data.fingerprint}")
         if data.rows < spec.min_rows:
@@ -442,7 +452,11 @@ def run_job(job_id: int, settings: Settings) -> int:
                 allow_pickle=settings.allow_pickle,
             )
             run = RetrainJob(
-                job, registry=registry, work_dir=Path(work), log_root=settings.log_root
+                job,
+                registry=registry,
+                work_dir=Path(work),
+                log_root=settings.log_root,
+                access=DataAccess.from_settings(settings),
             )
             return run.execute()
     finally:

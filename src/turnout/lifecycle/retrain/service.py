@@ -21,10 +21,12 @@ from typing import Any
 from turnout import redact
 from turnout.errors import BadRequest, Conflict, NotFound, TurnoutError
 from turnout.lifecycle.retrain import triggers
+from turnout.lifecycle.retrain.data import check_source
 from turnout.lifecycle.retrain.executor import Executor, supervise
 from turnout.lifecycle.retrain.policy import DataSource, RetrainPolicy, redacted
 from turnout.lifecycle.retrain.spec import JobSpec
 from turnout.lifecycle.rollouts import Rollouts
+from turnout.lifecycle.sources import DataAccess
 from turnout.monitoring.service import Monitor
 from turnout.registry.service import Registry
 from turnout.registry.signature import Signature
@@ -54,8 +56,12 @@ class Retraining:
         executor: Executor,
         *,
         notify: Callable[[dict[str, JSON]], None] | None = None,
+        access: DataAccess | None = None,
     ) -> None:
         self.db = db
+        self.access = access
+        """Where policies may point for training data (None: anywhere, for trusted use);
+        the job checks again before it reads."""
         self.registry = registry
         self.monitor = monitor
         self.rollouts = rollouts
@@ -70,6 +76,8 @@ class Retraining:
         """Validate and store the deployment's policy (YAML text or a mapping); the current
         champion must be retrainable (registered with a pipeline, in a retrainable flavor)."""
         parsed = RetrainPolicy.parse(policy)
+        if self.access is not None:
+            check_source(parsed.data, self.access)
         champion = self._champion(deployment)
         self._check_retrainable(champion)
         self._target(parsed, champion)
@@ -113,6 +121,8 @@ class Retraining:
     ) -> JobRecord:
         """Queue a retrain of the deployment's champion; the controller starts it. `data`
         overrides the policy's data source (needed when there is no policy)."""
+        if data is not None and self.access is not None:
+            check_source(_source(data), self.access)
         with self.db.read() as conn:
             stored = md.get_retrain_policy(conn, deployment)
         if stored is None and data is None:
@@ -123,6 +133,8 @@ class Retraining:
         policy = RetrainPolicy.parse(stored if stored is not None else {"data": data})
         if data is not None:
             policy = policy.model_copy(update={"data": _source(data)})
+        elif self.access is not None:  # stored before the roots changed, perhaps
+            check_source(policy.data, self.access)
         champion = self._champion(deployment)
         self._check_retrainable(champion)
         assert champion.pipeline is not None
