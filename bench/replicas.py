@@ -11,7 +11,6 @@ runners and the whole server tree used during each measured run (from /proc).
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,9 +20,10 @@ import skops.io as sio
 from tests.fixtures.models import sklearn_pipeline
 
 from bench import peers, wrk
-from bench.memory import PROC, descendants
+from bench.memory import descendants
 from bench.outcome import Outcome, median_load
 from bench.peers import Running
+from bench.quiet import process_s
 from bench.runner import Runner
 
 CONNECTIONS = 64
@@ -64,20 +64,6 @@ def holders(status: dict[str, Any], key: str) -> list[int]:
     return next((list(m["runners"]) for m in status["models"] if m["key"] == key), [])
 
 
-def cpu_s(pids: list[int]) -> dict[int, float]:
-    """User plus system CPU seconds of each process so far (0 once it is gone)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    used = {}
-    for pid in pids:
-        try:
-            fields = (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            used[pid] = 0.0
-            continue
-        used[pid] = (int(fields[11]) + int(fields[12])) / tick
-    return used
-
-
 def run(runner: Runner, rows: list[Replicated], *, workers: int) -> None:
     """Start one server, deploy one version per row, then measure the rows in turn."""
     results = runner.results
@@ -109,23 +95,33 @@ def _round(runner: Runner, running: Running, home: Path, row: Replicated, n: int
     sample = target.check()
     (runner.results / f"{row.outcome.key}_response.json").write_text(sample)
     key = f"{name}:1"
-    for _ in range(WARM_TRIES):
-        wrk.run(target.url, target.body, connections=CONNECTIONS, duration_s=runner.args.warmup)
-        status = peers.turnout_host(running, home)
-        if len(holders(status, key)) >= row.max_replicas:
-            break
-    held = holders(status, key)
-    row.held_before.append(held)
     assert running.server.process is not None
-    tree = descendants(running.server.process.pid)
-    before, started = cpu_s(tree), time.monotonic()
-    load = runner.load(target, CONNECTIONS, runner.args.duration, f"{row.outcome.key}-r{n}_c64")
-    after, elapsed = cpu_s(tree), time.monotonic() - started
+    server_pid = running.server.process.pid
+    start: dict[str, Any] = {}
+
+    def warm() -> None:
+        """Load until the replicas are in place, then note who holds the model and the CPU
+        used so far: the measured run starts right after."""
+        for _ in range(WARM_TRIES):
+            wrk.run(target.url, target.body, connections=CONNECTIONS, duration_s=runner.args.warmup)
+            status = peers.turnout_host(running, home)
+            if len(holders(status, key)) >= row.max_replicas:
+                break
+        held = holders(status, key)
+        pids = {int(r["pid"]) for r in status["runners"] if r["id"] in held}
+        tree = descendants(server_pid)  # after the warm-up: a new replica's runner included
+        cpu = {pid: process_s(pid) for pid in tree}
+        start.update(held=held, pids=pids, tree=tree, cpu=cpu, at=time.monotonic())
+
+    name_c = f"{row.outcome.key}-r{n}_c{CONNECTIONS}"
+    load = runner.load(target, CONNECTIONS, runner.args.duration, name_c, prepare=warm)
+    after = {pid: process_s(pid) for pid in start["tree"]}
+    elapsed = time.monotonic() - start["at"]
     row.loads.append(load)
+    row.held_before.append(start["held"])
     row.held_after.append(holders(peers.turnout_host(running, home), key))
-    pids = {int(r["pid"]) for r in status["runners"] if r["id"] in held}
-    used = {pid: after[pid] - before[pid] for pid in tree}
-    row.runner_cores.append(sum(used[pid] for pid in pids if pid in used) / elapsed)
+    used = {pid: after[pid] - start["cpu"][pid] for pid in start["tree"]}
+    row.runner_cores.append(sum(used[pid] for pid in start["pids"] if pid in used) / elapsed)
     row.server_cores.append(sum(used.values()) / elapsed)
 
 

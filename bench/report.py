@@ -7,6 +7,7 @@ import argparse
 import os
 import platform
 import re
+import statistics
 import subprocess
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,6 +39,10 @@ class Context:
     load_before: list[str]
     load_after: list[str]
     load_peak: float
+    others: list[float]
+    """Cores other work used during each measured run (the runs kept)."""
+    shared: list[str]
+    """Raw outputs of runs discarded and measured again because other work shared them."""
     wall_s: float
     leftovers: list[str]
     server_processes: list[str]
@@ -299,6 +304,26 @@ def _replicas(ctx: Context) -> list[str]:
     return [*lines, ""]
 
 
+def _others(ctx: Context) -> str:
+    if not ctx.others:
+        return "- other work during the measured runs: nothing measured"
+    limit = ctx.args.quiet_cores
+    over = sum(1 for x in ctx.others if x >= limit)
+    again = (
+        f"{len(ctx.shared)} runs shared with other work were measured again "
+        f"({', '.join(f'`{name}`' for name in ctx.shared)})"
+        if ctx.shared
+        else "no run had to be measured again"
+    )
+    return (
+        "- other work during the measured runs (CPU from /proc/stat minus the suite, wrk and "
+        f"the server tree, `bench/quiet.py`): median {statistics.median(ctx.others):.2f}, "
+        f"highest {max(ctx.others):.2f} cores; each run started once other work used under "
+        f"{limit:g} cores, {again}; {over} of the {len(ctx.others)} runs kept still shared "
+        f"the machine with {limit:g} cores or more of other work."
+    )
+
+
 def _setup(ctx: Context) -> list[str]:
     args = ctx.args
     files = sorted(p.name for p in ctx.results.glob("*.txt"))
@@ -315,6 +340,7 @@ def _setup(ctx: Context) -> list[str]:
         f"{ctx.load_peak:.2f} (wrk plus a saturated server account for about 2-3; more means "
         "other work shared the machine). wrk and the server compete for the same 2 cores; "
         "each raw output records the load average after its run.",
+        _others(ctx),
         "",
         "### Versions",
         "",

@@ -12,6 +12,7 @@ from pathlib import Path
 from bench import wrk
 from bench.outcome import Outcome, Pilot
 from bench.peers import Running
+from bench.quiet import Meter, wait_quiet
 
 
 def reason(error: BaseException) -> str:
@@ -32,6 +33,10 @@ class Runner:
         self.scripts: dict[str, Path] = {}
         self.load_averages: list[float] = []
         """The 1-minute load average after each measured run: a noise gauge for the report."""
+        self.others: list[float] = []
+        """Cores other work kept busy during each measured run (bench/quiet.py)."""
+        self.shared: list[str] = []
+        """Raw outputs of runs measured again because other work shared the machine."""
         self.sessions: list[int] = []
         """Process-group ids of every server started, to prove none is left at the end."""
 
@@ -58,18 +63,55 @@ class Runner:
             self.scripts[name] = wrk.write_script(running.body, self.results / name)
         return self.scripts[name]
 
-    def load(self, running: Running, connections: int, duration_s: int, name: str) -> wrk.Load:
-        """One measured wrk run, saved as <name>.txt; an unreadable run is kept and retried once."""
-        for attempt in (1, 2):
+    def load(
+        self,
+        running: Running,
+        connections: int,
+        duration_s: int,
+        name: str,
+        *,
+        prepare: Callable[[], None] | None = None,
+    ) -> wrk.Load:
+        """One measured wrk run, saved as <name>.txt. It starts once other work on the machine
+        is quiet (`--quiet-cores`, waiting `--quiet-wait` s at most), after `prepare`; a run
+        that other work shared is kept as <name>.shared-<n>.txt and measured again, up to
+        `--quiet-retries` times."""
+        server_pid = running.server.process.pid if running.server.process else None
+        for attempt in range(1, self.args.quiet_retries + 2):
+            wait_quiet(server_pid, cores=self.args.quiet_cores, max_wait_s=self.args.quiet_wait)
+            if prepare is not None:
+                prepare()
+            meter = Meter(server_pid)
+            load = self._wrk(running, connections, duration_s, name)
+            others = meter.others_cores()
+            if others < self.args.quiet_cores or attempt > self.args.quiet_retries:
+                break
+            (self.results / f"{name}.shared-{attempt}.txt").write_text(self._record(load, others))
+            self.shared.append(f"{name}.shared-{attempt}.txt")
+            print(f"  {name}: other work used {others:.2f} cores meanwhile; again", flush=True)
+        load_avg = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+        self.load_averages.append(float(load_avg.split()[0]))
+        self.others.append(others)
+        (self.results / f"{name}.txt").write_text(self._record(load, others))
+        print(
+            f"  {name:34} {load.rps:9.0f} req/s  p50 {load.p50_ms:7.2f} ms"
+            f"  p99 {load.p99_ms:8.2f} ms  errors {load.errors}  others {others:.2f} cores",
+            flush=True,
+        )
+        return load
+
+    def _wrk(self, running: Running, connections: int, duration_s: int, name: str) -> wrk.Load:
+        """wrk once; output it cannot read is kept as <name>.failed-<n>.txt and run again."""
+        attempt = 1
+        while True:
             try:
-                load = wrk.run(
+                return wrk.run(
                     running.url,
                     running.body,
                     connections=connections,
                     duration_s=duration_s,
                     script=self.script(running),
                 )
-                break
             except wrk.WrkError as error:
                 (self.results / f"{name}.failed-{attempt}.txt").write_text(
                     f"{error}\n\n{error.raw}"
@@ -77,17 +119,16 @@ class Runner:
                 print(f"  {name}: {error} (attempt {attempt})", flush=True)
                 if attempt == 2:
                     raise
+                attempt += 1
+
+    @staticmethod
+    def _record(load: wrk.Load, others: float) -> str:
         load_avg = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-        self.load_averages.append(float(load_avg.split()[0]))
-        (self.results / f"{name}.txt").write_text(
-            f"$ {shlex.join(load.command)}\n# load average after the run: {load_avg}\n\n{load.raw}"
+        return (
+            f"$ {shlex.join(load.command)}\n# load average after the run: {load_avg}\n"
+            f"# other work during the run (besides wrk and the server tree): {others:.2f} cores"
+            f"\n\n{load.raw}"
         )
-        print(
-            f"  {name:34} {load.rps:9.0f} req/s  p50 {load.p50_ms:7.2f} ms"
-            f"  p99 {load.p99_ms:8.2f} ms  errors {load.errors}",
-            flush=True,
-        )
-        return load
 
     def warm(self, running: Running) -> None:
         wrk.run(running.url, running.body, connections=16, duration_s=self.args.warmup)

@@ -40,6 +40,13 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--shadow-rounds", type=int, default=2, help="off/on pairs, 16 conns")
     parser.add_argument("--replica-rounds", type=int, default=2, help="rounds per max_replicas")
     parser.add_argument("--replica-workers", type=int, default=2, help="workers, replica check")
+    parser.add_argument("--quiet-cores", type=float, default=0.3,
+                        help="a run starts once other work uses fewer cores, and is measured "
+                        "again if other work used more meanwhile")  # fmt: skip
+    parser.add_argument("--quiet-wait", type=float, default=600,
+                        help="seconds to wait for other work to quieten before a run")  # fmt: skip
+    parser.add_argument("--quiet-retries", type=int, default=2,
+                        help="times a run shared with other work is measured again")  # fmt: skip
     parser.add_argument("--only", default=",".join(PEERS), help=f"subset of {','.join(PEERS)}")
     parser.add_argument("--mlserver-workers", default="0,1,2", help="parallel_workers to probe")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
@@ -271,6 +278,8 @@ def main(argv: list[str] | None = None) -> None:
         load_before=load_before,
         load_after=Path("/proc/loadavg").read_text().split()[:3],
         load_peak=max(suite.load_averages, default=0.0),
+        others=suite.others,
+        shared=suite.shared,
         wall_s=time.monotonic() - started,
         leftovers=left,
         server_processes=anyone,
