@@ -70,4 +70,13 @@ if ! command -v wrk >/dev/null 2>&1; then
     fi
 fi
 
+# strace: the test that no process of the server connects outside loopback traces them.
+if ! command -v strace >/dev/null 2>&1; then
+    if can_apt; then
+        apt_install strace || warn "failed to install strace; the outbound-connection test will skip"
+    else
+        warn "strace not found and cannot install it; the outbound-connection test will skip"
+    fi
+fi
+
 exit 0
