@@ -177,3 +177,18 @@ def test_deleting_a_version_keeps_blobs_other_versions_use(stack: Stack, tmp_pat
     stack.routing.promote("d", 3, actor="t")  # 1 leaves the active revision
     stack.retire.delete_version("m", 1, actor="alice")
     stack.registry.verify(stack.registry.get_version("m", same.version))
+
+
+def test_the_routing_fingerprint_moves_when_a_new_deployment_takes_a_deleted_ones_id(
+    stack: Stack,
+) -> None:
+    """SQLite hands a deleted row's id to the next row: count, revisions and the newest id
+    alone would say nothing changed, and gateways would keep serving the deleted one."""
+    stack.deployments.create(NewDeployment(name="e", model="m", version=2))
+    with stack.db.read() as conn:
+        before = md.routing_fingerprint(conn)
+    stack.retire.delete_deployment("e", actor="alice")
+    stack.deployments.create(NewDeployment(name="f", model="m", version=2))
+    with stack.db.read() as conn:
+        assert md.get_deployment(conn, "f").id == md.routing_fingerprint(conn)[2]
+        assert md.routing_fingerprint(conn) != before

@@ -241,6 +241,7 @@ def _fingerprint_of(rows: dict[str, tuple[DeploymentRecord, RevisionRecord]]) ->
         len(rows),
         sum(dep.active_revision for dep, _ in rows.values()),
         max((dep.id for dep, _ in rows.values()), default=0),
+        max((dep.updated_at.timestamp() for dep, _ in rows.values()), default=0.0),
     )
 
 

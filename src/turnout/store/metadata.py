@@ -375,20 +375,24 @@ def count_deployments(conn: Connection, *, prefix: str = "") -> int:
     return int(conn.execute(query).scalar_one())
 
 
-def routing_fingerprint(conn: Connection) -> tuple[int, int, int]:
+def routing_fingerprint(conn: Connection) -> tuple[int, int, int, float]:
     """Changes with every routing change anywhere; gateways poll it to know when to reload.
 
     Active revision numbers only grow, so their sum moves on every change, whatever order
-    concurrent transactions commit in (a max over serial ids could miss a late commit).
+    concurrent transactions commit in (a max over serial ids could miss a late commit). The
+    newest change time tells a deleted deployment from a new one that took its id (SQLite
+    reuses the highest id) with the same revision number.
     """
     row = conn.execute(
         select(
             func.count(),
             func.coalesce(func.sum(t.deployments.c.active_revision), 0),
             func.coalesce(func.max(t.deployments.c.id), 0),
+            func.max(t.deployments.c.updated_at),
         )
     ).one()
-    return int(row[0]), int(row[1]), int(row[2])
+    newest = aware(row[3]).timestamp() if row[3] is not None else 0.0
+    return int(row[0]), int(row[1]), int(row[2]), newest
 
 
 # -- tokens and audit -----------------------------------------------------------------------
