@@ -206,8 +206,39 @@ def fleet(args: argparse.Namespace, specimens: list[Specimen], home: Path, out: 
             "p99_ms_all_deployments": drive.percentile_ms(warm_all, 99),
         }
         out["evictions_metric"] = live.evictions()
+        out["control_plane"] = control_plane(live, names)
     added = memory["answered"].pss_mb - memory["registered"].pss_mb
     out["pss_mb_per_deployment"] = round(added / n, 2)
+
+
+CONTROL_CALLS = 20
+
+
+def control_plane(live: Live, names: list[str]) -> dict[str, float | None]:
+    """p50 ms of the calls operators make, with every deployment in place and answered once:
+    what should not grow with the number of deployments."""
+    reads = {
+        "deployments list (page of 100)": "/api/v1/deployments?limit=100",
+        "deployments show": f"/api/v1/deployments/{names[-1]}",
+        "status (metrics, 1h)": f"/api/v1/deployments/{names[-1]}/metrics?window=1h",
+        "prometheus /metrics": "/metrics",
+    }
+    found: dict[str, float | None] = {}
+    auth = {"authorization": f"Bearer {live.client.token}"}
+    for label, path in reads.items():
+        times = []
+        for _ in range(CONTROL_CALLS):
+            started = time.perf_counter()
+            live.http.get(path, headers=auth).raise_for_status()
+            times.append(time.perf_counter() - started)
+        found[label] = drive.percentile_ms(times, 50)
+    changes = []
+    for i in range(CONTROL_CALLS // 2):  # each returns once every worker serves it
+        started = time.perf_counter()
+        live.client.route(names[-1], log_payloads=0.5 if i % 2 == 0 else 1.0)
+        changes.append(time.perf_counter() - started)
+    found["routing change, acknowledged"] = drive.percentile_ms(changes, 50)
+    return found
 
 
 def budget(args: argparse.Namespace, specimens: list[Specimen], home: Path, out: Results) -> None:

@@ -101,6 +101,8 @@ def _fleet(results: Results, args: argparse.Namespace) -> list[Measure]:
         Measure(s, "warm p50, all deployed", many, "ms"),
         Measure(s, "warm p50 difference", delta, "ms", "<= 0.2", _at_most(delta, 0.2)),
         Measure(s, "evictions (/metrics)", results.get("evictions_metric"), ""),
+        *(Measure(s, f"p50 {label}", value, "ms")
+          for label, value in results.get("control_plane", {}).items()),
     ]  # fmt: skip
 
 
