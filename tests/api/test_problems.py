@@ -4,6 +4,7 @@ values nested too deeply, and bugs, which answer a reference instead of the exce
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +28,9 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def app(home: Path) -> Iterator[TurnoutApp]:
+    umask = os.umask(0o077)  # create_app makes the process's files private: the tests' own
     built = create_app(Settings(home=home, runner="thread", log_predictions=False))
+    os.umask(umask)  # files keep the umask they had
     yield built
     built.db.dispose()
 
