@@ -28,9 +28,9 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def app(home: Path) -> Iterator[TurnoutApp]:
-    umask = os.umask(0o077)  # create_app makes the process's files private: the tests' own
+    umask = os.umask(0o077)  # create_app sets the process's umask to 077; the other
     built = create_app(Settings(home=home, runner="thread", log_predictions=False))
-    os.umask(umask)  # files keep the umask they had
+    os.umask(umask)  # tests in this session keep the one they had
     yield built
     built.db.dispose()
 
