@@ -379,3 +379,30 @@ def predict_one(server: LiveServer, deployment: str) -> httpx.Response:
         json={"instances": [[0.0] * FEATURES]},
         timeout=30,
     )
+
+
+def test_a_killed_host_supervisor_is_started_again_and_models_come_back(  # type: ignore[no-untyped-def]
+    serve, tmp_path: Path
+) -> None:
+    server = serve()
+    expected = deploy_models(server, tmp_path / "models", 3, fallback=-1, timeout_ms=2000)
+    for name in expected:
+        assert predict(server, name).status_code == 200
+    assert server.process is not None
+    (supervisor,) = [
+        pid for pid, command in descendants(server.process.pid)
+        if "turnout.host.supervisor" in command
+    ]  # fmt: skip
+    os.kill(supervisor, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    pending = set(expected)
+    while pending:
+        assert time.monotonic() < deadline, f"not back: {sorted(pending)}"
+        for name in sorted(pending):
+            reply = predict(server, name)
+            assert reply.status_code == 200, reply.text  # the fallback answers meanwhile
+            if reply.headers["x-turnout-role"] == "champion":
+                assert reply.json()["predictions"] == expected[name]
+                pending.discard(name)
+        time.sleep(0.1)
+    assert supervisor not in [pid for pid, _ in descendants(server.process.pid)]

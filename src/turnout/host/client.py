@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ log = logging.getLogger("turnout.host")
 START_TIMEOUT_S = 60.0
 PLACE_TIMEOUT_S = 180.0
 SCALE_EVERY_S = 1.0
+WATCH_INTERVAL_S = 0.2
+RESTART_BACKOFF_S = (0.0, 0.5, 1.0, 2.0, 5.0)
 
 
 def _error(reply: dict[str, Any]) -> TurnoutError:
@@ -64,12 +67,24 @@ def _error(reply: dict[str, Any]) -> TurnoutError:
 
 
 class HostProcess:
-    """The supervisor as a child of the server, with a private folder for its sockets."""
+    """The supervisor as a child of the server, with a private folder for its sockets.
 
-    def __init__(self, run_dir: Path, process: subprocess.Popen[bytes] | None) -> None:
+    A supervisor that dies is started again (its runners end with it): workers reconnect
+    and models load again on demand, answered for meanwhile by failover and fallback.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        process: subprocess.Popen[bytes] | None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.run_dir = run_dir
         self.process = process
         """None when this process only uses a host that another one started."""
+        self._env = env
+        self._stopping = threading.Event()
+        self.restarts = 0
 
     @classmethod
     def attach(cls, socket_path: Path) -> HostProcess:
@@ -85,24 +100,52 @@ class HostProcess:
         # Others may pass through (runners that dropped to an unprivileged user reach their
         # staged files below) but not list it; its sockets are the server user's alone.
         run_dir.chmod(0o711)
+        host = cls(run_dir, None, env)
+        try:
+            host._launch()
+        except ModelUnavailable:
+            host.stop()
+            raise
+        threading.Thread(target=host._watch, name="model-host-watch", daemon=True).start()
+        return host
+
+    def _launch(self) -> None:
         process = subprocess.Popen(
-            [sys.executable, "-m", "turnout.host.supervisor", str(run_dir / "host.sock")],
-            env=env,
+            [sys.executable, "-m", "turnout.host.supervisor", str(self.socket)], env=self._env
         )
-        host = cls(run_dir, process)
+        self.process = process
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                host.stop()
                 raise ModelUnavailable(f"the model host exited with code {process.returncode}")
             with contextlib.suppress(OSError, TurnoutError):
-                SyncHost(host.socket).call({"op": "ping"}, timeout_s=1.0)
-                return host
+                SyncHost(self.socket).call({"op": "ping"}, timeout_s=1.0)
+                return
             time.sleep(0.05)
-        host.stop()
+        process.kill()
         raise ModelUnavailable("the model host did not start")
 
+    def _watch(self) -> None:
+        failures = 0
+        while not self._stopping.wait(WATCH_INTERVAL_S):
+            process = self.process
+            if process is None or process.poll() is None:
+                continue
+            log.error("the model host exited (code %s); starting a new one", process.returncode)
+            self._stopping.wait(RESTART_BACKOFF_S[min(failures, len(RESTART_BACKOFF_S) - 1)])
+            if self._stopping.is_set():
+                return
+            try:
+                self._launch()
+            except ModelUnavailable:
+                failures += 1
+                log.exception("the model host did not start again")
+                continue
+            failures = 0
+            self.restarts += 1
+
     def stop(self) -> None:
+        self._stopping.set()
         if self.process is None:
             return
         if self.process.poll() is None:
