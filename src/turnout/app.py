@@ -290,7 +290,7 @@ def create_app(settings: Settings) -> TurnoutApp:
         versions_of=versions_of,
         signature_of=signature_of,
         logger=logger,
-        access=Access(mode=PredictAuth(settings.predict_auth), authenticate=tokens.authenticate),
+        access=Access(mode=PredictAuth(settings.predict_auth), tokens=tokens.unrevoked),
     )
     heartbeat = Heartbeat(
         table,

@@ -43,8 +43,9 @@ class Settings(BaseSettings):
 
     predict_auth: Literal["optional", "required"] = "optional"
     """Whether prediction routes need a token: `optional` (tokens are checked when sent)
-    or `required` (any role; health and server metadata stay open). Token checks are
-    cached for 5 s, so a revoked token may still predict for up to 5 s."""
+    or `required` (any role; health and server metadata stay open). Gateways check tokens
+    against a copy of the token table reloaded every 5 s, so a revoked token may still
+    predict for up to 5 s."""
 
     allow_pickle: bool = True
     """Whether pickle-based artifacts (joblib/pickle files) may be registered and loaded."""

@@ -43,6 +43,23 @@ def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
+def bearer_hash(header: str) -> str:
+    """The hash of the token in an `Authorization: Bearer <token>` header."""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("the Authorization header must be 'Bearer <token>'")
+    return hash_token(token.strip())
+
+
+def principal_of(record: TokenRecord | None) -> Principal:
+    """The caller a stored token stands for; 401 if it is unknown, revoked or expired."""
+    if record is None or record.revoked_at is not None:
+        raise Unauthorized("invalid or revoked token")
+    if record.expires_at is not None and record.expires_at <= datetime.now(UTC):
+        raise Unauthorized(f"token {record.name!r} expired at {record.expires_at.isoformat()}")
+    return Principal(record.name, record.role, record.permissions, record.deployments)
+
+
 class Tokens:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -53,16 +70,14 @@ class Tokens:
                 "missing token: send 'Authorization: Bearer <token>' "
                 "(the CLI reads TURNOUT_TOKEN or the local admin token file)"
             )
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized("the Authorization header must be 'Bearer <token>'")
+        digest = bearer_hash(header)
         with self.db.read() as conn:
-            record = md.find_token(conn, hash_token(token.strip()))
-        if record is None:
-            raise Unauthorized("invalid or revoked token")
-        if record.expires_at is not None and record.expires_at <= datetime.now(UTC):
-            raise Unauthorized(f"token {record.name!r} expired at {record.expires_at.isoformat()}")
-        return Principal(record.name, record.role, record.permissions, record.deployments)
+            return principal_of(md.find_token(conn, digest))
+
+    def unrevoked(self) -> dict[str, TokenRecord]:
+        """Every token not revoked, by hash (expired ones too: their callers are told so)."""
+        with self.db.read() as conn:
+            return md.unrevoked_tokens(conn)
 
     @staticmethod
     def authorize(principal: Principal, needed: TokenRole) -> None:

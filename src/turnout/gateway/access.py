@@ -1,23 +1,24 @@
-"""Who may call the prediction routes: tokens are checked against a short-lived cache, so
-a request costs no DB round trip, and a revoked or expired token stops working within
-`ttl_s` seconds.
+"""Who may call the prediction routes: tokens are checked against an in-memory copy of the
+token table, so no request waits on the DB (whatever tokens it makes up), and a revoked
+token stops working within `ttl_s` seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
 
-from turnout.api.auth import Principal, hash_token
+from turnout.api.auth import Principal, bearer_hash, principal_of
 from turnout.errors import Forbidden, Unauthorized
-from turnout.store.records import TokenRole
+from turnout.store.records import TokenRecord, TokenRole
 
 TOKEN_TTL_S = 5.0
-"""How long a token's check is trusted before the DB is asked again (revocation delay)."""
-MAX_CACHED_TOKENS = 10_000
-"""Bounds the cache under a flood of made-up tokens (each is refused from the cache too)."""
+"""How old the copy of the token table may get (how long a revoked token still predicts)."""
+MISS_REFRESH_S = 1.0
+"""An unknown token makes the copy reload, at most this often: a token created a moment ago
+may wait up to this long on its first call, and made-up tokens cost no DB round trip each."""
 
 
 class PredictAuth(StrEnum):
@@ -29,26 +30,29 @@ class PredictAuth(StrEnum):
     """Every prediction route needs a valid token of any role."""
 
 
-Checked = Principal | str
-"""The caller, or why its token is refused."""
-
-
 class Access:
-    """Authenticates prediction callers; `authenticate` is the DB check it caches."""
+    """Authenticates prediction callers; `tokens` reads every unrevoked token by hash."""
 
     def __init__(
         self,
         *,
         mode: PredictAuth,
-        authenticate: Callable[[str], Principal],
+        tokens: Callable[[], dict[str, TokenRecord]],
         ttl_s: float = TOKEN_TTL_S,
+        miss_refresh_s: float = MISS_REFRESH_S,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.mode = mode
-        self._authenticate = authenticate
+        self._tokens = tokens
         self._ttl_s = ttl_s
+        self._miss_refresh_s = miss_refresh_s
         self._clock = clock
-        self._cache: dict[str, tuple[float, Checked]] = {}
+        self._sleep = sleep
+        self._known: dict[str, TokenRecord] = {}
+        self._read_at = -float("inf")
+        """When the copy in hand started to be read."""
+        self._loading = asyncio.Lock()
 
     async def principal(self, header: str | None) -> Principal | None:
         """The caller, None for an anonymous call that is allowed; raises 401 otherwise."""
@@ -59,31 +63,27 @@ class Access:
                     "(TURNOUT_PREDICT_AUTH=required)"
                 )
             return None
-        key = hash_token(header)
-        now = self._clock()
-        cached = self._cache.get(key)
-        if cached is None or cached[0] <= now:
-            checked = await asyncio.to_thread(self._check, header)
-            self._remember(key, now + self._ttl_s, checked)
-        else:
-            checked = cached[1]
-        if isinstance(checked, str):
-            raise Unauthorized(checked)
-        return checked
+        digest = bearer_hash(header)
+        if self._clock() - self._read_at >= self._ttl_s:
+            await self._read_since(self._clock() - self._ttl_s, wait=False)
+        record = self._known.get(digest)
+        if record is None:
+            await self._read_since(self._clock(), wait=True)
+            record = self._known.get(digest)
+        return principal_of(record)
 
-    def _check(self, header: str) -> Checked:
-        try:
-            return self._authenticate(header)
-        except Unauthorized as exc:
-            return exc.message
-
-    def _remember(self, key: str, until: float, checked: Checked) -> None:
-        if len(self._cache) >= MAX_CACHED_TOKENS:
-            now = self._clock()
-            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
-            if len(self._cache) >= MAX_CACHED_TOKENS:
-                self._cache.clear()
-        self._cache[key] = (until, checked)
+    async def _read_since(self, moment: float, *, wait: bool) -> None:
+        """Make sure the copy was read after `moment`; concurrent callers share one read.
+        With `wait`, a read follows the previous one by at least `miss_refresh_s`."""
+        async with self._loading:
+            if self._read_at >= moment:
+                return
+            pause_s = self._read_at + self._miss_refresh_s - self._clock()
+            if wait and pause_s > 0:
+                await self._sleep(pause_s)
+            started = self._clock()
+            self._known = await asyncio.to_thread(self._tokens)
+            self._read_at = started
 
 
 def check_deployment(principal: Principal | None, deployment: str) -> None:

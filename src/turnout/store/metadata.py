@@ -444,6 +444,12 @@ def find_token(conn: Connection, token_hash: str) -> TokenRecord | None:
     return _token(row) if row else None
 
 
+def unrevoked_tokens(conn: Connection) -> dict[str, TokenRecord]:
+    """Every token not revoked, by hash: what a gateway checks prediction calls against."""
+    rows = conn.execute(select(t.tokens).where(t.tokens.c.revoked_at.is_(None)))
+    return {row.token_hash: _token(row) for row in rows}
+
+
 def list_tokens(conn: Connection) -> list[TokenRecord]:
     return [_token(r) for r in conn.execute(select(t.tokens).order_by(t.tokens.c.id))]
 
