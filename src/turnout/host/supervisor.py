@@ -132,6 +132,10 @@ class Supervisor:
         self._spare: RunnerState | None = None
         """Forked ahead for the next code-bearing registration check."""
         self._checker_lock = asyncio.Lock()
+        self._room = asyncio.Lock()
+        """Held while making room for a load, so two loads do not both count the same room."""
+        self._reserved = 0
+        """Bytes set aside for loads under way."""
         self._ops = {
             "place": self._op_place,
             "scale": self._op_scale,
@@ -365,17 +369,21 @@ class Supervisor:
         return accounted_bytes(measured, model.files_bytes)
 
     async def _load(self, model: ModelState) -> None:
-        started = time.monotonic()
-        if model.not_before > started:
+        """Load one copy of the model; its memory is reserved from the moment room is made
+        for it, so loads under way together never overrun the budget."""
+        if model.not_before > time.monotonic():
             raise RunnerRestarting(f"{model.key} is restarting ({model.last_error})")
         need = self._need_bytes(model)
-        if need > self.config.budget_bytes:
-            raise ModelUnavailable(
-                f"{model.key} needs about {need / 2**20:.0f} MB, more than the whole model "
-                f"memory budget ({self.config.budget_bytes / 2**20:.0f} MB, "
-                "TURNOUT_MODEL_MEMORY_MB)"
-            )
-        await self._make_room(need, keep=model.key)
+        async with self._room:
+            await self._make_room(need, keep=model.key)
+            self._reserved += need
+        try:
+            await self._load_reserved(model, need)
+        finally:
+            self._reserved -= need
+
+    async def _load_reserved(self, model: ModelState, need: int) -> None:
+        started = time.monotonic()
         isolation = self._isolation(model)
         flavor = str(model.record["flavor"])
         if isolation is Isolation.SHARED:
@@ -427,7 +435,13 @@ class Supervisor:
         return self.runners[least_loaded(free)]
 
     async def _make_room(self, need: int, *, keep: str) -> None:
-        used = self.used_bytes()
+        if need > self.config.budget_bytes:
+            raise ModelUnavailable(
+                f"{keep} needs about {need / 2**20:.0f} MB, more than the whole model "
+                f"memory budget ({self.config.budget_bytes / 2**20:.0f} MB, "
+                "TURNOUT_MODEL_MEMORY_MB)"
+            )
+        used = self.used_bytes() + self._reserved
         if used + need <= self.config.budget_bytes:
             return
         await self._refresh_stats()
