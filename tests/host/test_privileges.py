@@ -28,7 +28,7 @@ def test_a_runner_that_dropped_to_nobody_reads_its_staged_files_and_not_the_home
     store = LocalArtifactStore(home / "artifacts")
     source = tmp_path / "model.bin"
     source.write_bytes(b"weights")
-    sha, size = store.put(source)
+    sha, _ = store.put(source)
     run_dir = Path(tempfile.mkdtemp(prefix="turnout-test-"))  # as the host makes it
     run_dir.chmod(0o711)
     staging = Staging(run_dir / "stage", store, uid=nobody.pw_uid, gid=nobody.pw_gid)
