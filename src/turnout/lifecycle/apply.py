@@ -142,11 +142,21 @@ class Applier:
         names of `changed` settings), the active `revision`, and the id of the `rollout`
         of the spec's version that is running, if any."""
         parsed = parse_spec(spec)
+        self._check_holdout(parsed)
         with self.db.read() as conn:
             existing = md.find_deployment(conn, parsed.deployment)
         if existing is None:
             return self._create(parsed, actor=actor)
         return self._update(existing, parsed, actor=actor)
+
+    def _check_holdout(self, spec: DeploymentSpec) -> None:
+        """A holdout file outside the server's data roots is refused before a rollout looks
+        for it, so the answer says nothing about which files exist on the server (the roots
+        are the ones retrain data is held to)."""
+        access = self.retraining.access if self.retraining is not None else None
+        validation = spec.rollout.validation if spec.rollout is not None else None
+        if access is not None and validation is not None and validation.holdout is not None:
+            access.check_path(validation.holdout, what="rollout.validate.holdout")
 
     def _create(self, spec: DeploymentSpec, *, actor: str) -> dict[str, JSON]:
         self._check_model(spec.model)
