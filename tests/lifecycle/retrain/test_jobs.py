@@ -494,7 +494,9 @@ def test_a_running_job_silent_on_another_host_is_lost(bench: Bench) -> None:
 def test_child_env_points_a_job_process_at_the_same_stores(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = Settings(home=tmp_path / "home", allow_pickle=False)
+    settings = Settings(
+        home=tmp_path / "home", allow_pickle=False, data_roots="/srv/data", data_urls="s3://b/p"
+    )
     for name, value in child_env(settings).items():
         if name.startswith("TURNOUT_"):
             monkeypatch.setenv(name, value)
@@ -505,3 +507,4 @@ def test_child_env_points_a_job_process_at_the_same_stores(
         settings.artifacts,
     )
     assert seen.allow_pickle is False
+    assert (seen.data_roots, seen.data_urls) == ("/srv/data", "s3://b/p")

@@ -81,8 +81,9 @@ class Executor(Protocol):
 
 def child_env(settings: Settings) -> dict[str, str]:
     """This process's environment plus the TURNOUT_* variables that make a job process see
-    the same home, metadata DB, artifact store and pickle policy as `settings` (which may
-    have come from arguments rather than the environment)."""
+    the same home, metadata DB, artifact store, pickle policy and data roots as `settings`
+    (which may have come from arguments rather than the environment)."""
+    limits = {"TURNOUT_DATA_ROOTS": settings.data_roots, "TURNOUT_DATA_URLS": settings.data_urls}
     return {
         **os.environ,
         "TURNOUT_HOME": str(settings.home),
@@ -90,6 +91,7 @@ def child_env(settings: Settings) -> dict[str, str]:
         "TURNOUT_ARTIFACT_ROOT": settings.artifacts,
         "TURNOUT_ALLOW_PICKLE": "true" if settings.allow_pickle else "false",
         "TURNOUT_SQLITE_BUSY_TIMEOUT_MS": str(settings.sqlite_busy_timeout_ms),
+        **{name: value for name, value in limits.items() if value is not None},
     }
 
 
