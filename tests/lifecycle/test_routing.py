@@ -583,7 +583,7 @@ class ScriptedWorkers(Routing):
         super().__init__(cast(Database, None), cast(Registry, None), ack_timeout_s=1.0)
         self.reports = list(reports)
 
-    def live_workers(self) -> list[WorkerRecord]:
+    def live_workers(self, *, light: bool = False) -> list[WorkerRecord]:
         return [self.reports.pop(0) if len(self.reports) > 1 else self.reports[0]]
 
 

@@ -358,7 +358,7 @@ def test_tampered_blob_is_never_loaded(
     )
     registry.verify(record)
     blob = blob_path(root, record.artifact.files[0].sha256)
-    assert blob.stat().st_mode & 0o777 == 0o444
+    assert blob.stat().st_mode & 0o777 == 0o400
 
     blob.chmod(0o644)
     data = bytearray(blob.read_bytes())

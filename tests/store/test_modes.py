@@ -114,11 +114,6 @@ def test_a_served_home_is_private_after_the_whole_lifecycle(served: Path) -> Non
     assert state == [], "\n".join(state)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store/artifacts.py still makes blobs 0444 (read-only for everyone); 0400 is "
-    "pending with the artifact-store work",
-)
 def test_artifact_blobs_are_read_only_for_their_user_alone(served: Path) -> None:
     blobs = [p for p in shared(served) if p.startswith(BLOBS)]
     assert blobs == [], "\n".join(blobs)

@@ -38,8 +38,8 @@ from pydantic import (
     ValidationError,
 )
 
+from turnout import yamltext
 from turnout.errors import BadRequest
-from turnout.lifecycle import yamltext
 from turnout.lifecycle.deployments import MAX_TIMEOUT_MS, Deployments, NewDeployment
 from turnout.lifecycle.plans import Plan
 from turnout.lifecycle.retrain.policy import RetrainPolicy

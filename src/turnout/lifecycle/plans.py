@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from turnout import yamltext
 from turnout.errors import BadRequest
-from turnout.lifecycle import yamltext
 from turnout.lifecycle.routing import SHARE_STEP
 from turnout.monitoring.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from turnout.types import JSON

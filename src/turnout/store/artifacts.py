@@ -104,7 +104,7 @@ class LocalArtifactStore:
                 tmp.unlink()
             else:
                 final.parent.mkdir(parents=True, exist_ok=True)
-                os.chmod(tmp, 0o444)
+                os.chmod(tmp, 0o400)
                 os.replace(tmp, final)
             return sha256, size
         except BaseException:

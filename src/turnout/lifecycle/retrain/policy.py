@@ -40,9 +40,8 @@ from pydantic import (
     model_validator,
 )
 
-from turnout import redact
+from turnout import redact, yamltext
 from turnout.errors import BadRequest
-from turnout.lifecycle import yamltext
 from turnout.lifecycle.plans import Count, Positive, Rate
 from turnout.types import JSON
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from turnout import yamltext
 from turnout.errors import InvalidArtifact
 from turnout.registry.flavors.base import Features, Flavor, LoadedModel, ModelFacts, Prediction
 from turnout.registry.flavors.sklearn import SklearnModel
@@ -79,7 +80,7 @@ def _signature_inputs(meta: dict[str, Any]) -> tuple[tuple[str, ...] | None, DTy
     raw = signature.get("inputs")
     if not raw:
         return None, None
-    specs = yaml.safe_load(raw) if isinstance(raw, str) else raw
+    specs: Any = yamltext.load(raw) if isinstance(raw, str) else raw
     names = tuple(str(s["name"]) for s in specs if "name" in s)
     types = {MLFLOW_TYPES.get(str(s.get("type")), DType.FP64) for s in specs}
     dtype = types.pop() if len(types) == 1 else DType.FP64
@@ -95,7 +96,9 @@ class MlflowFlavor(Flavor):
         mlmodel = root / "MLmodel"
         if not mlmodel.is_file():
             raise InvalidArtifact("an mlflow model is a folder with an MLmodel file; none found")
-        meta = yaml.safe_load(mlmodel.read_text()) or {}
+        meta = read_mlmodel(root)
+        if meta is None:
+            raise InvalidArtifact("the MLmodel file is not a YAML mapping (aliases are refused)")
         pyfunc = optional_import("mlflow.pyfunc", self.name)
         try:
             model = pyfunc.load_model(str(root))
@@ -121,7 +124,7 @@ def read_mlmodel(root: Path) -> dict[str, Any] | None:
     """The parsed `MLmodel` file; None when it is missing or not a YAML mapping (which
     judging treats as the worst case)."""
     try:
-        meta = yaml.safe_load((root / "MLmodel").read_text())
+        meta = yamltext.load((root / "MLmodel").read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
     return meta if isinstance(meta, dict) else None
