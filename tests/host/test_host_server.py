@@ -406,3 +406,45 @@ def test_a_killed_host_supervisor_is_started_again_and_models_come_back(  # type
                 pending.discard(name)
         time.sleep(0.1)
     assert supervisor not in [pid for pid, _ in descendants(server.process.pid)]
+
+
+PEEKS_AT_THE_HOME = """
+import os
+
+import numpy as np
+
+TOKEN = {token!r}
+
+
+class Model:
+    n_features = 4
+
+    def load(self, path):
+        try:
+            with open(TOKEN) as f:
+                raise RuntimeError("read: " + f.read())
+        except OSError:
+            pass  # what a runner should meet: the file is not there for it
+
+    def predict(self, X):
+        return np.full(len(X), float(os.path.exists(TOKEN)))
+"""
+
+
+def test_model_code_cannot_read_the_servers_home(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Whether runners drop to an unprivileged user or must stay root (Python in a private
+    folder), the admin token in the server's home is out of their reach."""
+    server = serve()
+    token_file = server.home / "admin.token"
+    assert token_file.read_text().strip()
+    folder = tmp_path / "peek"
+    folder.mkdir()
+    (folder / "model.py").write_text(PEEKS_AT_THE_HOME.format(token=str(token_file)))
+    with server.client() as client:
+        client.register("peek", folder / "model.py", flavor="python")  # its load read nothing
+        client.create_deployment("peek", model="peek", version=1)
+    reply = httpx.post(
+        f"{server.url}/v1/deployments/peek/predict", json={"instances": [[0.0] * FEATURES]}
+    )
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["predictions"] == [0.0]  # the home is not there for model code

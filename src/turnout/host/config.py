@@ -34,6 +34,8 @@ class HostConfig:
     runner_uid: int | None = None
     """The unprivileged user runners become when the server runs as root."""
     runner_gid: int | None = None
+    hidden: tuple[Path, ...] = ()
+    """The server's state (home, artifact store) that runners staying root cannot see."""
     """Environment of the template and so of every runner: no credentials."""
 
 
@@ -73,6 +75,19 @@ def host_config(run_dir: Path, settings: Settings | None = None) -> HostConfig:
         memory_growth_mb=settings.runner_memory_mb,
         env=runner_env(dict(os.environ)),
         **_runner_user(settings.runner_user),
+        hidden=_state_folders(settings),
+    )
+
+
+def _state_folders(settings: Settings) -> tuple[Path, ...]:
+    """The server's home and stores, minus any that Python or turnout live in (hiding
+    those would leave a runner unable to import anything)."""
+    code = python_paths()
+    folders = {settings.home.resolve(), Path(settings.artifacts).resolve()}
+    return tuple(
+        sorted(
+            f for f in folders if not any(p == f or f in p.parents or p in f.parents for p in code)
+        )
     )
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from turnout.host import wire
+from turnout.host.hiding import hide
 from turnout.host.slot import Slot
 from turnout.registry.describe import Inspection, describe, resident_bytes
 from turnout.registry.loader import load_files
@@ -43,6 +44,8 @@ class RunnerConfig:
     """A temporary folder the runner's user owns (TMPDIR for model code)."""
     uid: int | None = None
     """The unprivileged user the runner becomes (when the server runs as root)."""
+    hide: tuple[Path, ...] = ()
+    """Folders of the server's state hidden from the runner when it has to stay root."""
     gid: int | None = None
 
     @classmethod
@@ -54,6 +57,7 @@ class RunnerConfig:
             memory_growth_mb=int(data["memory_growth_mb"]),
             tmp=Path(data["tmp"]) if data.get("tmp") else None,
             uid=data.get("uid"),
+            hide=tuple(Path(p) for p in data.get("hide", [])),
             gid=data.get("gid"),
         )
 
@@ -223,6 +227,11 @@ def run(listener: socket.socket, config: RunnerConfig) -> None:
         tempfile.tempdir = None
     if config.uid is not None:
         drop_privileges(config.uid, config.gid if config.gid is not None else config.uid)
+    elif config.hide and os.geteuid() == 0:
+        try:
+            hide(config.hide)
+        except OSError as exc:  # a machine that forbids mount namespaces: say so, go on
+            os.write(2, f"runner {config.runner_id}: server state not hidden: {exc}\n".encode())
     gc.collect()
     runner._allow_growth()
     runner.serve(listener)

@@ -509,6 +509,7 @@ class Supervisor:
             "memory_growth_mb": self.config.memory_growth_mb,
             "uid": self.config.runner_uid,
             "gid": self.config.runner_gid,
+            "hide": [str(p) for p in self.config.hidden],
             "tmp": str(self.staging.folder(f"tmp-r{runner_id}")),
         }
         pid = await self.template.fork(
