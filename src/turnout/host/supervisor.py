@@ -61,7 +61,11 @@ class RunnerState:
     slot: Slot
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    pending: dict[int, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
+    """Control requests awaiting their reply, by id (the runner answers in order, but a
+    request given up on must not have its late reply taken for the next one's)."""
+    ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    reading: asyncio.Task[None] | None = None
     models: dict[str, int] = field(default_factory=dict)
     """Loaded models and the bytes each counts."""
     stats: dict[str, tuple[int, float]] = field(default_factory=dict)
@@ -133,6 +137,7 @@ class Supervisor:
         """Forked ahead for the next code-bearing registration check."""
         self._checker_lock = asyncio.Lock()
         self._room = asyncio.Lock()
+        self._pool_lock = asyncio.Lock()
         """Held while making room for a load, so two loads do not both count the same room."""
         self._reserved = 0
         """Bytes set aside for loads under way."""
@@ -426,9 +431,12 @@ class Supervisor:
         model.cold_ms.append((time.monotonic() - started) * 1000)
 
     async def _shared_runner(self, model: ModelState, flavor: str) -> RunnerState:
-        shared = [r for r in self.runners.values() if r.isolation is Isolation.SHARED and r.alive]
-        if len(shared) < self.config.pool_size:
-            return await self._new_runner(Isolation.SHARED, sorted(self.flavors | {flavor}))
+        async with self._pool_lock:  # loads that start together start the pool once
+            shared = [
+                r for r in self.runners.values() if r.isolation is Isolation.SHARED and r.alive
+            ]
+            if len(shared) < self.config.pool_size:
+                return await self._new_runner(Isolation.SHARED, sorted(self.flavors | {flavor}))
         free = {r.id: (r.memory_bytes, len(r.models)) for r in shared if model.key not in r.models}
         if not free:
             raise ModelUnavailable(f"{model.key} is already on every runner")
@@ -485,7 +493,9 @@ class Supervisor:
             self._retire(runner)
             return
         with contextlib.suppress(RunnerDied, TimeoutError):
-            await self._ask(runner, {"op": "unload", "keys": [key]}, timeout_s=5.0)
+            await self._ask(
+                runner, {"op": "unload", "keys": [key]}, timeout_s=5.0, kill_on_timeout=False
+            )
 
     def used_bytes(self) -> int:
         return sum(r.memory_bytes for r in self.runners.values() if r.alive)
@@ -517,37 +527,68 @@ class Supervisor:
         )
         reader, writer = await asyncio.open_unix_connection(str(socket_path))
         runner = RunnerState(runner_id, pid, isolation, socket_path, slot, reader, writer)
+        runner.reading = asyncio.get_running_loop().create_task(self._replies(runner))
         self.runners[runner_id] = runner
         log.info("runner %s (%s) started: pid %s", runner_id, isolation.value, pid)
         return runner
 
     async def _ask(
-        self, runner: RunnerState, header: dict[str, Any], *, timeout_s: float
+        self,
+        runner: RunnerState,
+        header: dict[str, Any],
+        *,
+        timeout_s: float,
+        kill_on_timeout: bool = True,
     ) -> dict[str, Any]:
+        """One control request. A timeout on a load or a check means the model is stuck:
+        the runner is killed. One on a stats or unload request only means the runner is
+        busy answering predictions: the reply is then dropped when it comes."""
         if not runner.alive:
             raise RunnerDied(f"runner {runner.id} is gone")
-        async with runner.lock:
-            try:
-                runner.writer.write(wire.encode({"id": 0, **header}, []))
-                await runner.writer.drain()
-                reply, _ = await asyncio.wait_for(wire.read_async(runner.reader), timeout_s)
-            except TimeoutError:
+        request_id = next(runner.ids)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        runner.pending[request_id] = future
+        try:
+            runner.writer.write(wire.encode({**header, "id": request_id}, []))
+            await runner.writer.drain()
+            return await asyncio.wait_for(asyncio.shield(future), timeout_s)
+        except TimeoutError:
+            if kill_on_timeout:
                 self._kill(runner)
                 self._lost(runner, f"no answer to {header['op']} within {timeout_s:g} s")
-                raise
-            except (asyncio.IncompleteReadError, ConnectionError, ValueError) as exc:
-                self._lost(runner, "its process ended")
-                raise RunnerDied(f"runner {runner.id} ended") from exc
-        return reply
+            raise
+        except ConnectionError as exc:
+            self._lost(runner, "its process ended")
+            raise RunnerDied(f"runner {runner.id} ended") from exc
+        finally:
+            runner.pending.pop(request_id, None)
+
+    async def _replies(self, runner: RunnerState) -> None:
+        """Hand each control reply to its request; a closed stream means the runner died."""
+        try:
+            while True:
+                reply, _ = await wire.read_async(runner.reader)
+                future = runner.pending.get(int(reply.get("id") or 0))
+                if future is not None and not future.done():
+                    future.set_result(reply)
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+            pass
+        for future in runner.pending.values():
+            if not future.done():
+                future.set_exception(RunnerDied(f"runner {runner.id} ended"))
+        if runner.alive:
+            self._lost(runner, "its process ended")
 
     async def _refresh_stats(self) -> None:
         async def one(runner: RunnerState) -> None:
             with contextlib.suppress(RunnerDied, TimeoutError):
-                reply = await self._ask(runner, {"op": "stats"}, timeout_s=STATS_TIMEOUT_S)
+                reply = await self._ask(
+                    runner, {"op": "stats"}, timeout_s=STATS_TIMEOUT_S, kill_on_timeout=False
+                )
                 runner.stats = {k: (int(v[0]), float(v[1])) for k, v in reply["models"].items()}
 
         live = [r for r in self.runners.values() if r.alive and r.isolation is not Isolation.CHECK]
-        await asyncio.gather(*(one(r) for r in live if not r.lock.locked()))
+        await asyncio.gather(*(one(r) for r in live if not r.pending))
 
     def _kill(self, runner: RunnerState) -> None:
         with contextlib.suppress(ProcessLookupError):
