@@ -270,11 +270,14 @@ def test_a_runner_that_exits_is_restarted(process: Bench) -> None:
 @pytest.mark.server
 def test_a_runner_out_of_memory_is_restarted(process: Bench) -> None:
     """The leak answers properly until its runner reaches the cap, so the champion answers
-    some requests; the others go down the chain while the runner restarts."""
+    some requests; the call that hits the cap, and any made while the runner restarts (a
+    fork: milliseconds), go down the chain."""
     deployment = process.deploy("p-leaks", Fault.LEAKS)
     replies = hammer(process, deployment)
     check_answered_in_time(process, deployment, replies, roles={"champion", "failover", "fallback"})
-    assert Counter(r.role for r in replies)["champion"] < len(replies) / 2
+    roles = Counter(r.role for r in replies)
+    assert roles["champion"] > 0
+    assert roles["failover"] + roles["fallback"] > 0
     process.still_serving()
     process.measured["p-leaks recovery s"] = process.until_champion(deployment)
 

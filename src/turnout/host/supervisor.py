@@ -641,8 +641,14 @@ class Supervisor:
             self._spawn(self._quietly(self.place(model)))
 
     async def _quietly(self, work: Any) -> None:
-        with contextlib.suppress(TurnoutError):
+        """Background work (reloads after a loss, pinned loads): a failure is logged, and the
+        next request for the model tries again."""
+        try:
             await work
+        except TurnoutError:
+            pass
+        except Exception as exc:  # e.g. the template going away while the node stops
+            log.warning("background load failed: %s: %s", type(exc).__name__, exc)
 
     def _exited(self, pid: int, code: int) -> None:
         for runner in list(self.runners.values()):
