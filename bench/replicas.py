@@ -11,6 +11,7 @@ runners and the whole server tree used during each measured run (from /proc).
 
 from __future__ import annotations
 
+import argparse
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -155,3 +156,59 @@ def replicated_ok(row: Replicated) -> bool:
     return bool(row.loads) and all(
         len(held) == row.max_replicas for held in (*row.held_before, *row.held_after)
     )
+
+
+def section(rows: list[Replicated], args: argparse.Namespace) -> list[str]:
+    """This scenario's part of docs/benchmarks.md (empty when it did not run)."""
+    if not rows:
+        return []
+    workers = args.replica_workers
+    lines = [
+        f"## Replicas: one hot champion at {CONNECTIONS} connections",
+        "",
+        "The reference pipeline saved with skops (a built-in format: it shares the node's "
+        f"runners) behind `turnout serve --workers {workers}`, deployed twice on the same "
+        "server with `max_replicas` 1 and 2; the host has one shared runner per core. Before "
+        f"each measured run, wrk warms the deployment at {CONNECTIONS} connections "
+        f"({args.warmup} s, repeated up to {WARM_TRIES} times) until `GET /api/v1/host` "
+        "shows as many runners holding the model as it may use; the host is read again after "
+        "the run. "
+        f"{args.replica_rounds} rounds alternate between the two deployments; the rows "
+        "show medians, the rounds are under Configurations.",
+        "",
+        "| max_replicas | runners holding the model (before -> after each round) | req/s | "
+        "p50 ms | p99 ms | errors | CPU in the model's runners / whole server (cores) |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for row in rows:
+        load = row.outcome.at(CONNECTIONS)
+        held = ", ".join(
+            f"{len(b)} -> {len(a)}" for b, a in zip(row.held_before, row.held_after, strict=False)
+        )
+        if load is None:
+            reason = (row.outcome.failure or "not run").splitlines()[0].replace("|", "/")
+            lines.append(f"| {row.max_replicas} | {held or '—'} | FAILED | — | — | — | {reason} |")
+            continue
+        cpu = ", ".join(
+            f"{mine:.2f} / {tree:.2f}"
+            for mine, tree in zip(row.runner_cores, row.server_cores, strict=False)
+        )
+        lines.append(
+            f"| {row.max_replicas} | {held} | {load.rps:.0f} | {load.p50_ms:.2f} | "
+            f"{load.p99_ms:.2f} | {load.errors} | {cpu} |"
+        )
+    one, two = (r.outcome.at(CONNECTIONS) for r in (rows[0], rows[-1]))
+    if one is not None and two is not None and one is not two:
+        placed = all(replicated_ok(r) for r in rows)
+        lines += [
+            "",
+            f"max_replicas={rows[-1].max_replicas} / max_replicas={rows[0].max_replicas}: "
+            f"throughput {two.rps / one.rps:.2f}x, p99 {two.p99_ms / one.p99_ms:.2f}x. "
+            + (
+                "Every round ran with the replicas it was allowed in place."
+                if placed
+                else "**Some rounds ran without the replicas they were allowed** (see the "
+                "runner counts above)."
+            ),
+        ]
+    return [*lines, ""]

@@ -6,16 +6,17 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import statistics
 import subprocess
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench import previous, replicas
 from bench.budgets import Verdict, verdicts
 from bench.outcome import Outcome, Pilot, best
-from bench.replicas import CONNECTIONS, WARM_TRIES, Replicated, replicated_ok
+from bench.previous import Previous
+from bench.replicas import Replicated
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER_COLUMNS = (
@@ -50,6 +51,8 @@ class Context:
     """The checkout measured: at the start of the run and at its end."""
     replicated: list[Replicated] = field(default_factory=list)
     """The hot champion's rows with max_replicas 1 and 2 (empty when not run)."""
+    previous: Previous = field(default_factory=Previous)
+    """What the report this run replaces said, for the comparison section."""
 
     def get(self, key: str) -> Outcome | None:
         return next((o for o in self.outcomes if o.key == key), None)
@@ -224,84 +227,10 @@ def render(ctx: Context) -> str:
             *_ratio_table(ctx, connections),
             "",
         ]
-    lines += _replicas(ctx)
+    lines += replicas.section(ctx.replicated, ctx.args)
+    lines += previous.section(ctx.previous, verdicts=verdicts(ctx.outcomes), outcomes=ctx.outcomes)
     lines += _setup(ctx)
     return "\n".join(lines) + "\n"
-
-
-SUITE_SECTION = re.compile(r"## (Budgets|Setup|\d+ connections?|Replicas\b.*)$")
-"""Headings of the sections `render` writes; any other `## ` section of the file is kept."""
-
-
-def kept_sections(old: str) -> str:
-    """The level-2 sections of the previous file that other benchmarks wrote (the scale
-    figures, say), to append after a fresh suite report instead of losing them."""
-    kept: list[str] = []
-    keeping = False
-    for line in old.splitlines():
-        if line.startswith("## "):
-            keeping = SUITE_SECTION.fullmatch(line.rstrip()) is None
-        elif line.startswith("# "):
-            keeping = False
-        if keeping:
-            kept.append(line)
-    return "\n".join(kept).strip()
-
-
-def _replicas(ctx: Context) -> list[str]:
-    rows = ctx.replicated
-    if not rows:
-        return []
-    workers = ctx.args.replica_workers
-    lines = [
-        f"## Replicas: one hot champion at {CONNECTIONS} connections",
-        "",
-        "The reference pipeline saved with skops (a built-in format: it shares the node's "
-        f"runners) behind `turnout serve --workers {workers}`, deployed twice on the same "
-        "server with `max_replicas` 1 and 2; the host has one shared runner per core. Before "
-        f"each measured run, wrk warms the deployment at {CONNECTIONS} connections "
-        f"({ctx.args.warmup} s, repeated up to {WARM_TRIES} times) until `GET /api/v1/host` "
-        "shows as many runners holding the model as it may use; the host is read again after "
-        "the run. "
-        f"{ctx.args.replica_rounds} rounds alternate between the two deployments; the rows "
-        "show medians, the rounds are under Configurations.",
-        "",
-        "| max_replicas | runners holding the model (before -> after each round) | req/s | "
-        "p50 ms | p99 ms | errors | CPU in the model's runners / whole server (cores) |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | --- |",
-    ]
-    for row in rows:
-        load = row.outcome.at(CONNECTIONS)
-        held = ", ".join(
-            f"{len(b)} -> {len(a)}" for b, a in zip(row.held_before, row.held_after, strict=False)
-        )
-        if load is None:
-            reason = (row.outcome.failure or "not run").splitlines()[0].replace("|", "/")
-            lines.append(f"| {row.max_replicas} | {held or '—'} | FAILED | — | — | — | {reason} |")
-            continue
-        cpu = ", ".join(
-            f"{mine:.2f} / {tree:.2f}"
-            for mine, tree in zip(row.runner_cores, row.server_cores, strict=False)
-        )
-        lines.append(
-            f"| {row.max_replicas} | {held} | {load.rps:.0f} | {_cell(load.p50_ms)} | "
-            f"{_cell(load.p99_ms)} | {load.errors} | {cpu} |"
-        )
-    one, two = (r.outcome.at(CONNECTIONS) for r in (rows[0], rows[-1]))
-    if one is not None and two is not None and one is not two:
-        placed = all(replicated_ok(r) for r in rows)
-        lines += [
-            "",
-            f"max_replicas={rows[-1].max_replicas} / max_replicas={rows[0].max_replicas}: "
-            f"throughput {two.rps / one.rps:.2f}x, p99 {two.p99_ms / one.p99_ms:.2f}x. "
-            + (
-                "Every round ran with the replicas it was allowed in place."
-                if placed
-                else "**Some rounds ran without the replicas they were allowed** (see the "
-                "runner counts above)."
-            ),
-        ]
-    return [*lines, ""]
 
 
 def _others(ctx: Context) -> str:

@@ -21,8 +21,9 @@ from pathlib import Path
 from bench import peers, replicas, venvs, wrk
 from bench.outcome import Outcome, median_load
 from bench.peers import Running
+from bench.previous import kept_sections, read
 from bench.process import leftovers
-from bench.report import Context, kept_sections, render, revision
+from bench.report import Context, render, revision
 from bench.runner import Runner
 from bench.workload import make_in_venv, turnout_models
 from turnout.client import Client
@@ -266,6 +267,7 @@ def main(argv: list[str] | None = None) -> None:
         if peer in args.only:
             getattr(suite, peer)()
     left, anyone = leftovers(suite.sessions)
+    previous = args.output.read_text() if args.output.exists() else ""  # read late: others edit it
     context = Context(
         args=args,
         argv=sys.argv[1:] if argv is None else argv,
@@ -285,8 +287,8 @@ def main(argv: list[str] | None = None) -> None:
         server_processes=anyone,
         revisions=(measured, revision()),
         replicated=suite.replicated,
+        previous=read(previous),
     )
-    previous = args.output.read_text() if args.output.exists() else ""
     others = kept_sections(previous)
     args.output.write_text(render(context) + (f"\n{others}\n" if others else ""))
     print(f"wrote {args.output} in {context.wall_s:.0f} s", flush=True)
