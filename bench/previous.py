@@ -10,7 +10,7 @@ from bench.budgets import Verdict
 from bench.outcome import Outcome
 
 SUITE_SECTION = re.compile(
-    r"## (Budgets|Setup|Since the previous report|\d+ connections?|Replicas\b.*)$"
+    r"## (Budgets|Setup|Compared with an earlier run|\d+ connections?|Replicas\b.*)$"
 )
 """Headings of the sections the suite writes; any other `## ` section of the file is kept."""
 UNJUDGED = ("not in this suite", "not measured")
@@ -97,16 +97,16 @@ def _change(then: float, now: float) -> str:
 
 
 def section(previous: Previous, *, verdicts: list[Verdict], outcomes: list[Outcome]) -> list[str]:
-    """Budgets and rows side by side with the previous report's (empty without one)."""
+    """Budgets and rows side by side with an earlier report's (empty without one)."""
     if not previous.figures:
         return []
     lines = [
-        "## Since the previous report",
+        "## Compared with an earlier run",
         "",
-        f"The previous report was measured {previous.measured} UTC at commit "
-        f"`{previous.commit}`, on this machine with whatever other work ran then (its load "
-        "is in that report's Setup); ratios within a run are the fair comparison, absolute "
-        "figures move with the machine's other work.",
+        f"The earlier run: measured {previous.measured} UTC at commit `{previous.commit}` "
+        "(the report this run replaced, or the one at `--compare-with`'s revision), on this "
+        "machine with whatever other work ran then (see its Setup). Ratios within one run are "
+        "the fair comparison; absolute figures move with the machine's other work.",
         "",
         "| budget | previous | now |",
         "| --- | --- | --- |",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -51,6 +52,9 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", default=",".join(PEERS), help=f"subset of {','.join(PEERS)}")
     parser.add_argument("--mlserver-workers", default="0,1,2", help="parallel_workers to probe")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--compare-with", metavar="REV",
+                        help="compare with --output as of this git revision (default: the "
+                        "file as it is when the run ends)")  # fmt: skip
     args = parser.parse_args(argv)
     args.connections = [int(c) for c in args.connections.split(",")]
     args.only = [p for p in args.only.split(",") if p]
@@ -249,8 +253,22 @@ class Suite(Runner):
                     self.serve(outcome, start, single_worker=workers == 1)
 
 
+def _at_revision(path: Path, rev: str | None) -> str:
+    """`path` as committed at `rev` (empty without one)."""
+    if rev is None:
+        return ""
+    relative = path.resolve().relative_to(ROOT)
+    done = subprocess.run(
+        ["git", "show", f"{rev}:{relative}"], cwd=ROOT, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"--compare-with {rev}: {done.stderr.strip()}")
+    return done.stdout
+
+
 def main(argv: list[str] | None = None) -> None:
     args = arguments(argv)
+    baseline = _at_revision(args.output, args.compare_with)  # a wrong revision fails first
     started = time.monotonic()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     results = ROOT / "bench" / "results" / stamp
@@ -287,7 +305,7 @@ def main(argv: list[str] | None = None) -> None:
         server_processes=anyone,
         revisions=(measured, revision()),
         replicated=suite.replicated,
-        previous=read(previous),
+        previous=read(baseline or previous),
     )
     others = kept_sections(previous)
     args.output.write_text(render(context) + (f"\n{others}\n" if others else ""))
