@@ -108,7 +108,7 @@ def section(previous: Previous, *, verdicts: list[Verdict], outcomes: list[Outco
         "machine with whatever other work ran then (see its Setup). Ratios within one run are "
         "the fair comparison; absolute figures move with the machine's other work.",
         "",
-        "| budget | previous | now |",
+        "| budget | earlier run | this run |",
         "| --- | --- | --- |",
     ]
     for verdict in verdicts:
@@ -120,8 +120,8 @@ def section(previous: Previous, *, verdicts: list[Verdict], outcomes: list[Outco
             )
     lines += [
         "",
-        "| configuration | connections | req/s previous -> now | change | "
-        "p99 ms previous -> now | change |",
+        "| configuration | connections | req/s earlier -> now | change | "
+        "p99 ms earlier -> now | change |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for outcome in outcomes:
