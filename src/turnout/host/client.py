@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import logging
 import shutil
 import socket
@@ -111,7 +112,8 @@ class HostProcess:
 
     def _launch(self) -> None:
         process = subprocess.Popen(
-            [sys.executable, "-m", "turnout.host.supervisor", str(self.socket)], env=self._env
+            [sys.executable, "-m", "turnout.host.supervisor", str(self.socket), str(os.getpid())],
+            env=self._env,
         )
         self.process = process
         deadline = time.monotonic() + START_TIMEOUT_S

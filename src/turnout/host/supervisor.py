@@ -769,9 +769,12 @@ class CheckFailed(TurnoutError):
 def main() -> None:
     logging.basicConfig(level=os.environ.get("TURNOUT_LOG_LEVEL", "WARNING").upper())
     socket_path = Path(sys.argv[1])
+    parent = int(sys.argv[2]) if len(sys.argv) > 2 else os.getppid()
+    if os.getppid() != parent:  # the server that asked for this host is already gone
+        return
     supervisor = Supervisor(host_config(socket_path.parent))
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(supervisor.run(socket_path, parent=os.getppid()))
+        asyncio.run(supervisor.run(socket_path, parent=parent))
 
 
 if __name__ == "__main__":
