@@ -63,8 +63,9 @@ def test_two_hundred_deployments_answer_right_within_a_bounded_memory(tmp_path: 
 def host_socket(server: LiveServer) -> str:
     assert server.process is not None
     for _, command in descendants(server.process.pid):
-        if "turnout.host.supervisor" in command:
-            return command.split()[-1]
+        words = command.split()
+        if "turnout.host.supervisor" in words:
+            return words[words.index("turnout.host.supervisor") + 1]
     raise AssertionError("the server has no model host")
 
 
