@@ -120,14 +120,19 @@ class Gateway:
 
     async def _caller(self, scope: Scope, deployment: str) -> Principal | None:
         """Who calls, checked before the body is read; None for an allowed anonymous call."""
-        if self.access is None:
-            return None
         header = None
         for key, value in scope["headers"]:
             if key == b"authorization":
                 header = bytes(value).decode("latin-1")
                 break
-        who = await self.access.principal(header)
+        return await self.authorize(header, deployment)
+
+    async def authorize(self, authorization: str | None, deployment: str) -> Principal | None:
+        """The caller behind an `Authorization` value, if it may call `deployment`; None
+        for an allowed anonymous call. Every protocol front checks here."""
+        if self.access is None:
+            return None
+        who = await self.access.principal(authorization)
         check_deployment(who, deployment)
         return who
 
@@ -154,7 +159,7 @@ class Gateway:
             rest = rest[2:]
         if rest == []:
             self._only(method, "GET")
-            return _response(200, await self._metadata(name, version, who))
+            return _response(200, await self.metadata(name, version, who))
         if rest == ["ready"]:
             self._only(method, "GET")
             return await self._model_ready(name, version, who)
@@ -192,7 +197,7 @@ class Gateway:
 
     # -- routing ---------------------------------------------------------------------------
 
-    async def _route(self, name: str) -> Route:
+    async def route(self, name: str) -> Route:
         route = await self.table.lookup(name)
         if route is None:
             raise NotFound(f"deployment {name!r} not found")
@@ -232,7 +237,7 @@ class Gateway:
         except ModelUnavailable as exc:
             return None, exc.message
 
-    async def _signature(self, model: str, version: int) -> Signature:
+    async def signature(self, model: str, version: int) -> Signature:
         """A version's signature, without waiting for the version itself to load."""
         loaded = self.pool.peek(model, version)
         if loaded is not None:
@@ -251,7 +256,7 @@ class Gateway:
                 f"version {model}:{version} cannot be loaded: {exc.message}"
             ) from exc
 
-    async def _answer(
+    async def answer(
         self,
         route: Route,
         version: int | None,
@@ -279,7 +284,7 @@ class Gateway:
             )  # fmt: skip
         else:
             plan = route.router.plan(key)
-            signature = await self._signature(route.model, plan.version)
+            signature = await self.signature(route.model, plan.version)
             rows = decode(signature)
             ids = _ids(base, len(rows))
             chosen, failure = await self._try_load(
@@ -379,7 +384,7 @@ class Gateway:
     async def _infer(
         self, name: str, version: int | None, request: Any, scope: Scope, who: Principal | None
     ) -> Reply:
-        route = await self._route(name)
+        route = await self.route(name)
         fields: dict[str, Any] = {}
 
         def decode(signature: Signature) -> Array:
@@ -392,7 +397,7 @@ class Gateway:
             raise BadRequest("'id' must be a string")
         wanted = codec.requested_outputs(request) if isinstance(request, dict) else None
         key = self._key(route, scope, lambda field: codec.oip_field(request, field))
-        answer = await self._answer(route, version, decode, request_id=request_id, key=key, who=who)
+        answer = await self.answer(route, version, decode, request_id=request_id, key=key, who=who)
         body = {
             "model_name": name,
             "model_version": str(answer.version),
@@ -407,9 +412,9 @@ class Gateway:
         return _response(200, body, _headers(answer))
 
     async def _native(self, name: str, request: Any, scope: Scope, who: Principal | None) -> Reply:
-        route = await self._route(name)
+        route = await self.route(name)
         key = self._key(route, scope, lambda field: codec.native_field(request, field))
-        answer = await self._answer(
+        answer = await self.answer(
             route,
             None,
             lambda signature: codec.decode_native(request, signature),
@@ -424,10 +429,10 @@ class Gateway:
         body["role"] = answer.role.value
         return _response(200, body, _headers(answer))
 
-    async def _metadata(
+    async def metadata(
         self, name: str, version: int | None, who: Principal | None
     ) -> dict[str, JSON]:
-        route = await self._route(name)
+        route = await self.route(name)
         if version is None:
             servable = await self._load(route.model, route.config.champion)
         else:
@@ -468,7 +473,7 @@ class Gateway:
         }
 
     async def _model_ready(self, name: str, version: int | None, who: Principal | None) -> Reply:
-        route = await self._route(name)
+        route = await self.route(name)
         wanted = route.config.champion if version is None else version
         if version is not None:
             self._addressable(route, version, who)
