@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import orjson
 
+from turnout import mlflow_import
 from turnout.errors import TurnoutError
 from turnout.settings import Settings
 from turnout.types import JSON
@@ -176,9 +177,28 @@ class Client:
         parent_version: int | None = None,
         pipeline: str | None = None,
     ) -> JSON:
-        """Register a version; `pipeline` names the training code for retraining: an import
-        path (`pkg.mod:fit`, importable on the server) or a local Python file (`train.py`
-        or `train.py:function`), which is uploaded with the version."""
+        """Register a version from a local file or folder, or from an MLflow registry or run
+        (`models:/NAME@ALIAS`, `models:/NAME/VERSION`, `runs:/RUN_ID/PATH`, found through
+        MLFLOW_TRACKING_URI; flavor `mlflow`), keeping where it came from as tags.
+
+        `pipeline` names the training code for retraining: an import path (`pkg.mod:fit`,
+        importable on the server) or a local Python file (`train.py` or
+        `train.py:function`), which is uploaded with the version."""
+        if mlflow_import.is_mlflow_uri(str(path)):
+            with mlflow_import.downloaded(str(path), flavor=flavor) as imported:
+                return self.register(
+                    name,
+                    imported.folder,
+                    flavor=flavor,
+                    metrics=metrics,
+                    params=params,
+                    tags={**imported.tags, **(tags or {})},
+                    description=description,
+                    training_data=training_data,
+                    target=target,
+                    parent_version=parent_version,
+                    pipeline=pipeline,
+                )
         source = Path(path)
         if not source.exists():
             raise TurnoutError(f"{source} does not exist")

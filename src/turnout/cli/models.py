@@ -27,7 +27,11 @@ def _metrics(values: list[str]) -> dict[str, float]:
 @app.command()
 def register(
     name: str = typer.Argument(..., help="Model name, e.g. churn."),
-    path: Path = typer.Argument(..., help="Model file or folder."),
+    path: str = typer.Argument(
+        ...,
+        help="Model file or folder, or an MLflow model: models:/NAME@ALIAS, "
+        "models:/NAME/VERSION or runs:/RUN_ID/PATH (found through MLFLOW_TRACKING_URI).",
+    ),
     flavor: str = typer.Option(..., help="sklearn, onnx, xgboost, lightgbm, mlflow or python."),
     metric: list[str] = typer.Option([], help="Training metric k=v (repeatable)."),
     param: list[str] = typer.Option([], help="Training parameter k=v (repeatable)."),
@@ -44,7 +48,7 @@ def register(
     ),
     json: bool = JsonOption,
 ) -> None:
-    """Register a new immutable version of NAME from PATH."""
+    """Register a new immutable version of NAME from PATH (a local model or an MLflow one)."""
     with Client() as client:
         record = client.register(
             name,
