@@ -24,7 +24,10 @@ class DType(StrEnum):
 
     @classmethod
     def of(cls, dtype: Any) -> DType:
-        kind = np.dtype(dtype).kind if not isinstance(dtype, pd.CategoricalDtype) else "O"
+        if isinstance(dtype, pd.api.extensions.ExtensionDtype):
+            # pandas' own types (str columns in pandas 3, categories, nullable numbers)
+            dtype = getattr(dtype, "numpy_dtype", None) or np.dtype(object)
+        kind = np.dtype(dtype).kind
         if kind == "b":
             return cls.BOOL
         if kind in "iu":
