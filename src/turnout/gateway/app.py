@@ -1,4 +1,5 @@
-"""The prediction API as a plain ASGI app: OIP v2 under `/v2`, native JSON under `/v1`.
+"""The prediction API as a plain ASGI app: OIP v2 under `/v2` (JSON or binary tensors),
+native JSON and KServe v1 under `/v1`.
 
 Kept free of a web framework on purpose: this is the hot path, and each request does
 only decode -> route -> predict -> encode.
@@ -11,7 +12,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -25,7 +26,7 @@ from turnout.errors import (
     PayloadTooLarge,
     TurnoutError,
 )
-from turnout.gateway import codec
+from turnout.gateway import binary, codec
 from turnout.gateway.access import Access, check_deployment, may_address_any_version
 from turnout.gateway.chain import FAILOVER_SHARE, Answered, Chain, NoAnswer
 from turnout.gateway.pool import ModelPool
@@ -42,7 +43,9 @@ from turnout.store.records import Role, RoutingConfig
 from turnout.types import JSON, Array, Receive, Scope, Send
 
 JSON_HEADER = (b"content-type", b"application/json")
-SERVER_EXTENSIONS: list[str] = []
+SERVER_EXTENSIONS: list[str] = ["binary_tensor_data"]
+DEPLOYMENT_HEADER = b"x-turnout-deployment"
+"""Names the deployment on paths that do not (MLflow's `POST /invocations`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,23 +112,31 @@ class Gateway:
 
     async def _dispatch(self, scope: Scope, receive: Receive) -> Reply:
         method = scope["method"]
+        heads = _heads(scope)
         parts = scope["path"].strip("/").split("/")
         if parts[0] == "v1":
-            if len(parts) == 4 and parts[1] == "deployments" and parts[3] == "predict":
-                self._only(method, "POST")
-                who = await self._caller(scope, parts[2])
-                return await self._native(parts[2], await self._body(receive), scope, who)
-            raise NotFound(f"no route {scope['path']}")
-        return await self._oip(method, parts[1:], receive, scope)
+            return await self._v1(method, parts, heads, receive, scope)
+        return await self._oip(method, parts[1:], heads, receive, scope)
 
-    async def _caller(self, scope: Scope, deployment: str) -> Principal | None:
-        """Who calls, checked before the body is read; None for an allowed anonymous call."""
-        header = None
-        for key, value in scope["headers"]:
-            if key == b"authorization":
-                header = bytes(value).decode("latin-1")
-                break
-        return await self.authorize(header, deployment)
+    async def _v1(
+        self, method: str, parts: list[str], heads: Heads, receive: Receive, scope: Scope
+    ) -> Reply:
+        """The native API and KServe v1 (`/v1/models/NAME` and `/v1/models/NAME:predict`)."""
+        if len(parts) == 4 and parts[1] == "deployments" and parts[3] == "predict":
+            self._only(method, "POST")
+            who = await self.authorize(heads.authorization, parts[2])
+            return await self._native(parts[2], _json(await self._read(receive)), scope, who)
+        if len(parts) == 3 and parts[1] == "models":
+            name, colon, verb = parts[2].rpartition(":")
+            if not colon:
+                self._only(method, "GET")
+                who = await self.authorize(heads.authorization, parts[2])
+                return await self._model_ready(parts[2], None, who)
+            if verb == "predict":
+                self._only(method, "POST")
+                who = await self.authorize(heads.authorization, name)
+                return await self._kserve_v1(name, _json(await self._read(receive)), scope, who)
+        raise NotFound(f"no route {scope['path']}")
 
     async def authorize(self, authorization: str | None, deployment: str) -> Principal | None:
         """The caller behind an `Authorization` value, if it may call `deployment`; None
@@ -136,7 +147,9 @@ class Gateway:
         check_deployment(who, deployment)
         return who
 
-    async def _oip(self, method: str, parts: list[str], receive: Receive, scope: Scope) -> Reply:
+    async def _oip(
+        self, method: str, parts: list[str], heads: Heads, receive: Receive, scope: Scope
+    ) -> Reply:
         path = scope["path"]
         if not parts or parts == [""]:
             self._only(method, "GET")
@@ -152,7 +165,7 @@ class Gateway:
         if parts[0] != "models" or len(parts) < 2:
             raise NotFound(f"no route {path}")
         name, rest = parts[1], parts[2:]
-        who = await self._caller(scope, name)
+        who = await self.authorize(heads.authorization, name)
         version: int | None = None
         if len(rest) >= 2 and rest[0] == "versions":
             version = _version_number(rest[1])
@@ -165,7 +178,8 @@ class Gateway:
             return await self._model_ready(name, version, who)
         if rest == ["infer"]:
             self._only(method, "POST")
-            return await self._infer(name, version, await self._body(receive), scope, who)
+            request = await self._oip_request(heads, receive)
+            return await self._infer(name, version, request, scope, who)
         raise NotFound(f"no route {path}")
 
     @staticmethod
@@ -173,7 +187,7 @@ class Gateway:
         if method != allowed:
             raise MethodNotAllowed(f"method {method} not allowed here; use {allowed}")
 
-    async def _body(self, receive: Receive) -> Any:
+    async def _read(self, receive: Receive) -> bytes:
         chunks = []
         size = 0
         while True:
@@ -187,13 +201,19 @@ class Gateway:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        raw = b"".join(chunks)
+        raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if not raw:
             raise BadRequest("empty request body; send a JSON object")
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise BadRequest(f"malformed JSON: {exc}") from None
+        return raw
+
+    async def _oip_request(self, heads: Heads, receive: Receive) -> Any:
+        """An OIP inference request; raw tensors after a JSON header become input arrays."""
+        raw = await self._read(receive)
+        if heads.header_length is None:
+            return _json(raw)
+        request, tensors = binary.split(raw, binary.header_length(heads.header_length))
+        binary.attach_inputs(request, tensors)
+        return request
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -395,10 +415,14 @@ class Gateway:
         request_id = request.get("id") if isinstance(request, dict) else None
         if request_id is not None and not isinstance(request_id, str):
             raise BadRequest("'id' must be a string")
-        wanted = codec.requested_outputs(request) if isinstance(request, dict) else None
+        wanted: list[str] | None = None
+        every, chosen = False, set[str]()
+        if isinstance(request, dict):
+            wanted = codec.requested_outputs(request)
+            every, chosen = binary.binary_outputs(request)
         key = self._key(route, scope, lambda field: codec.oip_field(request, field))
         answer = await self.answer(route, version, decode, request_id=request_id, key=key, who=who)
-        body = {
+        body: dict[str, JSON] = {
             "model_name": name,
             "model_version": str(answer.version),
             "id": answer.request_id,
@@ -407,9 +431,24 @@ class Gateway:
                 "revision": answer.revision,
                 "role": answer.role.value,
             },
-            "outputs": codec.encode_oip_outputs(answer.prediction, wanted),
         }
-        return _response(200, body, _headers(answer))
+        if not (every or chosen):
+            body["outputs"] = codec.encode_oip_outputs(answer.prediction, wanted)
+            return _response(200, body, _headers(answer))
+        body["outputs"], buffers = codec.encode_oip_binary(
+            answer.prediction, wanted, every=every, chosen=chosen
+        )
+        payload, header_length = binary.encode(body, buffers)
+        return (
+            200,
+            payload,
+            [
+                (b"content-type", b"application/octet-stream"),
+                (b"content-length", str(len(payload)).encode()),
+                (binary.HEADER_LENGTH, str(header_length).encode()),
+                *_headers(answer),
+            ],
+        )
 
     async def _native(self, name: str, request: Any, scope: Scope, who: Principal | None) -> Reply:
         route = await self.route(name)
@@ -428,6 +467,22 @@ class Gateway:
         body["revision"] = answer.revision
         body["role"] = answer.role.value
         return _response(200, body, _headers(answer))
+
+    async def _kserve_v1(
+        self, name: str, request: Any, scope: Scope, who: Principal | None
+    ) -> Reply:
+        """KServe v1 `:predict`: `instances` or `inputs` in, `predictions` out."""
+        route = await self.route(name)
+        key = self._key(route, scope, lambda field: codec.native_field(request, field))
+        answer = await self.answer(
+            route,
+            None,
+            lambda signature: codec.decode_native(request, signature),
+            request_id=None,
+            key=key,
+            who=who,
+        )
+        return _response(200, codec.encode_kserve_v1(answer.prediction), _headers(answer))
 
     async def metadata(
         self, name: str, version: int | None, who: Principal | None
@@ -483,8 +538,38 @@ class Gateway:
                 await self._load(route.model, wanted)
                 ready = True
             except ModelUnavailable as exc:
-                return _response(503, {"error": exc.message})
+                return _response(503, {"name": name, "ready": False, "error": exc.message})
         return _response(200, {"name": name, "ready": ready})
+
+
+class Heads(NamedTuple):
+    """The few request headers the gateway reads, found in one pass."""
+
+    authorization: str | None
+    header_length: bytes | None
+    content_type: bytes | None
+    deployment: bytes | None
+
+
+def _heads(scope: Scope) -> Heads:
+    authorization = header_length = content_type = deployment = None
+    for key, value in scope["headers"]:
+        if key == b"authorization":
+            authorization = bytes(value).decode("latin-1")
+        elif key == b"content-type":
+            content_type = value
+        elif key == binary.HEADER_LENGTH:
+            header_length = value
+        elif key == DEPLOYMENT_HEADER:
+            deployment = value
+    return Heads(authorization, header_length, content_type, deployment)
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"malformed JSON: {exc}") from None
 
 
 class MethodNotAllowed(TurnoutError):

@@ -13,14 +13,12 @@ import numpy as np
 import orjson
 
 from turnout.errors import BadRequest
+from turnout.gateway import binary
 from turnout.registry.flavors import Prediction
-from turnout.registry.signature import DType, Signature
+from turnout.registry.signature import DType, Signature, to_python
 from turnout.types import JSON, Array
 
-OIP_DATATYPES = {
-    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-    "FP16", "FP32", "FP64", "BYTES",
-}  # fmt: skip
+OIP_DATATYPES = frozenset({*binary.NUMPY_TYPES, "BYTES"})
 
 
 def _numeric(data: Any, what: str) -> Array:
@@ -102,19 +100,15 @@ def _missing_cell(rows: Array) -> tuple[int, int] | None:
 
 
 def _tensor(spec: Any, index: int) -> tuple[str, list[int], str, Any]:
-    if not isinstance(spec, dict):
-        raise BadRequest(f"inputs[{index}] must be an object")
-    name, shape, datatype = spec.get("name"), spec.get("shape"), spec.get("datatype")
-    if not isinstance(name, str):
-        raise BadRequest(f"inputs[{index}].name must be a string")
-    if not isinstance(shape, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
-    ):
-        raise BadRequest(f"input {name!r}: shape must be a list of non-negative integers")
-    if not isinstance(datatype, str) or datatype not in OIP_DATATYPES:
-        raise BadRequest(f"input {name!r}: unknown datatype {datatype!r}")
+    name, shape, datatype = binary.tensor_head(spec, index)
     if "data" not in spec:
-        raise BadRequest(f"input {name!r} has no data (binary tensor data is not supported)")
+        parameters = spec.get("parameters")
+        if isinstance(parameters, dict) and "binary_data_size" in parameters:
+            raise BadRequest(
+                f"input {name!r} has parameters.binary_data_size but the request has no "
+                "Inference-Header-Content-Length header"
+            )
+        raise BadRequest(f"input {name!r} has no data")
     return name, shape, datatype, spec["data"]
 
 
@@ -122,7 +116,7 @@ def _shaped(data: Any, shape: list[int], datatype: str, signature: Signature, na
     what = f"input {name!r}"
     if datatype == "BYTES" and signature.numeric:
         raise BadRequest(f"{what}: datatype BYTES but the model takes numbers")
-    if datatype != "BYTES" and not isinstance(data, list):
+    if datatype != "BYTES" and not isinstance(data, list | np.ndarray):
         raise BadRequest(f"{what}: data must be a list")
     values = _values(data, signature, what)
     expected = math.prod(shape)
@@ -219,33 +213,55 @@ def _plain(values: Array) -> list[JSON]:
     return plain
 
 
-def encode_oip_outputs(prediction: Prediction, wanted: list[str] | None) -> list[dict[str, JSON]]:
-    values = prediction.values
-    outputs: list[dict[str, JSON]] = [
-        {
-            "name": "predict",
-            "datatype": datatype_of(values),
-            "shape": list(values.shape),
-            "data": _plain(values),
-        }
-    ]
+def output_tensors(prediction: Prediction, wanted: list[str] | None) -> list[tuple[str, Array]]:
+    """The prediction's output tensors by name (`predict`, and `predict_proba` when the model
+    gives probabilities), only those `wanted` when the request names some."""
+    tensors = [("predict", prediction.values)]
     if prediction.probabilities is not None:
-        probs = prediction.probabilities
-        outputs.append(
-            {
-                "name": "predict_proba",
-                "datatype": "FP64",
-                "shape": list(probs.shape),
-                "data": probs.ravel().tolist(),
-            }
-        )
+        tensors.append(("predict_proba", prediction.probabilities))
     if wanted:
-        known: set[str] = {str(o["name"]) for o in outputs}
+        known = {name for name, _ in tensors}
         unknown = [w for w in wanted if w not in known]
         if unknown:
             raise BadRequest(f"unknown outputs {unknown}; this model has {sorted(known)}")
-        outputs = [o for o in outputs if o["name"] in wanted]
-    return outputs
+        tensors = [t for t in tensors if t[0] in wanted]
+    return tensors
+
+
+def output_datatype(name: str, values: Array) -> str:
+    return "FP64" if name == "predict_proba" else datatype_of(values)
+
+
+def encode_oip_outputs(prediction: Prediction, wanted: list[str] | None) -> list[dict[str, JSON]]:
+    return [
+        {
+            "name": name,
+            "datatype": output_datatype(name, values),
+            "shape": list(values.shape),
+            "data": _plain(values),
+        }
+        for name, values in output_tensors(prediction, wanted)
+    ]
+
+
+def encode_oip_binary(
+    prediction: Prediction, wanted: list[str] | None, *, every: bool, chosen: set[str]
+) -> tuple[list[dict[str, JSON]], list[bytes]]:
+    """Outputs with the binary tensor data extension: those chosen (or `every` one) as raw
+    bytes in the returned buffers, in output order; the others as JSON `data`."""
+    outputs: list[dict[str, JSON]] = []
+    buffers: list[bytes] = []
+    for name, values in output_tensors(prediction, wanted):
+        datatype = output_datatype(name, values)
+        output: dict[str, JSON] = {"name": name, "datatype": datatype, "shape": list(values.shape)}
+        if every or name in chosen:
+            raw = binary.output_bytes(values, datatype)
+            output["parameters"] = {"binary_data_size": len(raw)}
+            buffers.append(raw)
+        else:
+            output["data"] = _plain(values)
+        outputs.append(output)
+    return outputs, buffers
 
 
 def requested_outputs(request: dict[str, Any]) -> list[str] | None:
@@ -321,6 +337,10 @@ def encode_native(prediction: Prediction) -> dict[str, JSON]:
     return body
 
 
+def encode_kserve_v1(prediction: Prediction) -> dict[str, JSON]:
+    return {"predictions": _plain_rows(prediction.values)}
+
+
 def _plain_rows(values: Array) -> list[JSON]:
     if values.dtype == object:
         return values.tolist()  # type: ignore[no-any-return]
@@ -350,6 +370,8 @@ def oip_field(request: Any, name: str) -> str | None:
     for tensor in request.get("inputs") or []:
         if isinstance(tensor, dict) and tensor.get("name") == name:
             data = tensor.get("data")
+            if isinstance(data, np.ndarray):
+                return _scalar_key(to_python(data.flat[0]) if data.size else None)
             while isinstance(data, list) and data and isinstance(data[0], list):
                 data = data[0]
             return _scalar_key(data)
