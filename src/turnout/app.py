@@ -421,13 +421,20 @@ def _load_here(registry: Registry, model: str, version: int) -> Servable:
 
 async def _tell_host(runner: HostRunner, pool: ModelPool, routes: dict[str, Route]) -> None:
     """What the host needs from the routing table: routed versions, pinned champions,
-    isolation and replica limits per version."""
+    isolation and replica limits per version, and versions only shadows route to."""
     pinned, isolation, replicas = [], {}, {}
+    live: set[str] = set()
+    mirrored: set[str] = set()
     for route in routes.values():
         config = route.config
         keys = [f"{route.model}:{v}" for v in config.versions()]
         if config.keep_loaded:
             pinned.append(f"{route.model}:{config.champion}")
+        shadows_only = set(config.shadows) - set(config.challengers)
+        shadows_only -= {config.champion, config.failover, config.standby}
+        for version in config.versions():
+            key = f"{route.model}:{version}"
+            (mirrored if version in shadows_only else live).add(key)
         for key in keys:
             if config.isolation:
                 isolation[key] = config.isolation
@@ -436,7 +443,12 @@ async def _tell_host(runner: HostRunner, pool: ModelPool, routes: dict[str, Rout
     servables = [pool.peek(*key) for key in pool.loaded()]
     await runner.routed(
         [s for s in servables if s is not None],
-        {"pinned": pinned, "isolation": isolation, "max_replicas": replicas},
+        {
+            "pinned": pinned,
+            "isolation": isolation,
+            "max_replicas": replicas,
+            "shadow_only": sorted(mirrored - live),
+        },
     )
 
 

@@ -448,3 +448,40 @@ def test_model_code_cannot_read_the_servers_home(serve, tmp_path: Path) -> None:
     )
     assert reply.status_code == 200, reply.text
     assert reply.json()["predictions"] == [0.0]  # the home is not there for model code
+
+
+def nice_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_a_runner_holding_only_shadows_runs_at_low_cpu_priority_until_promoted(  # type: ignore[no-untyped-def]
+    serve, tmp_path: Path
+) -> None:
+    server = serve()
+    with server.client() as client:
+        for seed in (1, 2):
+            client.register("m", small_model(tmp_path / "models", seed)[0], flavor="sklearn")
+        client.create_deployment("d", model="m", version=1, isolation="dedicated")
+        client.route("d", shadows={2: 100})
+
+    def nice_of_runner(key: str) -> int | None:
+        status = host_status(server)
+        pids = {r["id"]: r["pid"] for r in status["runners"]}
+        for model in status["models"]:
+            if model["key"] == key and model["runners"]:
+                return nice_of(pids[model["runners"][0]])
+        return None
+
+    deadline = time.monotonic() + 60
+    while nice_of_runner("m:2") != 19:
+        assert time.monotonic() < deadline, f"the shadow's runner has nice {nice_of_runner('m:2')}"
+        assert predict(server, "d").status_code == 200
+        time.sleep(0.2)
+    assert nice_of_runner("m:1") == 0  # the champion's runner keeps its priority
+    with server.client() as client:
+        client.promote("d", version=2)
+    deadline = time.monotonic() + 60
+    while nice_of_runner("m:2") != 0:
+        assert time.monotonic() < deadline, "the promoted version's runner stayed at low priority"
+        assert predict(server, "d").status_code == 200
+        time.sleep(0.2)

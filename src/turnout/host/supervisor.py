@@ -34,6 +34,7 @@ from turnout.host.placement import (
     isolation_for,
     least_loaded,
 )
+from turnout.host.priority import CAN_RAISE, LOW_PRIORITY, set_priority
 from turnout.host.slot import Slot
 from turnout.host.staging import Staging
 from turnout.host.template_process import Template
@@ -72,6 +73,7 @@ class RunnerState:
     """Per model: calls and last use (monotonic), as the runner last reported."""
     alive: bool = True
     started: float = field(default_factory=time.monotonic)
+    low_priority: bool = False
 
     @property
     def memory_bytes(self) -> int:
@@ -127,6 +129,8 @@ class Supervisor:
         self.pinned: set[str] = set()
         self.overrides: dict[str, Isolation] = {}
         self.max_replicas: dict[str, int] = {}
+        self.shadow_only: set[str] = set()
+        """Versions every revision routes to as a shadow only (never a live answer)."""
         self.flavors: set[str] = set()
         self.restarts = 0
         self.evictions = 0
@@ -242,6 +246,9 @@ class Supervisor:
         self.pinned = set(header.get("pinned", []))
         self.overrides = {k: Isolation(v) for k, v in header.get("isolation", {}).items()}
         self.max_replicas = {k: int(v) for k, v in header.get("max_replicas", {}).items()}
+        self.shadow_only = set(header.get("shadow_only", []))
+        for runner in self.runners.values():
+            self._prioritize(runner)
         flavors = set(header.get("flavors", []))
         if flavors - self.flavors:
             self.flavors |= flavors
@@ -425,6 +432,7 @@ class Supervisor:
         )
         runner.models[model.key] = model.memory_bytes
         runner.stats[model.key] = (0, time.monotonic())
+        self._prioritize(runner)
         model.runners.add(runner.id)
         model.loads += 1
         model.failures = 0
@@ -489,6 +497,7 @@ class Supervisor:
             return
         runner.models.pop(key, None)
         runner.stats.pop(key, None)
+        self._prioritize(runner)
         if runner.isolation is Isolation.DEDICATED:
             self._retire(runner)
             return
@@ -496,6 +505,15 @@ class Supervisor:
             await self._ask(
                 runner, {"op": "unload", "keys": [key]}, timeout_s=5.0, kill_on_timeout=False
             )
+
+    def _prioritize(self, runner: RunnerState) -> None:
+        """A runner holding only shadow versions runs at the lowest CPU priority, so on a
+        busy node its work waits for live answers rather than competing with them. Only
+        where the priority can be raised again (a shadow promoted must not stay slow)."""
+        low = bool(runner.models) and runner.models.keys() <= self.shadow_only and CAN_RAISE
+        if low != runner.low_priority and runner.alive:
+            runner.low_priority = low
+            set_priority(runner.pid, LOW_PRIORITY if low else 0)
 
     def used_bytes(self) -> int:
         return sum(r.memory_bytes for r in self.runners.values() if r.alive)
