@@ -1,5 +1,5 @@
-"""The prediction API as a plain ASGI app: OIP v2 under `/v2` (JSON or binary tensors),
-native JSON and KServe v1 under `/v1`.
+"""The prediction API as a plain ASGI app: OIP v2 under `/v2` (JSON or binary tensors);
+native JSON, KServe v1 and MLflow scoring under `/v1`; MLflow's `/invocations`.
 
 Kept free of a web framework on purpose: this is the hot path, and each request does
 only decode -> route -> predict -> encode.
@@ -26,7 +26,7 @@ from turnout.errors import (
     PayloadTooLarge,
     TurnoutError,
 )
-from turnout.gateway import binary, codec
+from turnout.gateway import binary, codec, mlflow_scoring
 from turnout.gateway.access import Access, check_deployment, may_address_any_version
 from turnout.gateway.chain import FAILOVER_SHARE, Answered, Chain, NoAnswer
 from turnout.gateway.pool import ModelPool
@@ -102,6 +102,11 @@ class Gateway:
         self._signatures: dict[tuple[str, int], Signature] = {}
         self.accepting = True
 
+    @staticmethod
+    def serves(path: str) -> bool:
+        """Whether a request path belongs to the prediction API, for the server to route."""
+        return path.startswith(("/v2/", "/v1/")) or path in ("/v2", "/invocations")
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             status, body, headers = await self._dispatch(scope, receive)
@@ -116,16 +121,24 @@ class Gateway:
         parts = scope["path"].strip("/").split("/")
         if parts[0] == "v1":
             return await self._v1(method, parts, heads, receive, scope)
+        if parts == ["invocations"]:
+            named = heads.deployment
+            name = None if named is None else bytes(named).decode("latin-1")
+            return await self._invocations(method, name, heads, receive, scope)
         return await self._oip(method, parts[1:], heads, receive, scope)
 
     async def _v1(
         self, method: str, parts: list[str], heads: Heads, receive: Receive, scope: Scope
     ) -> Reply:
-        """The native API and KServe v1 (`/v1/models/NAME` and `/v1/models/NAME:predict`)."""
-        if len(parts) == 4 and parts[1] == "deployments" and parts[3] == "predict":
-            self._only(method, "POST")
-            who = await self.authorize(heads.authorization, parts[2])
-            return await self._native(parts[2], _json(await self._read(receive)), scope, who)
+        """The native API, MLflow scoring (`/v1/deployments/NAME/invocations`) and KServe v1
+        (`/v1/models/NAME`, `/v1/models/NAME:predict`)."""
+        if len(parts) == 4 and parts[1] == "deployments":
+            if parts[3] == "predict":
+                self._only(method, "POST")
+                who = await self.authorize(heads.authorization, parts[2])
+                return await self._native(parts[2], _json(await self._read(receive)), scope, who)
+            if parts[3] == "invocations":
+                return await self._invocations(method, parts[2], heads, receive, scope)
         if len(parts) == 3 and parts[1] == "models":
             name, colon, verb = parts[2].rpartition(":")
             if not colon:
@@ -135,8 +148,28 @@ class Gateway:
             if verb == "predict":
                 self._only(method, "POST")
                 who = await self.authorize(heads.authorization, name)
-                return await self._kserve_v1(name, _json(await self._read(receive)), scope, who)
+                request = _json(await self._read(receive))
+                answer = await self._answer_native(name, request, scope, who)
+                return _response(200, codec.encode_predictions(answer.prediction), _headers(answer))
         raise NotFound(f"no route {scope['path']}")
+
+    async def _invocations(
+        self, method: str, name: str | None, heads: Heads, receive: Receive, scope: Scope
+    ) -> Reply:
+        """MLflow scoring; errors carry MLflow's `error_code` and `message` beside `error`.
+        `name` is None on `/invocations` without an `x-turnout-deployment` header."""
+        try:
+            self._only(method, "POST")
+            if name is None:
+                raise BadRequest(
+                    "POST /invocations needs an x-turnout-deployment header naming the deployment"
+                )
+            who = await self.authorize(heads.authorization, name)
+            request = mlflow_scoring.parse(await self._read(receive), heads.content_type)
+            answer = await self._answer_native(name, request, scope, who)
+        except TurnoutError as exc:
+            return _response(exc.status, mlflow_scoring.error_body(exc))
+        return _response(200, codec.encode_predictions(answer.prediction), _headers(answer))
 
     async def authorize(self, authorization: str | None, deployment: str) -> Principal | None:
         """The caller behind an `Authorization` value, if it may call `deployment`; None
@@ -451,16 +484,7 @@ class Gateway:
         )
 
     async def _native(self, name: str, request: Any, scope: Scope, who: Principal | None) -> Reply:
-        route = await self.route(name)
-        key = self._key(route, scope, lambda field: codec.native_field(request, field))
-        answer = await self.answer(
-            route,
-            None,
-            lambda signature: codec.decode_native(request, signature),
-            request_id=None,
-            key=key,
-            who=who,
-        )
+        answer = await self._answer_native(name, request, scope, who)
         body = codec.encode_native(answer.prediction)
         body["prediction_ids"] = answer.prediction_ids
         body["model_version"] = answer.version
@@ -468,13 +492,13 @@ class Gateway:
         body["role"] = answer.role.value
         return _response(200, body, _headers(answer))
 
-    async def _kserve_v1(
+    async def _answer_native(
         self, name: str, request: Any, scope: Scope, who: Principal | None
-    ) -> Reply:
-        """KServe v1 `:predict`: `instances` or `inputs` in, `predictions` out."""
+    ) -> Answer:
+        """The routed answer to a rows-or-records payload (native, KServe v1, MLflow)."""
         route = await self.route(name)
         key = self._key(route, scope, lambda field: codec.native_field(request, field))
-        answer = await self.answer(
+        return await self.answer(
             route,
             None,
             lambda signature: codec.decode_native(request, signature),
@@ -482,7 +506,6 @@ class Gateway:
             key=key,
             who=who,
         )
-        return _response(200, codec.encode_kserve_v1(answer.prediction), _headers(answer))
 
     async def metadata(
         self, name: str, version: int | None, who: Principal | None

@@ -337,7 +337,8 @@ def encode_native(prediction: Prediction) -> dict[str, JSON]:
     return body
 
 
-def encode_kserve_v1(prediction: Prediction) -> dict[str, JSON]:
+def encode_predictions(prediction: Prediction) -> dict[str, JSON]:
+    """`{"predictions": [...]}` alone, as KServe v1 and MLflow's scoring server answer."""
     return {"predictions": _plain_rows(prediction.values)}
 
 
