@@ -25,6 +25,8 @@ from turnout.gateway.access import Access, PredictAuth
 from turnout.gateway.app import Gateway
 from turnout.gateway.breaker import BreakerPolicy
 from turnout.gateway.chain import Chain
+from turnout.gateway.grpc.server import GrpcServer
+from turnout.gateway.grpc.servicer import InferenceServicer
 from turnout.gateway.heartbeat import Heartbeat, new_worker_id
 from turnout.gateway.pool import ModelPool, RecordCache
 from turnout.gateway.runner import InProcessRunner, Runner
@@ -88,6 +90,7 @@ class TurnoutApp:
         controller: Controller | None = None,
         shutdown_grace_s: float = 0.0,
         management: ASGIApp | None = None,
+        grpc: GrpcServer | None = None,
     ) -> None:
         self.gateway = gateway
         self.api = api
@@ -99,6 +102,8 @@ class TurnoutApp:
         self.loop = loop
         self.controller = controller
         self.shutdown_grace_s = shutdown_grace_s
+        self.grpc = grpc
+        """The OIP gRPC listener beside HTTP, on this worker's loop; None when off."""
         self._refresher: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -144,6 +149,8 @@ class TurnoutApp:
         self.heartbeat.start()
         if self.controller is not None:
             self.controller.start()
+        if self.grpc is not None:  # last: calls arrive only once everything above runs
+            await self.grpc.start()
 
     def _drain_on_sigterm(self) -> None:
         """SIGTERM first turns readiness off (load balancers stop sending), waits the grace
@@ -166,6 +173,8 @@ class TurnoutApp:
 
     async def stop(self) -> None:
         self.gateway.accepting = False
+        if self.grpc is not None:  # first: calls in flight finish while models still run
+            await self.grpc.stop()
         if self._refresher is not None:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -386,6 +395,15 @@ def create_app(settings: Settings) -> TurnoutApp:
         loop=loop,
         controller=controller,
         shutdown_grace_s=settings.shutdown_grace_ms / 1000,
+        grpc=GrpcServer(
+            InferenceServicer(gateway),
+            host=settings.host,
+            port=settings.grpc_port,
+            max_message_bytes=MAX_BODY_BYTES,
+            share_port=settings.workers > 1,
+        )
+        if settings.grpc_port
+        else None,
     )
 
 

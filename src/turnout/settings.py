@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     port: int = DEFAULT_PORT
     """TCP port of the server (prediction and management APIs share it)."""
 
+    grpc_port: int | None = Field(default=None, ge=0, le=65535)
+    """TCP port of the OIP gRPC service (`inference.GRPCInferenceService`); 0 turns it off.
+    `turnout serve` makes it the HTTP port + 1 (8701) when unset; an app built by
+    `create_app` alone serves gRPC only when it is set."""
+
     workers: int = 1
     """Number of gateway worker processes."""
 
