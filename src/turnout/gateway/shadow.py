@@ -57,6 +57,7 @@ class ShadowMirror:
         concurrency: int = 2,
         timeout_s: float = 10.0,
         max_batch_rows: int = 64,
+        linger_ms: float = 2.0,
         logger: PredictionLogger | None = None,
     ) -> None:
         """`runner` is the shadows' own (a small thread pool, or low-priority processes),
@@ -68,6 +69,9 @@ class ShadowMirror:
         self._slots = asyncio.Semaphore(concurrency)
         self._timeout_s = timeout_s
         self.max_batch_rows = max_batch_rows
+        self.linger_s = linger_ms / 1000
+        """How long a copy waits for others to share its `predict`: nobody waits on a shadow's
+        answer, so a few milliseconds buy far fewer calls to the model under load."""
         self.logger = logger
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
@@ -96,10 +100,13 @@ class ShadowMirror:
     async def _run(self) -> None:
         """Take work only when a shadow thread is free; while all are busy (a slow shadow)
         the queue fills and further copies are dropped at `submit`, costing callers nothing.
-        Copies waiting for the same version are merged into one `predict`, as live ones are."""
+        Copies waiting for the same version, and those arriving within the linger, are merged
+        into one `predict`."""
         while True:
             await self._slots.acquire()
             batch = [await self._queue.get()]
+            if self.linger_s and self._queue.qsize() < self.max_batch_rows:
+                await asyncio.sleep(self.linger_s)
             key = (batch[0].deployment, batch[0].version)
             rows = len(batch[0].rows)
             for _ in range(self._queue.qsize()):
