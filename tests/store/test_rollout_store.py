@@ -10,6 +10,7 @@ import pytest
 
 from tests.store.test_metadata import register
 from turnout.errors import Conflict
+from turnout.store import leases
 from turnout.store import metadata as md
 from turnout.store import rollouts as rs
 from turnout.store.db import Database
@@ -61,7 +62,7 @@ def test_one_holder_of_the_lease_among_many_contenders(db: Database) -> None:
 
     def contend(name: str) -> None:
         with db.write() as conn:
-            if rs.acquire_lease(conn, "controller", name, ttl_s=30):
+            if leases.acquire_lease(conn, "controller", name, ttl_s=30):
                 winners.append(name)
 
     threads = [threading.Thread(target=contend, args=(f"c{i}",)) for i in range(6)]
@@ -72,11 +73,11 @@ def test_one_holder_of_the_lease_among_many_contenders(db: Database) -> None:
     assert len(winners) == 1
     holder = winners[0]
     with db.write() as conn:
-        assert rs.acquire_lease(conn, "controller", holder, ttl_s=30)  # renewal
-        assert not rs.acquire_lease(conn, "controller", "late", ttl_s=30)
-        rs.release_lease(conn, "controller", holder)
+        assert leases.acquire_lease(conn, "controller", holder, ttl_s=30)  # renewal
+        assert not leases.acquire_lease(conn, "controller", "late", ttl_s=30)
+        leases.release_lease(conn, "controller", holder)
     with db.write() as conn:
-        assert rs.acquire_lease(conn, "controller", "late", ttl_s=30)
+        assert leases.acquire_lease(conn, "controller", "late", ttl_s=30)
 
 
 def test_a_deployments_events_span_its_rollouts_oldest_first(db: Database) -> None:

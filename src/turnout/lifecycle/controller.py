@@ -33,6 +33,7 @@ from turnout.lifecycle.sources import DataAccess
 from turnout.lifecycle.validation import Predict, validate
 from turnout.monitoring.service import Monitor
 from turnout.registry.signature import Signature
+from turnout.store import leases
 from turnout.store import metadata as md
 from turnout.store import rollouts as rs
 from turnout.store.db import Database
@@ -92,7 +93,7 @@ class Controller:
         self.notifier.close(timeout_s=10.0)
         try:
             with self.db.write() as conn:
-                rs.release_lease(conn, LEASE, self.holder)
+                leases.release_lease(conn, LEASE, self.holder)
         except Exception:  # the DB may be gone at shutdown; the lease expires by itself
             log.debug("lease release failed", exc_info=True)
 
@@ -106,7 +107,7 @@ class Controller:
     def lead(self) -> bool:
         """Take or renew the lease; True when this process leads."""
         with self.db.write() as conn:
-            return rs.acquire_lease(conn, LEASE, self.holder, ttl_s=3 * self.interval_s)
+            return leases.acquire_lease(conn, LEASE, self.holder, ttl_s=3 * self.interval_s)
 
     def tick(self) -> int:
         """One look at every running rollout; returns how many moved to another step."""

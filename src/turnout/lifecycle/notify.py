@@ -24,7 +24,7 @@ from http import HTTPStatus
 import httpx
 import orjson
 
-from turnout.store.metadata import now
+from turnout.store.clock import now
 from turnout.store.records import RolloutRecord
 from turnout.types import JSON
 

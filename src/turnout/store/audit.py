@@ -1,17 +1,42 @@
-"""Reading the audit log with filters, newest first, a page at a time."""
+"""The audit log: one entry per state change, read back with filters, newest first, a page
+at a time."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, insert, select
 
 from turnout.store import schema as t
-from turnout.store.metadata import aware
+from turnout.store.clock import aware, now
 from turnout.types import JSON
 
 MAX_PAGE = 1000
+
+
+def audit(conn: Connection, *, actor: str, action: str, target: str, detail: JSON) -> None:
+    conn.execute(
+        insert(t.audit_log).values(
+            at=now(), actor=actor, action=action, target=target, detail=detail
+        )
+    )
+
+
+def list_audit(conn: Connection, target_prefix: str | None = None) -> list[dict[str, JSON]]:
+    query = select(t.audit_log).order_by(t.audit_log.c.id)
+    if target_prefix:
+        query = query.where(t.audit_log.c.target.startswith(target_prefix))
+    return [
+        {
+            "at": aware(r.at).isoformat(),
+            "actor": r.actor,
+            "action": r.action,
+            "target": r.target,
+            "detail": r.detail,
+        }
+        for r in conn.execute(query)
+    ]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,7 +13,8 @@ from sqlalchemy import Connection, Row, insert, select, update
 
 from turnout.errors import Conflict, NotFound
 from turnout.store import schema as t
-from turnout.store.metadata import aware, get_deployment, now
+from turnout.store.clock import aware, now
+from turnout.store.deployments import get_deployment
 from turnout.store.records import ACTIVE_JOB_STATES, FINISHED_JOB_STATES, JobRecord
 from turnout.types import JSON
 

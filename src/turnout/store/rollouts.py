@@ -1,16 +1,15 @@
-"""Rollouts, their event history, and leases (who leads the controller), in SQLAlchemy Core."""
+"""Rollouts and their event history, in SQLAlchemy Core; callers own the transaction."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Row, insert, select, update
-from sqlalchemy.exc import IntegrityError
 
 from turnout.errors import Conflict, NotFound
 from turnout.store import schema as t
-from turnout.store.metadata import aware, get_deployment, now
+from turnout.store.clock import aware, now
+from turnout.store.deployments import get_deployment
 from turnout.store.records import ACTIVE_ROLLOUT_STATES, RolloutRecord
 from turnout.types import JSON
 
@@ -162,34 +161,3 @@ def deployment_events(
          "step": r.step, "kind": r.kind, "detail": r.detail}
         for r in reversed(rows)
     ]  # fmt: skip
-
-
-def acquire_lease(conn: Connection, name: str, holder: str, ttl_s: float) -> bool:
-    """Take or renew the lease `name` for `holder` unless another holder's is still valid.
-    Run inside a write transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL: the row lock of
-    `SELECT .. FOR UPDATE`), so two processes never both win."""
-    at = now()
-    row = conn.execute(select(t.leases).where(t.leases.c.name == name).with_for_update()).first()
-    expires = at + timedelta(seconds=ttl_s)
-    if row is None:
-        try:
-            with conn.begin_nested():  # another process may insert the first row meanwhile
-                conn.execute(insert(t.leases).values(name=name, holder=holder, expires_at=expires))
-        except IntegrityError:
-            return False
-        return True
-    if row.holder != holder and aware(row.expires_at) > at:
-        return False
-    conn.execute(
-        update(t.leases).where(t.leases.c.name == name).values(holder=holder, expires_at=expires)
-    )
-    return True
-
-
-def release_lease(conn: Connection, name: str, holder: str) -> None:
-    conn.execute(
-        update(t.leases)
-        .where(t.leases.c.name == name)
-        .where(t.leases.c.holder == holder)
-        .values(expires_at=datetime(1970, 1, 1, tzinfo=now().tzinfo))
-    )

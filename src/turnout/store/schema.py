@@ -10,6 +10,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -137,6 +138,7 @@ rollouts = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True), nullable=True),
+    Index("ix_rollouts_deployment_state", "deployment_id", "state"),
 )
 
 rollout_events = Table(
@@ -148,6 +150,7 @@ rollout_events = Table(
     Column("step", String(64), nullable=False),
     Column("kind", String(32), nullable=False),
     Column("detail", JSON, nullable=False),
+    Index("ix_rollout_events_rollout", "rollout_id"),
 )
 
 leases = Table(
@@ -181,4 +184,5 @@ jobs = Table(
     Column("started_at", DateTime(timezone=True), nullable=True),
     Column("heartbeat_at", DateTime(timezone=True), nullable=True),
     Column("finished_at", DateTime(timezone=True), nullable=True),
+    Index("ix_jobs_deployment_state", "deployment_id", "state"),
 )

@@ -46,8 +46,8 @@ from turnout.registry.pipelines import parse_pipeline
 from turnout.registry.service import NewVersion, Registry
 from turnout.registry.signature import Signature
 from turnout.settings import Settings
+from turnout.store.clock import now
 from turnout.store.jobs import get_job, insert_job, list_jobs, request_cancel, update_job
-from turnout.store.metadata import now
 from turnout.store.records import JobRecord, VersionRecord
 
 PARAMS = {"C": "0.5", "max_iter": "1000"}

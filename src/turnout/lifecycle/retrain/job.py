@@ -44,9 +44,9 @@ from turnout.registry.service import NewVersion, Registry
 from turnout.registry.signature import Signature
 from turnout.settings import Settings
 from turnout.store.artifacts import open_artifact_store
+from turnout.store.clock import now
 from turnout.store.db import Database
 from turnout.store.jobs import get_job, update_job
-from turnout.store.metadata import now
 from turnout.store.records import JobRecord, VersionRecord
 from turnout.types import JSON
 
