@@ -1,39 +1,56 @@
-"""The Python SDK: `turnout.Client(url, token)`, the same verbs as the CLI, over HTTP."""
+"""The Python SDK: `turnout.Client(url, token)`, the same verbs as the CLI, over HTTP.
+
+Every verb is built by `calls`, `management` or `registration` and only sent here, so the
+asyncio client (`turnout.AsyncClient`) sends exactly the same requests."""
 
 from __future__ import annotations
 
-import io
 import ipaddress
-import tarfile
-from http import HTTPStatus
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack, cast, overload
 
 import httpx
-import orjson
 
-from turnout import mlflow_import
-from turnout.errors import TurnoutError
+from turnout import calls, management, registration
+from turnout.calls import (
+    PAGE,
+    ApiError,
+    Call,
+    InferResult,
+    Inputs,
+    OipRequest,
+    ServerUnreachable,
+    Steps,
+)
+from turnout.management import AuditQuery, DeploymentOptions, Routing, TokenOptions
+from turnout.registration import Registration
 from turnout.settings import Settings
 from turnout.types import JSON
 
-_UNSET: Any = object()
+__all__ = ["PAGE", "ApiError", "Client", "InferResult", "ServerUnreachable", "discover_token"]
+
+_UNSET: Any = calls.UNSET
+"""A `fallback` not given (the CLI passes it through)."""
 
 
-PAGE = 1000
-"""Deployments asked for per request when listing them all."""
+@dataclass(frozen=True)
+class Connection:
+    """Where a client sends requests and the headers it sends with each (its token)."""
+
+    url: str
+    token: str | None
+    headers: dict[str, str]
 
 
-class ApiError(TurnoutError):
-    """The server answered with an error; `status` is its HTTP status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = HTTPStatus(status)
-
-
-class ServerUnreachable(TurnoutError):
-    status = HTTPStatus.SERVICE_UNAVAILABLE
+def connection(url: str | None, token: str | None) -> Connection:
+    """TURNOUT_URL and the token `discover_token` finds, unless given."""
+    settings = Settings()
+    base = (url or settings.server_url).rstrip("/")
+    chosen = token or discover_token(settings, base)
+    headers = {"authorization": f"Bearer {chosen}"} if chosen else {}
+    return Connection(base, chosen, headers)
 
 
 def discover_token(settings: Settings, url: str) -> str | None:
@@ -82,28 +99,13 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def pack(path: Path) -> bytes:
-    """A file or folder as a gzipped tar, paths relative to it."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as tar:
-        if path.is_file():
-            tar.add(path, arcname=path.name)
-        else:
-            for item in sorted(path.rglob("*")):
-                if item.is_file() and "__pycache__" not in item.parts:
-                    tar.add(item, arcname=item.relative_to(path).as_posix())
-    return buffer.getvalue()
-
-
 class Client:
     def __init__(
         self, url: str | None = None, token: str | None = None, *, timeout_s: float = 120.0
     ) -> None:
-        settings = Settings()
-        self.url = (url or settings.server_url).rstrip("/")
-        self.token = token or discover_token(settings, self.url)
-        headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
+        found = connection(url, token)
+        self.url, self.token = found.url, found.token
+        self._http = httpx.Client(base_url=self.url, headers=found.headers, timeout=timeout_s)
 
     def close(self) -> None:
         self._http.close()
@@ -114,237 +116,175 @@ class Client:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def _text(self, method: str, path: str, **kwargs: Any) -> str:
-        """Like `_call`, for an endpoint that answers plain text."""
+    def _send(self, call: Call) -> Any:
         try:
-            response = self._http.request(method, path, **kwargs)
+            response = self._http.request(call.method, call.path, **call.options())
         except httpx.TransportError as exc:
-            raise ServerUnreachable(f"cannot reach turnout at {self.url} ({exc})") from exc
-        if response.status_code >= 400:
-            try:
-                message = response.json().get("error", response.text)
-            except ValueError:
-                message = response.text or response.reason_phrase
-            raise ApiError(response.status_code, str(message))
-        return response.text
+            raise calls.unreachable(self.url, exc) from exc
+        return call.read(response)
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _run(self, steps: Steps) -> list[JSON]:
+        """Drive a verb of several requests, sending each answer back to it."""
         try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise ServerUnreachable(
-                f"cannot reach turnout at {self.url} ({exc}); is 'turnout serve' running? "
-                "Set TURNOUT_URL to point elsewhere."
-            ) from exc
-        if response.status_code >= 400:
-            try:
-                message = response.json().get("error", response.text)
-            except ValueError:
-                message = response.text or response.reason_phrase
-            raise ApiError(response.status_code, str(message))
-        if response.status_code == HTTPStatus.NO_CONTENT or not response.content:
-            return None
-        return response.json()
+            call = next(steps)
+            while True:
+                call = steps.send(self._send(call))
+        except StopIteration as done:
+            result: list[JSON] = done.value
+            return result
 
     # -- server -----------------------------------------------------------------------------
 
     def health(self) -> JSON:
-        return self._call("GET", "/api/v1/health")
+        return self._send(calls.health())
 
     def ready(self) -> bool:
         try:
-            return bool(self._http.get("/v2/health/ready").status_code == HTTPStatus.OK)
-        except httpx.TransportError:
+            return bool(self._send(calls.ready()))
+        except ServerUnreachable:
             return False
 
     def whoami(self) -> JSON:
-        return self._call("GET", "/api/v1/whoami")
+        return self._send(calls.whoami())
+
+    # -- predictions ------------------------------------------------------------------------
+
+    def predict(self, deployment: str, instances: list[Any]) -> JSON:
+        """Native JSON prediction: rows (lists) or records (dicts)."""
+        return self._send(calls.predict(deployment, instances))
+
+    @overload
+    def infer(self, deployment: str, inputs: OipRequest, *, version: int | None = None) -> JSON: ...
+
+    @overload
+    def infer(
+        self,
+        deployment: str,
+        inputs: Inputs,
+        *,
+        binary: bool = True,
+        version: int | None = None,
+        outputs: Sequence[str] | None = None,
+        request_id: str | None = None,
+    ) -> InferResult: ...
+
+    def infer(
+        self,
+        deployment: str,
+        inputs: Inputs | OipRequest,
+        *,
+        binary: bool = True,
+        version: int | None = None,
+        outputs: Sequence[str] | None = None,
+        request_id: str | None = None,
+    ) -> InferResult | JSON:
+        """Open Inference Protocol v2: numpy arrays by input name (or one array, sent as
+        `input-0`) in, arrays by output name out. With `binary` tensors travel as raw bytes
+        (the binary tensor data extension) both ways; `outputs` names the outputs wanted
+        (all when absent); `version` calls that version of the deployment directly.
+
+        A whole OIP request (`{"inputs": [{"name": ..., "data": ...}]}`) is sent as it is
+        and its JSON answer returned, as `infer_request` does."""
+        if calls.is_oip_request(inputs):
+            return self.infer_request(deployment, inputs, version=version)
+        call = calls.infer(
+            deployment,
+            cast(Inputs, inputs),
+            binary=binary,
+            version=version,
+            outputs=outputs,
+            request_id=request_id,
+        )
+        result: InferResult = self._send(call)
+        return result
+
+    def infer_request(
+        self, deployment: str, request: OipRequest, *, version: int | None = None
+    ) -> JSON:
+        """A raw Open Inference Protocol v2 request, as JSON; its JSON answer."""
+        return self._send(calls.infer_request(deployment, request, version=version))
 
     # -- models -----------------------------------------------------------------------------
 
     def register(
-        self,
-        name: str,
-        path: str | Path,
-        *,
-        flavor: str,
-        metrics: dict[str, float] | None = None,
-        params: dict[str, str] | None = None,
-        tags: dict[str, str] | None = None,
-        description: str = "",
-        training_data: str | Path | None = None,
-        target: str | None = None,
-        parent_version: int | None = None,
-        pipeline: str | None = None,
+        self, name: str, path: str | Path, *, flavor: str, **options: Unpack[Registration]
     ) -> JSON:
         """Register a version from a local file or folder, or from an MLflow registry or run
         (`models:/NAME@ALIAS`, `models:/NAME/VERSION`, `runs:/RUN_ID/PATH`, found through
-        MLFLOW_TRACKING_URI; flavor `mlflow`), keeping where it came from as tags.
-
-        `pipeline` names the training code for retraining: an import path (`pkg.mod:fit`,
-        importable on the server) or a local Python file (`train.py` or
-        `train.py:function`), which is uploaded with the version."""
-        if mlflow_import.is_mlflow_uri(str(path)):
-            with mlflow_import.downloaded(str(path), flavor=flavor) as imported:
-                return self.register(
-                    name,
-                    imported.folder,
-                    flavor=flavor,
-                    metrics=metrics,
-                    params=params,
-                    tags={**imported.tags, **(tags or {})},
-                    description=description,
-                    training_data=training_data,
-                    target=target,
-                    parent_version=parent_version,
-                    pipeline=pipeline,
-                )
-        source = Path(path)
-        if not source.exists():
-            raise TurnoutError(f"{source} does not exist")
-        meta = {
-            "kind": "file" if source.is_file() else "dir",
-            "metrics": metrics or {},
-            "params": params or {},
-            "tags": tags or {},
-            "description": description,
-            "target": target,
-            "parent_version": parent_version,
-        }
-        files: dict[str, Any] = {"artifact": ("artifact.tar.gz", pack(source), "application/gzip")}
-        if training_data is not None:
-            data = Path(training_data)
-            if not data.is_file():
-                raise TurnoutError(f"training data {data} is not a file")
-            files["training_data"] = (data.name, data.read_bytes(), "application/octet-stream")
-        if pipeline is not None:
-            file_part, _, function = pipeline.partition(".py:")
-            if pipeline.endswith(".py") or function:
-                code = Path(pipeline if not function else file_part + ".py").expanduser()
-                if not code.is_file():
-                    raise TurnoutError(f"pipeline file {code} does not exist")
-                meta["pipeline"] = {
-                    "kind": "file",
-                    "name": code.name,
-                    "function": function or "fit",
-                }
-                files["pipeline_file"] = (code.name, code.read_bytes(), "text/x-python")
-            else:
-                meta["pipeline"] = {"kind": "import", "ref": pipeline}
-        form = {"flavor": flavor, "metadata": orjson.dumps(meta).decode()}
-        return self._call("POST", f"/api/v1/models/{name}/versions", data=form, files=files)
+        MLFLOW_TRACKING_URI; flavor `mlflow`), which keeps where it came from as tags."""
+        return self._send(registration.register(name, path, flavor=flavor, options=options))
 
     def list_models(self) -> JSON:
-        return self._call("GET", "/api/v1/models")
+        return self._send(management.list_models())
 
     def show_model(self, name: str) -> JSON:
-        return self._call("GET", f"/api/v1/models/{name}")
+        return self._send(management.show_model(name))
 
     def show_version(self, name: str, version: int) -> JSON:
-        return self._call("GET", f"/api/v1/models/{name}/versions/{version}")
+        return self._send(management.show_version(name, version))
 
     def lineage(self, name: str, version: int) -> JSON:
-        return self._call("GET", f"/api/v1/models/{name}/versions/{version}/lineage")
-
-    # -- deployments ------------------------------------------------------------------------
+        return self._send(management.lineage(name, version))
 
     def archive_version(self, name: str, version: int) -> JSON:
         """Keep the version readable, never newly deployed or routed."""
-        return self._call("POST", f"/api/v1/models/{name}/versions/{version}/archive")
+        return self._send(management.archive_version(name, version))
 
     def delete_version(self, name: str, version: int) -> None:
-        self._call("DELETE", f"/api/v1/models/{name}/versions/{version}")
+        self._send(management.delete_version(name, version))
 
     def delete_model(self, name: str) -> None:
         """The model and all its versions (refused while any deployment serves it)."""
-        self._call("DELETE", f"/api/v1/models/{name}")
+        self._send(management.delete_model(name))
+
+    # -- deployments ------------------------------------------------------------------------
+
+    def create_deployment(self, name: str, **options: Unpack[DeploymentOptions]) -> JSON:
+        return self._send(management.create_deployment(name, options))
 
     def delete_deployment(self, name: str) -> None:
-        self._call("DELETE", f"/api/v1/deployments/{name}")
-
-    def create_deployment(
-        self,
-        name: str,
-        *,
-        model: str,
-        version: int | None = None,
-        timeout_ms: int | None = None,
-        failover: int | None = None,
-        fallback: JSON = _UNSET,
-        log_payloads: float | None = None,
-        keep_loaded: bool = False,
-        isolation: str | None = None,
-        max_replicas: int | None = None,
-    ) -> JSON:
-        body: dict[str, JSON] = {"name": name, "model": model, "version": version}
-        if keep_loaded:
-            body["keep_loaded"] = True
-        if isolation is not None:
-            body["isolation"] = isolation
-        if max_replicas is not None:
-            body["max_replicas"] = max_replicas
-        if log_payloads is not None:
-            body["log_payloads"] = log_payloads
-        if timeout_ms is not None:
-            body["timeout_ms"] = timeout_ms
-        if failover is not None:
-            body["failover"] = failover
-        if fallback is not _UNSET:
-            body["fallback"] = fallback
-        return self._call("POST", "/api/v1/deployments", json=body)
+        self._send(management.delete_deployment(name))
 
     def list_deployments(
         self, *, limit: int | None = None, offset: int = 0, prefix: str = ""
     ) -> JSON:
         """Deployments in name order: one page of `limit`, or all of them (page by page)."""
-        params: dict[str, Any] = {"offset": offset, "prefix": prefix}
-        if limit is not None:
-            return self._call("GET", "/api/v1/deployments", params={**params, "limit": limit})
-        found: list[JSON] = []
-        while True:
-            page = self._call(
-                "GET",
-                "/api/v1/deployments",
-                params={**params, "offset": offset + len(found), "limit": PAGE},
-            )
-            found.extend(page)
-            if len(page) < PAGE:
-                return found
+        return self._run(management.list_deployments(limit=limit, offset=offset, prefix=prefix))
 
     def show_deployment(self, name: str) -> JSON:
-        return self._call("GET", f"/api/v1/deployments/{name}")
+        return self._send(management.show_deployment(name))
 
     def history(self, name: str) -> JSON:
-        return self._call("GET", f"/api/v1/deployments/{name}/history")
+        return self._send(management.history(name))
 
-    def route(
-        self,
-        name: str,
-        *,
-        challengers: dict[int, float] | None = None,
-        shadows: dict[int, float] | None = None,
-        sticky_key: str | None = None,
-        clear: bool = False,
-        log_payloads: float | None = None,
-    ) -> JSON:
-        body: dict[str, JSON] = {
-            "challengers": {str(k): v for k, v in (challengers or {}).items()},
-            "shadows": {str(k): v for k, v in (shadows or {}).items()},
-            "sticky_key": sticky_key,
-            "clear": clear,
-        }
-        if log_payloads is not None:
-            body["log_payloads"] = log_payloads
-        return self._call("POST", f"/api/v1/deployments/{name}/route", json=body)
+    def route(self, name: str, **routing: Unpack[Routing]) -> JSON:
+        return self._send(management.route(name, routing))
 
     def promote(self, name: str, *, version: int) -> JSON:
-        return self._call("POST", f"/api/v1/deployments/{name}/promote", json={"version": version})
+        return self._send(management.promote(name, version=version))
 
     def rollback(self, name: str, *, to_revision: int | None = None) -> JSON:
-        body = {"to_revision": to_revision}
-        return self._call("POST", f"/api/v1/deployments/{name}/rollback", json=body)
+        return self._send(management.rollback(name, to_revision=to_revision))
 
-    # -- predictions ------------------------------------------------------------------------
+    def apply(self, spec: dict[str, Any] | str) -> JSON:
+        """Create or update a deployment from its spec (YAML text or a dict); only what
+        differs is changed."""
+        return self._send(management.apply(spec))
+
+    # -- monitoring -------------------------------------------------------------------------
+
+    def post_actuals(self, deployment: str, rows: list[dict[str, Any]]) -> JSON:
+        """Ground truth for earlier predictions: `[{"prediction_id": ..., "actual": ...}]`.
+        Returns what was stored and, per row, what was not and why."""
+        return self._send(management.post_actuals(deployment, rows))
+
+    def metrics(self, deployment: str, *, window: str = "24h") -> JSON:
+        """Traffic, latency, accuracy and drift per version and role over `window`."""
+        return self._send(management.metrics(deployment, window=window))
+
+    def status(self, deployment: str, *, window: str = "24h") -> JSON:
+        """What `turnout status` shows: the same as `metrics`."""
+        return self.metrics(deployment, window=window)
 
     # -- rollouts ---------------------------------------------------------------------------
 
@@ -352,149 +292,66 @@ class Client:
         self, deployment: str, *, version: int, plan: dict[str, Any] | str | None = None
     ) -> JSON:
         """Move `version` into production through the plan's gates (YAML text or a dict)."""
-        body: dict[str, Any] = {"version": version, "plan": plan}
-        return self._call("POST", f"/api/v1/deployments/{deployment}/rollout", json=body)
+        return self._send(management.start_rollout(deployment, version=version, plan=plan))
 
     def rollout_status(self, deployment: str) -> JSON:
-        return self._call("GET", f"/api/v1/deployments/{deployment}/rollout")
+        return self._send(management.rollout_status(deployment))
 
     def rollout_history(self, deployment: str) -> JSON:
         """Every step and verdict of every rollout of the deployment, oldest first."""
-        return self._call("GET", f"/api/v1/deployments/{deployment}/rollout/history")
+        return self._send(management.rollout_history(deployment))
+
+    def approve_rollout(self, deployment: str) -> JSON:
+        return self._send(management.approve_rollout(deployment))
+
+    def abort_rollout(self, deployment: str, *, reason: str = "") -> JSON:
+        return self._send(management.abort_rollout(deployment, reason=reason))
 
     # -- retraining -------------------------------------------------------------------------
 
     def set_retrain_policy(self, deployment: str, policy: str | dict[str, Any]) -> JSON:
         """Set the deployment's retrain policy, as YAML text or a mapping."""
-        return self._call(
-            "PUT", f"/api/v1/deployments/{deployment}/retrain-policy", json={"policy": policy}
-        )
+        return self._send(management.set_retrain_policy(deployment, policy))
 
     def retrain_policy(self, deployment: str) -> JSON:
-        return self._call("GET", f"/api/v1/deployments/{deployment}/retrain-policy")
+        return self._send(management.retrain_policy(deployment))
 
     def clear_retrain_policy(self, deployment: str) -> None:
-        self._call("DELETE", f"/api/v1/deployments/{deployment}/retrain-policy")
+        self._send(management.clear_retrain_policy(deployment))
 
     def retrain(
         self, deployment: str, *, data: dict[str, Any] | None = None, reason: str = ""
     ) -> JSON:
         """Queue a retrain of the champion; returns the job."""
-        body = {"data": data, "reason": reason}
-        return self._call("POST", f"/api/v1/deployments/{deployment}/retrain", json=body)
+        return self._send(management.retrain(deployment, data=data, reason=reason))
 
     def jobs(
         self, *, deployment: str | None = None, state: str | None = None, limit: int = 100
     ) -> JSON:
-        params: dict[str, Any] = {"limit": limit}
-        if deployment is not None:
-            params["deployment"] = deployment
-        if state is not None:
-            params["state"] = state
-        return self._call("GET", "/api/v1/jobs", params=params)
+        return self._send(management.jobs(deployment=deployment, state=state, limit=limit))
 
     def job(self, job_id: int) -> JSON:
-        return self._call("GET", f"/api/v1/jobs/{job_id}")
+        return self._send(management.job(job_id))
 
     def job_logs(self, job_id: int, *, tail_bytes: int = 64 * 1024) -> str:
-        return self._text("GET", f"/api/v1/jobs/{job_id}/logs", params={"tail_bytes": tail_bytes})
+        logs: str = self._send(management.job_logs(job_id, tail_bytes=tail_bytes))
+        return logs
 
     def cancel_job(self, job_id: int) -> JSON:
-        return self._call("POST", f"/api/v1/jobs/{job_id}/cancel")
+        return self._send(management.cancel_job(job_id))
 
-    def approve_rollout(self, deployment: str) -> JSON:
-        return self._call("POST", f"/api/v1/deployments/{deployment}/rollout/approve")
+    # -- tokens and audit -------------------------------------------------------------------
 
-    def abort_rollout(self, deployment: str, *, reason: str = "") -> JSON:
-        body = {"reason": reason}
-        return self._call("POST", f"/api/v1/deployments/{deployment}/rollout/abort", json=body)
-
-    def apply(self, spec: dict[str, Any] | str) -> JSON:
-        """Create or update a deployment from its spec (YAML text or a dict); only what
-        differs is changed."""
-        if isinstance(spec, str):
-            headers = {"content-type": "application/yaml"}
-            return self._call("POST", "/api/v1/apply", content=spec.encode(), headers=headers)
-        return self._call("POST", "/api/v1/apply", json=spec)
-
-    # -- monitoring -------------------------------------------------------------------------
-
-    def post_actuals(self, deployment: str, rows: list[dict[str, Any]]) -> JSON:
-        """Ground truth for earlier predictions: `[{"prediction_id": ..., "actual": ...}]`.
-        Returns what was stored and, per row, what was not and why."""
-        return self._call("POST", f"/api/v1/deployments/{deployment}/actuals", json=rows)
-
-    def metrics(self, deployment: str, *, window: str = "24h") -> JSON:
-        """Traffic, latency, accuracy and drift per version and role over `window`."""
-        return self._call(
-            "GET", f"/api/v1/deployments/{deployment}/metrics", params={"window": window}
-        )
-
-    def predict(self, deployment: str, instances: list[Any]) -> JSON:
-        """Native JSON prediction: rows (lists) or records (dicts)."""
-        return self._call(
-            "POST", f"/v1/deployments/{deployment}/predict", json={"instances": instances}
-        )
-
-    def infer(
-        self, deployment: str, request: dict[str, Any], *, version: int | None = None
-    ) -> JSON:
-        """A raw Open Inference Protocol v2 request."""
-        path = f"/v2/models/{deployment}"
-        if version is not None:
-            path += f"/versions/{version}"
-        return self._call("POST", path + "/infer", json=request)
-
-    # -- tokens -----------------------------------------------------------------------------
-
-    def create_token(
-        self,
-        name: str,
-        role: str,
-        *,
-        permissions: list[str] | None = None,
-        deployments: list[str] | None = None,
-        expires_in: str | None = None,
-    ) -> JSON:
-        """A new token (its secret is in `token`, shown once); `deployments` limits the
-        deployments it may call, `expires_in` (`30d`, `12h`) its life."""
-        body: dict[str, Any] = {"name": name, "role": role}
-        if permissions:
-            body["permissions"] = permissions
-        if deployments is not None:
-            body["deployments"] = deployments
-        if expires_in is not None:
-            body["expires_in"] = expires_in
-        return self._call("POST", "/api/v1/tokens", json=body)
+    def create_token(self, name: str, role: str, **options: Unpack[TokenOptions]) -> JSON:
+        """A new token (its secret is in `token`, shown once)."""
+        return self._send(management.create_token(name, role, options))
 
     def list_tokens(self) -> JSON:
-        return self._call("GET", "/api/v1/tokens")
+        return self._send(management.list_tokens())
 
     def revoke_token(self, token_id: int) -> None:
-        self._call("DELETE", f"/api/v1/tokens/{token_id}")
+        self._send(management.revoke_token(token_id))
 
-    def audit(
-        self,
-        *,
-        since: str | None = None,
-        actor: str | None = None,
-        action: str | None = None,
-        target: str | None = None,
-        limit: int = 100,
-    ) -> list[dict[str, Any]]:
+    def audit(self, *, limit: int = 100, **query: Unpack[AuditQuery]) -> list[dict[str, Any]]:
         """Audit entries, newest first, up to `limit` (read page by page)."""
-        params: dict[str, Any] = {"since": since, "actor": actor, "action": action}
-        params = {k: v for k, v in {**params, "target": target}.items() if v is not None}
-        entries: list[dict[str, Any]] = []
-        before: int | None = None
-        while len(entries) < limit:
-            page_size = min(limit - len(entries), 1000)
-            query = {**params, "limit": page_size}
-            if before is not None:
-                query["before_id"] = before
-            page = self._call("GET", "/api/v1/audit", params=query)
-            entries.extend(page["entries"])
-            before = page["next_before_id"]
-            if before is None:
-                break
-        return entries
+        return self._run(management.audit(query, limit=limit))
