@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make bench`: the benchmark suite (turnout vs MLServer, mlflow and a bare ASGI app).
+# `make bench`: the benchmark suite (turnout vs MLServer, mlflow and a bare ASGI app), then
+# the protocol comparison (bench/protocols.py).
 # Needs wrk; installs it with apt-get when missing and running as root. Arguments go to
 # bench/suite.py, e.g. `bash bench/run.sh --duration 5 --only turnout,bare`.
 set -euo pipefail
@@ -14,4 +15,6 @@ if ! command -v wrk >/dev/null 2>&1; then
     fi
 fi
 
-exec .venv/bin/python -m bench.suite "$@"
+.venv/bin/python -m bench.suite "$@"
+# One more step: rows/s over OIP JSON HTTP, binary HTTP and gRPC, turnout and MLServer (~2 min).
+exec .venv/bin/python -m bench.protocols
