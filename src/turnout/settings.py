@@ -24,7 +24,15 @@ class Settings(BaseSettings):
     """SQLAlchemy URL of the metadata DB; default `sqlite:///<home>/turnout.db`."""
 
     artifact_root: str | None = None
-    """Artifact store location: a folder (default `<home>/artifacts`)."""
+    """Artifact store location: a folder (default `<home>/artifacts`) or `s3://BUCKET/PREFIX`
+    (credentials from boto3's usual chain)."""
+
+    s3_endpoint_url: str | None = None
+    """Endpoint of an S3-compatible service (MinIO, Ceph, R2); unset: AWS S3."""
+
+    artifact_cache_mb: int = Field(default=2048, ge=1)
+    """Bytes of fetched blobs each node keeps from an `s3://` artifact store (least recently
+    used leave first)."""
 
     host: str = "127.0.0.1"
     """Interface the server binds to. Loopback unless asked otherwise."""
@@ -149,8 +157,13 @@ class Settings(BaseSettings):
 
     @property
     def log_root(self) -> Path:
-        """The prediction log: Parquet segments beside the artifacts."""
-        return Path(self.artifacts) / "log"
+        """The prediction log: Parquet segments beside local artifacts, in the home beside
+        an object store."""
+        from turnout.store.artifacts import is_local
+
+        if is_local(self.artifacts):
+            return Path(self.artifacts) / "log"
+        return self.home / "log"
 
     @property
     def server_url(self) -> str:

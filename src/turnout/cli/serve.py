@@ -15,13 +15,16 @@ from turnout.cli.output import console
 from turnout.client import served_port_file
 from turnout.host.client import HostProcess
 from turnout.settings import Settings
+from turnout.store.artifacts import open_artifact_store
 from turnout.store.db import Database
 from turnout.store.modes import private_home
 
 
 def prepare(settings: Settings) -> str:
-    """Migrate the DB and make the admin token once, before any worker starts."""
+    """Migrate the DB and make the admin token once, before any worker starts; a store that
+    cannot be reached stops the server here, named, rather than in every worker."""
     private_home(settings.home)
+    open_artifact_store(settings.artifacts)
     db = Database.from_url(settings.db_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     try:
         db.migrate()

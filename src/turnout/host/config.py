@@ -14,6 +14,7 @@ from pathlib import Path
 
 import turnout
 from turnout.settings import Settings
+from turnout.store.artifacts import is_local
 
 log = logging.getLogger("turnout.host")
 
@@ -83,7 +84,9 @@ def _state_folders(settings: Settings) -> tuple[Path, ...]:
     """The server's home and stores, minus any that Python or turnout live in (hiding
     those would leave a runner unable to import anything)."""
     code = python_paths()
-    folders = {settings.home.resolve(), Path(settings.artifacts).resolve()}
+    folders = {settings.home.resolve()}
+    if is_local(settings.artifacts):
+        folders.add(Path(settings.artifacts).resolve())
     return tuple(
         sorted(
             f for f in folders if not any(p == f or f in p.parents or p in f.parents for p in code)

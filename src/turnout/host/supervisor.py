@@ -790,7 +790,10 @@ def main() -> None:
     parent = int(sys.argv[2]) if len(sys.argv) > 2 else os.getppid()
     if os.getppid() != parent:  # the server that asked for this host is already gone
         return
-    supervisor = Supervisor(host_config(socket_path.parent))
+    try:
+        supervisor = Supervisor(host_config(socket_path.parent))
+    except TurnoutError as exc:  # e.g. an artifact store that cannot be reached
+        sys.exit(f"error: the model host cannot start: {exc.message}")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(supervisor.run(socket_path, parent=parent))
 

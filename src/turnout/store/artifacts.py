@@ -146,7 +146,26 @@ def _local(uri: str) -> ArtifactStore:
     return LocalArtifactStore(Path(parsed.path if parsed.scheme == "file" else uri))
 
 
-BACKENDS: dict[str, Callable[[str], ArtifactStore]] = {"": _local, "file": _local}
+def _s3(uri: str) -> ArtifactStore:
+    from turnout.settings import Settings
+    from turnout.store.s3 import open_s3
+
+    settings = Settings()
+    return open_s3(
+        uri,
+        endpoint_url=settings.s3_endpoint_url,
+        cache=settings.cache_dir / "artifacts",
+        cache_bytes=settings.artifact_cache_mb << 20,
+    )
+
+
+BACKENDS: dict[str, Callable[[str], ArtifactStore]] = {"": _local, "file": _local, "s3": _s3}
+
+
+def is_local(uri: str) -> bool:
+    """Whether the store at `uri` is a folder on this machine."""
+    scheme = urlparse(uri).scheme
+    return len(scheme) <= 1 or scheme == "file"
 
 
 def open_artifact_store(uri: str) -> ArtifactStore:

@@ -1,0 +1,72 @@
+"""Two `turnout serve` nodes on one database and one S3 bucket: what one registers, the other
+serves; a node whose object store cannot be reached refuses to start, naming it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.fixtures.hosting import ROWS, small_model
+from tests.fixtures.s3 import CREDENTIALS, S3Server
+from tests.fixtures.server import LiveServer, free_port
+
+pytestmark = pytest.mark.server
+
+
+def test_a_version_registered_through_one_node_is_served_by_another(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    bucket = s3_server.bucket()
+    database = f"sqlite:///{tmp_path / 'shared.db'}"
+    env = s3_server.env(bucket)
+    first = LiveServer(tmp_path / "node-a", database_url=database, env=env).start()
+    try:
+        second = LiveServer(tmp_path / "node-b", database_url=database, env=env).start()
+        try:
+            path, expected = small_model(tmp_path / "models", 3)
+            with first.client() as client:
+                client.register("m", path, flavor="sklearn")
+                client.create_deployment("d", model="m", version=1)
+            listed = s3_server.client().list_objects_v2(Bucket=bucket, Prefix="artifacts/sha256/")
+            assert listed["KeyCount"] >= 1  # the blobs went to the bucket, not a folder
+            assert not (tmp_path / "node-a" / "artifacts" / "sha256").exists()
+            reply = httpx.post(
+                f"{second.url}/v1/deployments/d/predict",
+                json={"instances": ROWS.tolist()},
+                timeout=60,
+            )
+            assert reply.status_code == 200, reply.text
+            assert reply.json()["predictions"] == expected.tolist()
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+
+
+def test_a_node_whose_object_store_is_unreachable_stops_naming_the_endpoint(
+    tmp_path: Path,
+) -> None:
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    env = {
+        **os.environ,
+        **CREDENTIALS,
+        "TURNOUT_HOME": str(tmp_path),
+        "TURNOUT_ARTIFACT_ROOT": "s3://models/prod",
+        "TURNOUT_S3_ENDPOINT_URL": endpoint,
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "turnout", "serve", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert endpoint in result.stderr
+    assert "Traceback" not in result.stderr
+    assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in result.stderr
