@@ -8,6 +8,8 @@ tests also hold turnout's stubs to the wire format other clients use.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -172,6 +174,22 @@ def test_typed_contents_and_turnout_metadata(server: Server) -> None:
     assert metadata["x-turnout-revision"] == "1"
     labels = np.frombuffer(response.raw_output_contents[0], dtype="<i8")
     np.testing.assert_array_equal(labels, server.models["bc"].predict(breast_cancer()[0][:2]))
+
+
+def test_one_input_per_column(server: Server) -> None:
+    """A model fitted on named columns also takes one [rows] tensor per column, as over HTTP."""
+    sample = breast_cancer()[0].iloc[:3]
+    inputs = []
+    for name in reversed(list(sample.columns)):
+        tensor = triton.InferInput(name, [3], "FP64")
+        tensor.set_data_from_numpy(sample[name].to_numpy(dtype=np.float64))
+        inputs.append(tensor)
+    client = server.triton()
+    try:
+        result = client.infer("bc-prod", inputs, headers=server.auth)
+    finally:
+        client.close()
+    np.testing.assert_array_equal(result.as_numpy("predict"), server.models["bc"].predict(sample))
 
 
 def test_metadata_and_readiness(server: Server) -> None:
@@ -413,5 +431,62 @@ def test_two_workers_both_serve_the_port(tmp_path: Path) -> None:
         finally:
             for client in clients:
                 client.close()
+    finally:
+        live.stop()
+
+
+SLOW = """
+import time
+import numpy as np
+
+
+class Model:
+    n_features = 30
+
+    def predict(self, X):
+        if X[0][0] > 1000:
+            time.sleep(0.8)
+        return np.ones(len(X), dtype=np.int64)
+"""
+
+
+def test_sigterm_lets_calls_in_flight_finish(tmp_path: Path) -> None:
+    (tmp_path / "slow.py").write_text(SLOW)
+    grpc_port = free_port()
+    env = {"TURNOUT_GRPC_PORT": str(grpc_port), "TURNOUT_SHUTDOWN_GRACE_MS": "1500"}
+    live = LiveServer(tmp_path / "home", env=env).start()
+    try:
+        with live.client() as client:
+            client.register("slow", tmp_path / "slow.py", flavor="python")
+            client.create_deployment("slow-prod", model="slow", version=1)
+        url = f"127.0.0.1:{grpc_port}"
+        answers: list[list[int]] = []
+
+        def slow_call() -> None:
+            client = triton.InferenceServerClient(url)
+            try:
+                tensor = triton.InferInput("input-0", [1, 30], "FP64")
+                tensor.set_data_from_numpy(np.full((1, 30), 5000.0))
+                result = client.infer("slow-prod", [tensor], client_timeout=60)
+                answers.append(result.as_numpy("predict").tolist())
+            finally:
+                client.close()
+
+        slow_call()  # loaded and warm
+        threads = [threading.Thread(target=slow_call) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        assert live.process is not None
+        os.kill(live.process.pid, signal.SIGTERM)
+        probe = triton.InferenceServerClient(url)
+        try:
+            until(lambda: not probe.is_server_ready(), "not ready once SIGTERM arrives")
+            assert probe.is_server_live()
+        finally:
+            probe.close()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert answers == [[1]] * 4  # every call in flight was answered
+        live.process.wait(timeout=60)
     finally:
         live.stop()
