@@ -201,7 +201,10 @@ def create_app(settings: Settings) -> TurnoutApp:
         allow_pickle=settings.allow_pickle,
     )
     tokens = Tokens(db)
-    tokens.ensure_admin(settings.admin_token_file)
+    tokens.ensure_admin(
+        settings.admin_token_file,
+        settings.admin_token.get_secret_value() if settings.admin_token else None,
+    )
 
     host = _host(settings)
     live, shadows = _runners(settings, host)

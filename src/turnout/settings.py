@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_PORT = 8700
@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     artifact_root: str | None = None
     """Artifact store location: a folder (default `<home>/artifacts`) or `s3://BUCKET/PREFIX`
     (credentials from boto3's usual chain)."""
+
+    admin_token: SecretStr | None = None
+    """The admin token of a cluster (from a secret): every node accepts it and none makes one
+    of its own. Unset: each home gets a random one in `admin.token` on first start."""
 
     s3_endpoint_url: str | None = None
     """Endpoint of an S3-compatible service (MinIO, Ceph, R2); unset: AWS S3."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -10,11 +11,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from turnout.errors import Forbidden, Unauthorized
+from sqlalchemy.exc import IntegrityError
+
+from turnout.errors import BadRequest, Forbidden, Unauthorized
 from turnout.store import metadata as md
 from turnout.store.db import Database
 from turnout.store.records import Permission, TokenRecord, TokenRole
+from turnout.store.tokens import was_revoked
 from turnout.types import JSON
+
+MIN_GIVEN_TOKEN = 20
+"""Characters an operator-chosen admin token needs at least."""
 
 TOKEN_PREFIX = "tnt_"
 
@@ -129,14 +136,22 @@ class Tokens:
             md.revoke_token(conn, token_id)
             md.audit(conn, actor=actor, action="token.revoke", target=str(token_id), detail={})
 
-    def ensure_admin(self, path: Path) -> str:
+    def ensure_admin(self, path: Path, given: str | None = None) -> str:
         """The admin token in `path`, creating it (and its DB row) on first start.
+
+        `given` (TURNOUT_ADMIN_TOKEN, from a secret) is the one admin token of a cluster:
+        every node registers it if the database lacks it, and none makes one of its own. A
+        revoked one is never brought back.
 
         Several worker processes may start at once: a file lock makes one of them create it.
         """
         path.parent.mkdir(parents=True, exist_ok=True)
         with (path.parent / ".admin-token.lock").open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            if given is not None:
+                self._adopt(given)
+                _write_private(path, given)
+                return given
             if path.is_file():
                 token = path.read_text().strip()
                 with self.db.read() as conn:
@@ -147,9 +162,30 @@ class Tokens:
                 md.insert_token(
                     conn, name="admin", role=TokenRole.ADMIN, token_hash=hash_token(token)
                 )
-            partial = path.with_suffix(".partial")
-            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(token + "\n")
-            os.replace(partial, path)
+            _write_private(path, token)
             return token
+
+    def _adopt(self, token: str) -> None:
+        """Register `token` as the admin token unless the database already has it."""
+        if len(token) < MIN_GIVEN_TOKEN:
+            raise BadRequest(
+                f"TURNOUT_ADMIN_TOKEN is too short: use at least {MIN_GIVEN_TOKEN} random "
+                "characters (e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`)"
+            )
+        digest = hash_token(token)
+        with self.db.read() as conn:
+            revoked = was_revoked(conn, digest)
+        if revoked:
+            raise Forbidden("TURNOUT_ADMIN_TOKEN was revoked; give the server a new one")
+        if revoked is None:
+            # another node may register it at the same moment: its row is as good as ours
+            with contextlib.suppress(IntegrityError), self.db.write() as conn:
+                md.insert_token(conn, name="admin", role=TokenRole.ADMIN, token_hash=digest)
+
+
+def _write_private(path: Path, token: str) -> None:
+    partial = path.with_suffix(".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    os.replace(partial, path)

@@ -28,9 +28,13 @@ def prepare(settings: Settings) -> str:
     db = Database.from_url(settings.db_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     try:
         db.migrate()
-        return Tokens(db).ensure_admin(settings.admin_token_file)
+        return Tokens(db).ensure_admin(settings.admin_token_file, _given(settings))
     finally:
         db.dispose()
+
+
+def _given(settings: Settings) -> str | None:
+    return settings.admin_token.get_secret_value() if settings.admin_token else None
 
 
 def serve(

@@ -59,6 +59,14 @@ def find_token(conn: Connection, token_hash: str) -> TokenRecord | None:
     return _token(row) if row else None
 
 
+def was_revoked(conn: Connection, token_hash: str) -> bool | None:
+    """Whether the token with this hash was revoked; None when no token has it."""
+    row = conn.execute(
+        select(t.tokens.c.revoked_at).where(t.tokens.c.token_hash == token_hash)
+    ).first()
+    return None if row is None else row.revoked_at is not None
+
+
 def unrevoked_tokens(conn: Connection) -> dict[str, TokenRecord]:
     """Every token not revoked, by hash: what a gateway checks prediction calls against."""
     rows = conn.execute(select(t.tokens).where(t.tokens.c.revoked_at.is_(None)))
