@@ -241,6 +241,17 @@ def test_an_unreachable_tracking_server_is_named(no_server: str) -> None:
         pass
 
 
+def test_a_password_in_the_tracking_uri_is_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://alice:s3cret@127.0.0.1:{free_port()}")
+    with (
+        pytest.raises(MlflowImportError, match="cannot reach") as raised,
+        downloaded("models:/churn@champion", flavor="mlflow"),
+    ):
+        pass
+    assert "s3cret" not in raised.value.message
+    assert "alice" in raised.value.message
+
+
 def test_no_tracking_uri_says_to_set_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     with (

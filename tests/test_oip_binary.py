@@ -88,6 +88,13 @@ def test_strings_are_sent_as_bytes_and_in_json_as_text() -> None:
     assert plain["inputs"][0]["data"] == ["yes", "no", "caf\u00e9"]
 
 
+def test_bytes_that_are_not_text_need_binary() -> None:
+    raw = np.array([b"\xff\xfe"], dtype=object)
+    with pytest.raises(BadRequest, match="not UTF-8 text need binary=True"):
+        encode_request({"raw": raw}, binary=False)
+    assert ours(encode_request({"raw": raw}, binary=True))[1] == b"\x02\0\0\0\xff\xfe"
+
+
 def test_a_dtype_without_an_oip_type_is_refused() -> None:
     with pytest.raises(BadRequest, match="complex128 has no Open Inference Protocol type"):
         encode_request({"z": np.ones(2, dtype=complex)}, binary=True)

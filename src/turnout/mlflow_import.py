@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import yaml
 
-from turnout import yamltext
+from turnout import redact, yamltext
 from turnout.errors import BadRequest
 
 SCHEMES = ("models:/", "runs:/")
@@ -96,8 +96,10 @@ def _tracking_uri() -> str:
             httpx.get(tracking_uri.rstrip("/") + "/health", timeout=PROBE_TIMEOUT_S)
         except (httpx.TransportError, httpx.InvalidURL) as exc:
             raise MlflowImportError(
-                f"cannot reach the MLflow tracking server at {tracking_uri} "
-                f"(MLFLOW_TRACKING_URI): {exc}"
+                redact.text(
+                    f"cannot reach the MLflow tracking server at {tracking_uri} "
+                    f"(MLFLOW_TRACKING_URI): {exc}"
+                )
             ) from None
     return tracking_uri
 
@@ -113,7 +115,7 @@ def _download(mlflow: ModuleType, uri: str, tracking_uri: str, into: Path) -> Ml
     except (errors.MlflowException, OSError) as exc:
         message = getattr(exc, "message", None) or str(exc)
         raise MlflowImportError(
-            f"cannot resolve {uri} through MLflow at {tracking_uri}: {message}"
+            redact.text(f"cannot resolve {uri} through MLflow at {tracking_uri}: {message}")
         ) from None
     return MlflowModel(Path(folder), _tags(uri, pinned, Path(folder)))
 

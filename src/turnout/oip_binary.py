@@ -216,5 +216,8 @@ def _strings(raw: memoryview, count: int) -> Array:
 def _json_data(array: Array, kind: str) -> list[Any]:
     flat = array.ravel(order="C")
     if kind == "BYTES":
-        return [item.decode() if isinstance(item, bytes) else str(item) for item in flat]
+        try:
+            return [item.decode() if isinstance(item, bytes) else str(item) for item in flat]
+        except UnicodeDecodeError:
+            raise BadRequest("BYTES values that are not UTF-8 text need binary=True") from None
     return list(flat.tolist())
