@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import replace
 from http import HTTPStatus
 from typing import NamedTuple
@@ -115,15 +115,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             answering = self.gateway.answer(
                 route, version, decode, request_id=body["id"], key=key, who=who
             )
-            try:
-                async with asyncio.timeout_at(deadline and deadline.on_loop()):
-                    answer = await answering
-            except NoAnswer as exc:
-                if bounded and any(a.outcome == "timeout" for a in exc.failed):
-                    raise CallerDeadline(exc.message) from None
-                raise
-            except TimeoutError:
-                raise CallerDeadline("no answer within the call's deadline") from None
+            answer = await _in_time(answering, deadline, bounded=bounded)
             response = messages.infer_response(
                 answer.prediction, wanted, name=request.model_name, version=answer.version,
                 request_id=answer.request_id,
@@ -214,6 +206,21 @@ def _within(route: Route, deadline: Deadline | None) -> tuple[Route, bool]:
     if timeout_ms is not None and timeout_ms <= left_ms:
         return route, False
     return replace(route, config=replace(route.config, timeout_ms=left_ms)), True
+
+
+async def _in_time(
+    answering: Awaitable[Answer], deadline: Deadline | None, *, bounded: bool
+) -> Answer:
+    """The answer, or `CallerDeadline` when the caller's deadline is what ran out."""
+    try:
+        async with asyncio.timeout_at(None if deadline is None else deadline.on_loop()):
+            return await answering
+    except NoAnswer as exc:
+        if bounded and any(attempt.outcome == "timeout" for attempt in exc.failed):
+            raise CallerDeadline(exc.message) from None
+        raise
+    except TimeoutError:
+        raise CallerDeadline("no answer within the call's deadline") from None
 
 
 def _key(
