@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     """The admin token of a cluster (from a secret): every node accepts it and none makes one
     of its own. Unset: each home gets a random one in `admin.token` on first start."""
 
+    log_dir: Path | None = None
+    """Folder of the prediction log and actuals (default: `log` beside a local artifact store,
+    `<home>/log` beside an object store). Nodes that share one (a network file system) share
+    status, metrics, drift, gates and retraining data: each writes and compacts only its own
+    files and reads everyone's."""
+
     s3_endpoint_url: str | None = None
     """Endpoint of an S3-compatible service (MinIO, Ceph, R2); unset: AWS S3."""
 
@@ -161,10 +167,12 @@ class Settings(BaseSettings):
 
     @property
     def log_root(self) -> Path:
-        """The prediction log: Parquet segments beside local artifacts, in the home beside
-        an object store."""
+        """The prediction log: `TURNOUT_LOG_DIR`, else Parquet segments beside local
+        artifacts, or in the home beside an object store."""
         from turnout.store.artifacts import is_local
 
+        if self.log_dir is not None:
+            return self.log_dir
         if is_local(self.artifacts):
             return Path(self.artifacts) / "log"
         return self.home / "log"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -70,3 +71,43 @@ def test_a_node_whose_object_store_is_unreachable_stops_naming_the_endpoint(
     assert endpoint in result.stderr
     assert "Traceback" not in result.stderr
     assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in result.stderr
+
+
+def test_nodes_sharing_a_log_folder_see_each_others_traffic(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    env = {**s3_server.env(s3_server.bucket()), "TURNOUT_LOG_DIR": str(tmp_path / "shared-log")}
+    database = f"sqlite:///{tmp_path / 'shared.db'}"
+    nodes = [
+        LiveServer(tmp_path / f"node-{name}", database_url=database, env=env) for name in "ab"
+    ]
+    try:
+        for node in nodes:
+            node.start()
+        path, _ = small_model(tmp_path / "models", 4)
+        with nodes[0].client() as client:
+            client.register("m", path, flavor="sklearn")
+            client.create_deployment("d", model="m", version=1)
+        for node, n in zip(nodes, (3, 5), strict=True):
+            for _ in range(n):
+                reply = httpx.post(
+                    f"{node.url}/v1/deployments/d/predict",
+                    json={"instances": ROWS.tolist()},
+                    timeout=60,
+                )
+                assert reply.status_code == 200, reply.text
+        expected = 8 * len(ROWS)  # every row is one logged prediction
+        for node in nodes:
+            deadline = time.monotonic() + 90
+            while (seen := champion_requests(node)) != expected:
+                assert time.monotonic() < deadline, f"{node.url} counts {seen} of {expected}"
+                time.sleep(0.5)
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def champion_requests(node: LiveServer) -> int:
+    with node.client() as client:
+        metrics = client.status("d", window="1h")
+    return sum(int(g["requests"]) for g in metrics["groups"] if g["role"] == "champion")

@@ -84,14 +84,12 @@ def _state_folders(settings: Settings) -> tuple[Path, ...]:
     """The server's home and stores, minus any that Python or turnout live in (hiding
     those would leave a runner unable to import anything)."""
     code = python_paths()
-    folders = {settings.home.resolve()}
+    folders = {settings.home.resolve(), settings.log_root.resolve()}
     if is_local(settings.artifacts):
         folders.add(Path(settings.artifacts).resolve())
-    return tuple(
-        sorted(
-            f for f in folders if not any(p == f or f in p.parents or p in f.parents for p in code)
-        )
-    )
+    kept = {f for f in folders if not any(p == f or f in p.parents or p in f.parents for p in code)}
+    # a folder inside another is hidden with it (and could not be mounted over once it is)
+    return tuple(sorted(f for f in kept if not any(o in f.parents for o in kept)))
 
 
 def _runner_user(name: str) -> dict[str, int | None]:
