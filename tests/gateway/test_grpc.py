@@ -167,7 +167,7 @@ def test_typed_contents_and_turnout_metadata(server: Server) -> None:
     channel, stub = server.stub()
     with channel:
         response, call = stub.ModelInfer.with_call(request, metadata=tuple(server.auth.items()))
-    metadata = dict(call.initial_metadata())
+    metadata = dict(call.trailing_metadata())
     assert metadata["x-turnout-prediction-id"] == "order-42"
     assert metadata["x-turnout-model-version"] == "1"
     assert metadata["x-turnout-role"] == "champion"
