@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -74,7 +75,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("grpc")
     release = folder / "release"
     env = {"TURNOUT_PREDICT_AUTH": "required", "TURNOUT_RUNNER_HANG_MS": str(HANG_MS)}
-    live = LiveServer(folder / "home", env=env).start()
+    live = with_default_grpc_port(folder / "home", env).start()
     try:
         with live.client() as client:
             pipeline = sklearn_pipeline()
@@ -101,6 +102,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     finally:
         release.touch()
         live.stop()
+
+
+def with_default_grpc_port(home: Path, env: dict[str, str]) -> LiveServer:
+    """A server whose default gRPC port (its HTTP port + 1) is free, so it is tested."""
+    for _ in range(20):
+        live = LiveServer(home, env=env)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", live.port + 1))
+            except OSError:
+                continue
+        return live
+    pytest.fail("no free pair of adjacent loopback ports")
 
 
 def _register(client: Any, folder: Path, write: Any, *args: Any, **kwargs: Any) -> int:
