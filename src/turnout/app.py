@@ -21,6 +21,8 @@ from turnout.api.app import create_api
 from turnout.api.auth import Tokens
 from turnout.api.deps import Services
 from turnout.api.limits import ASGIApp, BodyLimits
+from turnout.api.sessions import Sessions
+from turnout.console.app import Console, ConsoleDoor
 from turnout.gateway.access import Access, PredictAuth
 from turnout.gateway.app import Gateway
 from turnout.gateway.breaker import BreakerPolicy
@@ -389,8 +391,9 @@ def create_app(settings: Settings) -> TurnoutApp:
     return TurnoutApp(
         gateway=gateway,
         api=api,
-        management=BodyLimits(
-            api, authenticate=tokens.authenticate, max_upload_bytes=MAX_UPLOAD_BYTES
+        management=ConsoleDoor(
+            BodyLimits(api, authenticate=tokens.authenticate, max_upload_bytes=MAX_UPLOAD_BYTES),
+            Console(Sessions(tokens)),
         ),
         table=table,
         heartbeat=heartbeat,

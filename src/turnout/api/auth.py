@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from turnout.errors import BadRequest, Forbidden, Unauthorized
 from turnout.store import metadata as md
+from turnout.store import sessions
 from turnout.store.db import Database
 from turnout.store.records import Permission, TokenRecord, TokenRole
 from turnout.store.tokens import was_revoked
@@ -24,6 +25,9 @@ MIN_GIVEN_TOKEN = 20
 """Characters an operator-chosen admin token needs at least."""
 
 TOKEN_PREFIX = "tnt_"
+SESSION_SCHEME = "session"
+"""`Authorization: Session <secret>`: a console session, as the console's door hands it on
+once the request's CSRF token has been checked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +81,21 @@ class Tokens:
                 "missing token: send 'Authorization: Bearer <token>' "
                 "(the CLI reads TURNOUT_TOKEN or the local admin token file)"
             )
+        scheme, _, credential = header.partition(" ")
+        if scheme.lower() == SESSION_SCHEME:
+            return self.session_principal(credential.strip())
         digest = bearer_hash(header)
         with self.db.read() as conn:
             return principal_of(md.find_token(conn, digest))
+
+    def session_principal(self, secret: str) -> Principal:
+        """The caller a console session stands for: the token it was exchanged for, as long
+        as the session is live and the token is not revoked or expired."""
+        with self.db.read() as conn:
+            token_hash = sessions.session_token_hash(conn, hash_token(secret))
+            if token_hash is None:
+                raise Unauthorized("the console session ended or expired: sign in again")
+            return principal_of(md.find_token(conn, token_hash))
 
     def unrevoked(self) -> dict[str, TokenRecord]:
         """Every token not revoked, by hash (expired ones too: their callers are told so)."""

@@ -1,0 +1,87 @@
+// A deployment's rollout: its plan as steps (the current one marked), each gate's verdict and
+// evidence, and Approve / Abort for those whose role allows them.
+
+import { api, enc } from "./api.js";
+import { badge, fmtTime, h, replace } from "./dom.js";
+import { latestRollout } from "./overview.js";
+
+const ACTIVE = new Set(["running", "waiting_approval"]);
+
+function stepItems(rollout) {
+  const at = rollout.steps.indexOf(rollout.step);
+  const finished = rollout.state === "succeeded";
+  return rollout.steps.map((step, i) => {
+    const done = finished || i < at;
+    const current = !finished && i === at;
+    return h("li", { className: done ? "done" : "", "aria-current": current ? "step" : null },
+      step, done ? " ✓" : "", current ? ` (${rollout.state.replace("_", " ")})` : "");
+  });
+}
+
+function evidence(value) {
+  if (value === null || typeof value !== "object") return String(value);
+  return h("dl", { className: "kv" }, Object.entries(value).flatMap(([key, v]) => [
+    h("dt", {}, key),
+    h("dd", {}, v !== null && typeof v === "object" ? JSON.stringify(v) : String(v)),
+  ]));
+}
+
+function verdictRows(verdicts) {
+  return Object.entries(verdicts || {}).map(([gate, verdict]) => {
+    const outcome = verdict ? verdict.outcome : null;
+    const kind = outcome === "pass" ? "ok" : outcome === "fail" ? "bad" : "warn";
+    return h("tr", {}, h("th", { scope: "row" }, gate), h("td", {}, badge(String(outcome ?? "—"), kind)),
+      h("td", {}, verdict && verdict.reason ? h("p", {}, verdict.reason) : null,
+        evidence(verdict ? verdict.evidence ?? {} : {})));
+  });
+}
+
+export function rolloutSection(name, ctx, onChange) {
+  const section = h("section", { id: "rollout", "aria-labelledby": "rollout-title" },
+    h("h2", { id: "rollout-title" }, "Rollout"));
+  const content = h("div", {}, h("p", { className: "muted" }, "Loading…"));
+  const message = h("p", { role: "status", id: "rollout-message" });
+  section.append(content, message);
+
+  async function act(verb, body, question) {
+    if (!(await ctx.confirmAction(question))) return;
+    try {
+      const after = await api(`/deployments/${enc(name)}/rollout/${verb}`, { method: "POST", body });
+      replace(message, `Rollout ${verb === "approve" ? "approved" : "aborted"}: now ${after.state.replace("_", " ")} at ${after.step}.`);
+    } catch (error) {
+      replace(message, h("span", { className: "error" }, error.message));
+    }
+    await onChange();
+  }
+
+  async function refresh() {
+    const rollout = await latestRollout(name);
+    if (!rollout) {
+      replace(content, h("p", { className: "muted" }, "No rollout yet."));
+      return;
+    }
+    const buttons = [];
+    if (ctx.session.can_deploy && ACTIVE.has(rollout.state)) {
+      if (rollout.state === "waiting_approval") {
+        buttons.push(h("button", { type: "button", id: "approve",
+          onclick: () => act("approve", undefined, `Approve v${rollout.version} of ${name} for promotion?`) }, "Approve"));
+      }
+      buttons.push(h("button", { type: "button", id: "abort", className: "danger",
+        onclick: () => act("abort", { reason: `aborted from the console by ${ctx.session.name}` },
+          `Abort the rollout of v${rollout.version}? Live traffic goes back to the champion at once.`) }, "Abort"));
+    }
+    replace(content,
+      h("p", {}, `Version v${rollout.version}, started by ${rollout.created_by} at ${fmtTime(rollout.created_at)}: `,
+        h("strong", { id: "rollout-state" }, rollout.state.replace("_", " ")),
+        rollout.reason ? ` — ${rollout.reason}` : ""),
+      h("ol", { className: "steps", "aria-label": "Plan steps" }, stepItems(rollout)),
+      buttons.length ? h("div", { className: "toolbar" }, buttons) : null,
+      Object.keys(rollout.verdicts || {}).length
+        ? h("table", { id: "verdicts" }, h("caption", { className: "muted" }, "Gate verdicts and their evidence"),
+          h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Gate"), h("th", { scope: "col" }, "Verdict"), h("th", { scope: "col" }, "Evidence"))),
+          h("tbody", {}, verdictRows(rollout.verdicts)))
+        : h("p", { className: "muted" }, "No gate verdicts yet."));
+  }
+
+  return { section, refresh };
+}
