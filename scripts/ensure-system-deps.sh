@@ -5,6 +5,7 @@
 #   tests, which start a throwaway server of their own. The cluster that the
 #   Debian package creates automatically is not used.
 # - wrk: used by `make bench`; optional, a failed install only warns.
+# - chromium and chromium-driver: the console's browser tests drive headless Chromium.
 #
 # Idempotent and quiet when everything is already present. When packages are
 # missing and cannot be installed (not root, no apt-get), this prints a
@@ -76,6 +77,16 @@ if ! command -v strace >/dev/null 2>&1; then
         apt_install strace || warn "failed to install strace; the outbound-connection test will skip"
     else
         warn "strace not found and cannot install it; the outbound-connection test will skip"
+    fi
+fi
+
+# chromium + chromedriver: the console's tests (tests/console) drive headless Chromium.
+if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
+    if can_apt; then
+        apt_install chromium chromium-driver \
+            || warn "failed to install chromium and chromium-driver; the console's browser tests will skip"
+    else
+        warn "chromium or chromedriver not found and cannot install them; the console's browser tests will skip"
     fi
 fi
 
