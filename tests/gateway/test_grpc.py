@@ -206,6 +206,35 @@ def test_one_input_per_column(server: Server) -> None:
     np.testing.assert_array_equal(result.as_numpy("predict"), server.models["bc"].predict(sample))
 
 
+def test_sticky_routing_reads_call_metadata(server: Server, tmp_path: Path) -> None:
+    """`header:x-user` keeps each user on one version; users spread over both versions."""
+    with server.live.client() as client:
+        challenger = int(
+            client.register(
+                "bc", save_joblib(sklearn_pipeline(c=0.01), tmp_path), flavor="sklearn"
+            )["version"]
+        )
+        client.create_deployment("bc-sticky", model="bc", version=1)
+        applied = client.route(
+            "bc-sticky", challengers={challenger: 50}, sticky_key="header:x-user"
+        )
+    until(lambda: client_sees_revision(server, "bc-sticky", int(applied["revision"])),
+          "the workers serve the new revision")  # fmt: skip
+    rows = breast_cancer()[0].to_numpy(dtype=np.float64)[:1]
+    seen: dict[str, set[str]] = {}
+    for user in (f"user-{i}" for i in range(24)):
+        for _ in range(3):
+            result = infer(server, "bc-sticky", rows, headers={**server.auth, "x-user": user})
+            seen.setdefault(user, set()).add(result.get_response().model_version)
+    assert all(len(versions) == 1 for versions in seen.values()), seen
+    assert set().union(*seen.values()) == {"1", str(challenger)}
+
+
+def client_sees_revision(server: Server, deployment: str, revision: int) -> bool:
+    result = infer(server, deployment, breast_cancer()[0].to_numpy(dtype=np.float64)[:1])
+    return int(result.get_response().parameters["revision"].int64_param) >= revision
+
+
 def test_metadata_and_readiness(server: Server) -> None:
     client = server.triton()
     try:
