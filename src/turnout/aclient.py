@@ -31,12 +31,18 @@ class AsyncClient:
         *,
         timeout_s: float = 120.0,
         max_connections: int = 100,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """`transport` replaces the network (e.g. `httpx.MockTransport` in tests)."""
         found = connection(url, token)
         self.url, self.token = found.url, found.token
         limits = httpx.Limits(max_connections=max_connections)
         self._http = httpx.AsyncClient(
-            base_url=self.url, headers=found.headers, timeout=timeout_s, limits=limits
+            base_url=self.url,
+            headers=found.headers,
+            timeout=timeout_s,
+            limits=limits,
+            transport=transport,
         )
 
     async def aclose(self) -> None:

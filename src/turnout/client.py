@@ -101,11 +101,19 @@ def _loopback(host: str) -> bool:
 
 class Client:
     def __init__(
-        self, url: str | None = None, token: str | None = None, *, timeout_s: float = 120.0
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout_s: float = 120.0,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """`transport` replaces the network (e.g. `httpx.MockTransport` in tests)."""
         found = connection(url, token)
         self.url, self.token = found.url, found.token
-        self._http = httpx.Client(base_url=self.url, headers=found.headers, timeout=timeout_s)
+        self._http = httpx.Client(
+            base_url=self.url, headers=found.headers, timeout=timeout_s, transport=transport
+        )
 
     def close(self) -> None:
         self._http.close()

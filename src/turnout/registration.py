@@ -4,6 +4,7 @@ downloaded (see `mlflow_import`). Building it reads local files but never the se
 
 from __future__ import annotations
 
+import gzip
 import io
 import tarfile
 from pathlib import Path
@@ -34,9 +35,13 @@ class Registration(TypedDict, total=False):
 
 
 def pack(path: Path) -> bytes:
-    """A file or folder as a gzipped tar, paths relative to it."""
+    """A file or folder as a gzipped tar, paths relative to it; the same files give the
+    same bytes (no time in the gzip header)."""
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as tar:
+    with (
+        gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=1, mtime=0) as zipped,
+        tarfile.open(fileobj=zipped, mode="w") as tar,
+    ):
         if path.is_file():
             tar.add(path, arcname=path.name)
         else:
