@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: venv run test lint bench clean
+.PHONY: venv run test test-fast lint bench clean
 
 venv: $(VENV)/.stamp-dev
 
@@ -20,6 +20,10 @@ test:
 	bash scripts/ensure-system-deps.sh
 	$(MAKE) venv
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# unit tests only: no server, no PostgreSQL, nothing marked slow (tests/conftest.py)
+test-fast: venv
+	$(BIN)/pytest -m "not server and not slow and not postgres" $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check src tests && $(BIN)/ruff format --check src tests && $(BIN)/mypy

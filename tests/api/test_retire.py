@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.cli.test_cli import turnout
+from tests.fixtures.cli import turnout
 from tests.fixtures.models import save_joblib, sklearn_pipeline
 from tests.fixtures.server import LiveServer
 from turnout.client import ApiError, Client

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.cli import turnout
 from tests.fixtures.models import save_joblib, sklearn_pipeline, training_csv
 from tests.fixtures.server import LiveServer
 
@@ -22,20 +23,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     live = LiveServer(tmp_path_factory.mktemp("cli") / "home").start()
     yield live
     live.stop()
-
-
-def turnout(server: LiveServer, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Runs the CLI the way a user would: the token comes from the server's home folder."""
-    env = {**os.environ, "TURNOUT_URL": server.url, "TURNOUT_HOME": str(server.home)}
-    env.pop("TURNOUT_TOKEN", None)
-    env["COLUMNS"] = "200"
-    result = subprocess.run(
-        [sys.executable, "-m", "turnout", *args], env=env, capture_output=True, text=True,
-        timeout=120,
-    )  # fmt: skip
-    if check:
-        assert result.returncode == 0, result.stderr + result.stdout
-    return result
 
 
 def test_register_deploy_and_read_back(server: LiveServer, tmp_path: Path) -> None:

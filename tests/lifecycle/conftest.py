@@ -1,5 +1,5 @@
 """Fixtures shared by the lifecycle tests."""
 
-from tests.lifecycle.test_notify import receiver
+from tests.fixtures.webhooks import receiver
 
 __all__ = ["receiver"]

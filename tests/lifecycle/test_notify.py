@@ -4,78 +4,17 @@ import hashlib
 import hmac
 import logging
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
 import pytest
 
+from tests.fixtures.webhooks import Receiver
 from turnout.lifecycle.notify import Notifier, event_body
 from turnout.store.records import RolloutRecord
 from turnout.types import JSON
-
-
-@dataclass
-class Received:
-    headers: dict[str, str]
-    body: bytes
-    status: int
-
-    @property
-    def event(self) -> dict[str, JSON]:
-        return orjson.loads(self.body)  # type: ignore[no-any-return]
-
-
-@dataclass
-class Receiver:
-    """A webhook receiver on loopback that answers `status` to its first `failures` requests
-    and 204 afterwards, recording every request."""
-
-    failures: int = 0
-    status: int = 500
-    received: list[Received] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    url: str = ""
-
-    def answer(self, headers: dict[str, str], body: bytes) -> int:
-        with self.lock:
-            status = self.status if self.failures > 0 else 204
-            self.failures -= 1
-            self.received.append(Received(headers, body, status))
-            return status
-
-    def delivered(self) -> list[dict[str, JSON]]:
-        with self.lock:
-            return [r.event for r in self.received if r.status == 204]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["content-length"]))
-            status = state.answer({k.lower(): v for k, v in self.headers.items()}, body)
-            self.send_response(status)
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/turnout"
-    yield state
-    server.shutdown()
-    server.server_close()
-    thread.join()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 
 from tests.fixtures.registry import open_registry
 from tests.fixtures.routing_models import ROW, constant_model
-from tests.lifecycle.test_notify import Receiver
+from tests.fixtures.webhooks import Receiver
 from turnout.errors import Conflict, Forbidden
 from turnout.lifecycle.controller import Controller
 from turnout.lifecycle.deployments import Deployments, NewDeployment

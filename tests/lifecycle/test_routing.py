@@ -42,6 +42,8 @@ pytestmark = pytest.mark.server
 
 REPORT_WAIT_S = 4.0
 """Workers report their counters every second; allow a few reports."""
+DRAIN_WAIT_S = 60.0
+"""A shadow's backlog of copies drains in a few seconds, longer on a loaded machine."""
 MIRROR_QUEUE = inspect.signature(ShadowMirror).parameters["queue_size"].default
 """Copies the shadow mirror holds before it drops them."""
 
@@ -113,10 +115,16 @@ def revision_of(client: Client, deployment: str) -> int:
 
 
 def traffic_row(
-    client: Client, deployment: str, version: int, role: str, done: Callable[[dict[str, Any]], bool]
+    client: Client,
+    deployment: str,
+    version: int,
+    role: str,
+    done: Callable[[dict[str, Any]], bool],
+    *,
+    wait_s: float = REPORT_WAIT_S,
 ) -> dict[str, Any]:
     """The merged counters of one version and role, once `done` holds for them."""
-    deadline = time.monotonic() + REPORT_WAIT_S
+    deadline = time.monotonic() + wait_s
     row: dict[str, Any] | None = None
     while time.monotonic() < deadline:
         rows = client.show_deployment(deployment)["traffic"]
@@ -254,8 +262,10 @@ def test_a_slow_shadow_never_holds_callers_and_every_copy_is_accounted_for(
     client: Client, http: httpx.Client, register: Callable[..., int], tmp_path: Path
 ) -> None:
     """A 1 s shadow behind a stream of requests: every caller is answered by the champion
-    while the shadow lags, and every copy ends up either shadowed or counted as dropped (how
-    fast answers stay is measured in bench/shadow_impact.py, not asserted here)."""
+    while the shadow lags, and every copy ends up either shadowed (answered, failed or timed
+    out) or counted as dropped. Whether the mirror's queue overflows depends on the machine's
+    speed: that is tested in tests/gateway/test_shadow.py, and how fast answers stay is
+    measured in bench/shadow_impact.py."""
     gate = tmp_path / "slow"
     gate.touch()
     constants(register, "slow", 1)
@@ -270,19 +280,12 @@ def test_a_slow_shadow_never_holds_callers_and_every_copy_is_accounted_for(
             assert response.headers["x-turnout-role"] == "champion"
     finally:
         gate.unlink()  # the backlog drains at once
+    # shadowed copies count in `requests`, timeouts and errors included
     shadow = traffic_row(
-        client, "slow-prod", 2, "shadow", lambda r: r["requests"] + r["dropped"] >= copies
-    )
+        client, "slow-prod", 2, "shadow", lambda r: r["requests"] + r["dropped"] >= copies,
+        wait_s=DRAIN_WAIT_S,
+    )  # fmt: skip
     assert shadow["requests"] + shadow["dropped"] == copies
-    shadow = traffic_row(
-        client,
-        "slow-prod",
-        2,
-        "shadow",
-        lambda r: r["requests"] + r["dropped"] + r["timeouts"] >= copies,
-    )
-    assert shadow["requests"] + shadow["dropped"] + shadow["timeouts"] == copies
-    assert 0 < shadow["dropped"] <= copies - MIRROR_QUEUE
     client.route("slow-prod", clear=True)
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import httpx
@@ -36,6 +38,8 @@ from tests.fixtures.server import LiveServer
 pytestmark = pytest.mark.server
 
 DEPLOYMENT = "bc-prod"
+FLUSH_WAIT_S = 30.0
+"""The prediction log is flushed about every half second; longer on a loaded machine."""
 
 
 @pytest.fixture(scope="module")
@@ -200,6 +204,36 @@ def test_actuals_cli_takes_csv_and_status_shows_accuracy(
     assert "Traceback" not in bad.stderr
 
 
+def metrics_once(
+    server: LiveServer, deployment: str, done: Callable[[dict[str, Any]], bool], **query: str
+) -> dict[str, Any]:
+    """The deployment's metrics once `done` holds for them (the prediction log is flushed
+    about every half second), or as they are at the deadline."""
+    deadline = time.monotonic() + FLUSH_WAIT_S
+    with server.client() as client:
+        while True:
+            metrics: dict[str, Any] = client.metrics(deployment, **query)
+            if done(metrics) or time.monotonic() > deadline:
+                return metrics
+            time.sleep(0.1)
+
+
+def logged(requests: dict[str, int]) -> Callable[[dict[str, Any]], bool]:
+    """Whether the log holds at least these many requests per role."""
+
+    def done(metrics: dict[str, Any]) -> bool:
+        seen = Counter[str]()
+        for group in metrics["groups"]:
+            seen[group["role"]] += group["requests"]
+        return all(seen[role] >= count for role, count in requests.items())
+
+    return done
+
+
+def groups(metrics: dict[str, Any]) -> dict[tuple[int, str], dict[str, Any]]:
+    return {(g["version"], g["role"]): g for g in metrics["groups"]}
+
+
 def test_drift_is_flagged_on_the_shifted_feature_only(server: LiveServer) -> None:
     features, _ = breast_cancer()
     with server.client() as client:
@@ -207,9 +241,10 @@ def test_drift_is_flagged_on_the_shifted_feature_only(server: LiveServer) -> Non
     shifted = features.sample(200, random_state=3).copy()
     shifted["mean radius"] = shifted["mean radius"] * 1.6
     send(server, shifted, "bc-shifted")
-    time.sleep(0.5)  # one flush
-    with server.client() as client:
-        drift = client.metrics("bc-shifted", window="1h")["drift"]["1"]
+    metrics = metrics_once(
+        server, "bc-shifted", lambda m: m["drift"].get("1", {}).get("rows") == 200, window="1h"
+    )
+    drift = metrics["drift"]["1"]
     assert drift["baseline"] is True
     assert drift["rows"] == 200
     assert "mean radius" in drift["drifted"]
@@ -293,10 +328,8 @@ def test_failures_failovers_and_fallbacks_are_logged_with_their_outcomes(
             for row in (FAULTY_ROW, BENIGN_ROW, FAULTY_ROW):
                 r = http.post(f"/v1/deployments/{name}/predict", json={"instances": [row]})
                 assert r.status_code == 200, r.text
-    time.sleep(0.5)  # one flush
-    with server.client() as client:
-        guarded = {(g["version"], g["role"]): g for g in client.metrics("guarded")["groups"]}
-        fixed = {(g["version"], g["role"]): g for g in client.metrics("fixed")["groups"]}
+    guarded = groups(metrics_once(server, "guarded", logged({"champion": 3, "failover": 2})))
+    fixed = groups(metrics_once(server, "fixed", logged({"champion": 3, "fallback": 2})))
     assert guarded[(bad, "champion")]["requests"] == 3
     assert guarded[(bad, "champion")]["errors"] == 2
     assert guarded[(good, "failover")]["requests"] == 2

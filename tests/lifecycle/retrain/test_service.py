@@ -223,7 +223,7 @@ def test_a_register_only_policy_leaves_routing_alone(stack: Stack) -> None:
     stack.finish(job.id, 2)
     stack.retraining.tick()
     assert stack.retraining.job(job.id).result["handoff"] == {"action": "registered"}
-    with pytest.raises(Exception, match="has no rollout"):
+    with pytest.raises(NotFound, match="has no rollout"):
         stack.rollouts.status("bc-prod")
 
 
