@@ -80,6 +80,15 @@ if ! command -v strace >/dev/null 2>&1; then
     fi
 fi
 
+# haproxy: the load balancer in front of the cluster tests' nodes (tests/cluster).
+if ! command -v haproxy >/dev/null 2>&1 && [[ ! -x /usr/sbin/haproxy ]]; then
+    if can_apt; then
+        apt_install haproxy || warn "failed to install haproxy; the cluster tests will skip"
+    else
+        warn "haproxy not found and cannot install it; the cluster tests will skip"
+    fi
+fi
+
 # chromium + chromedriver: the console's tests (tests/console) drive headless Chromium.
 if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
     if can_apt; then

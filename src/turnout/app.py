@@ -111,7 +111,7 @@ class TurnoutApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
-            if path.startswith(("/v2/", "/v1/")) or path == "/v2":
+            if self.gateway.serves(path):
                 await self.gateway(scope, receive, send)
                 return
         elif scope["type"] == "lifespan":

@@ -217,11 +217,6 @@ def test_unknown_deployment_and_method(server: LiveServer) -> None:
     assert wrong.status_code == 405
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the composition root (src/turnout/app.py) does not yet pass /invocations to the "
-    "gateway; drop this mark when it does",
-)
 def test_root_invocations_names_the_deployment_by_header(
     server: LiveServer, mlflow_url: str
 ) -> None:

@@ -114,6 +114,10 @@ class HostProcess:
         process = subprocess.Popen(
             [sys.executable, "-m", "turnout.host.supervisor", str(self.socket), str(os.getpid())],
             env=self._env,
+            # the server decides when its host ends (it stops it, or the host sees it gone): a
+            # signal to the server's process group (Ctrl-C, systemd's or a shell's SIGTERM)
+            # must not take the models away while the server drains its requests
+            start_new_session=True,
         )
         self.process = process
         deadline = time.monotonic() + START_TIMEOUT_S
