@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from turnout import tracing
 from turnout.api.app import create_api
 from turnout.api.auth import Tokens
 from turnout.api.deps import Services
@@ -188,11 +189,13 @@ class TurnoutApp:
             await asyncio.to_thread(self.gateway.logger.close)
         await self.heartbeat.stop()
         await self.gateway.runner.close()
+        await asyncio.to_thread(tracing.shutdown)  # spans still buffered go out
         self.db.dispose()
 
 
 def create_app(settings: Settings) -> TurnoutApp:
     private_home(settings.home)
+    tracing.configure(settings.tracing)
     db = Database.from_url(settings.db_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     db.migrate()
     artifacts = open_artifact_store(settings.artifacts)

@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     status, metrics, drift, gates and retraining data: each writes and compacts only its own
     files and reads everyone's."""
 
+    tracing: Literal["off", "otlp"] = "off"
+    """`otlp`: send OpenTelemetry traces of predictions by OTLP over HTTP, to where the usual
+    `OTEL_EXPORTER_OTLP_*` variables say (needs the `tracing` extra)."""
+
     s3_endpoint_url: str | None = None
     """Endpoint of an S3-compatible service (MinIO, Ceph, R2); unset: AWS S3."""
 

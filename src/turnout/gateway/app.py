@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from turnout import __version__
+from turnout import __version__, tracing
 from turnout.api.auth import Principal
 from turnout.errors import BadRequest, ModelUnavailable, NotFound, PayloadTooLarge, TurnoutError
 from turnout.gateway import binary, codec, mlflow_scoring
@@ -47,6 +47,8 @@ class Gateway(DataPlane):
         return path.startswith(("/v2/", "/v1/")) or path in ("/v2", "/invocations")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if tracing.TRACER is not None:  # this request's task: the caller's trace, if any
+            tracing.INCOMING.set(_traceparent(scope))
         try:
             status, body, headers = await self._dispatch(scope, receive)
         except TurnoutError as exc:
@@ -330,3 +332,10 @@ def _headers(answer: Answer) -> list[tuple[bytes, bytes]]:
         (b"x-turnout-role", answer.role.value.encode()),
         (b"x-turnout-revision", str(answer.revision).encode()),
     ]
+
+
+def _traceparent(scope: Scope) -> str | None:
+    for key, value in scope["headers"]:
+        if key == b"traceparent":
+            return bytes(value).decode("latin-1")
+    return None

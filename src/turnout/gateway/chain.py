@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from turnout import tracing
 from turnout.errors import ModelUnavailable, RunnerRestarting, TurnoutError
 from turnout.gateway.breaker import Breaker, BreakerPolicy
 from turnout.gateway.runner import Runner
@@ -143,12 +144,30 @@ class Chain:
             counter = self.stats.counter(deployment, version, Role.FALLBACK.value)
             counter.observe(_since(started))
             values = fallback_values(config.fallback, len(rows))
+            if tracing.TRACER is not None:
+                tracing.event("fallback", {"turnout.reason": failure})
             return Answered(Prediction(values), version, Role.FALLBACK, tuple(failed))
         raise NoAnswer(
             f"no model answered: {failure}; no fallback value is configured", tuple(failed)
         )
 
     async def _try(
+        self,
+        deployment: str,
+        servable: Servable,
+        role: Role,
+        rows: Array,
+        deadline: float | None,
+    ) -> Prediction:
+        tracer = tracing.TRACER
+        if tracer is None:
+            return await self._call(deployment, servable, role, rows, deadline)
+        name = f"attempt {servable.record.model}:{servable.version}"
+        attributes = {"turnout.version": servable.version, "turnout.role": role.value}
+        with tracing.child_span(tracer, name, attributes):
+            return await self._call(deployment, servable, role, rows, deadline)
+
+    async def _call(
         self,
         deployment: str,
         servable: Servable,

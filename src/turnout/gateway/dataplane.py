@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from turnout import tracing
 from turnout.api.auth import Principal
 from turnout.errors import BadRequest, Forbidden, ModelUnavailable, NotFound, TurnoutError
 from turnout.gateway.access import Access, check_deployment, may_address_any_version
@@ -154,6 +155,29 @@ class DataPlane:
         key: str | None,
         who: Principal | None = None,
     ) -> Answer:
+        """The answer to one request: routed (`version` None) or from one version, logged,
+        mirrored to shadows; traced as one span when tracing is on."""
+        tracer = tracing.TRACER
+        if tracer is None:
+            return await self._answer(route, version, decode, request_id, key, who)
+        with tracing.request_span(tracer, route.deployment, tracing.INCOMING.get()) as span:
+            answer = await self._answer(route, version, decode, request_id, key, who)
+            span.set_attributes({
+                "turnout.revision": answer.revision, "turnout.version": answer.version,
+                "turnout.role": answer.role.value, "turnout.rows": len(answer.prediction_ids),
+                "turnout.prediction_id": answer.request_id,
+            })  # fmt: skip
+            return answer
+
+    async def _answer(
+        self,
+        route: Route,
+        version: int | None,
+        decode: Callable[[Signature], Array],
+        request_id: str | None,
+        key: str | None,
+        who: Principal | None,
+    ) -> Answer:
         if request_id is not None and not _printable_id(request_id):
             raise BadRequest("'id' must be 1-128 printable ASCII characters")
         started = time.perf_counter()
@@ -191,7 +215,8 @@ class DataPlane:
                     self.shadow.submit(
                         ShadowJob(route.deployment, route.model, shadow, rows,
                                   signature, decode, answered.prediction,
-                                  route.revision, ids, self._payloads(route))
+                                  route.revision, ids, self._payloads(route),
+                                  tracing.current_context() if tracing.TRACER else None)
                     )  # fmt: skip
         return Answer(
             answered.prediction, answered.version, answered.role, route.revision, base, ids
@@ -231,6 +256,8 @@ class DataPlane:
                     rows if payloads else None, answered.prediction if payloads else None,
                 )
             )  # fmt: skip
+            if tracing.TRACER is not None:
+                tracing.event("logged", {"turnout.payloads": payloads})
         return answered
 
     @staticmethod

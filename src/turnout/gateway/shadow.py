@@ -12,9 +12,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from turnout import tracing
 from turnout.gateway.batcher import split
 from turnout.gateway.runner import Runner
 from turnout.monitoring.predlog import LogEntry, PredictionLogger
@@ -44,6 +46,8 @@ class ShadowJob:
     """The live answer's prediction ids: a shadow's answer is logged under the same ids."""
     payloads: bool = False
     """Whether inputs and outputs are logged for this request."""
+    trace: Any = None
+    """The live request's span context when tracing is on: the copy's span links to it."""
 
 
 class ShadowMirror:
@@ -122,6 +126,20 @@ class ShadowMirror:
             task.add_done_callback(lambda _: self._slots.release())
 
     async def _shadow(self, batch: list[ShadowJob]) -> None:
+        tracer = tracing.TRACER
+        if tracer is None:
+            return await self._mirror(batch)
+        first = batch[0]
+        with tracing.linked_span(
+            tracer,
+            f"shadow {first.model}:{first.version}",
+            [job.trace for job in batch],
+            {"turnout.deployment": first.deployment, "turnout.version": first.version,
+             "turnout.role": "shadow", "turnout.requests": len(batch)},
+        ):  # fmt: skip
+            return await self._mirror(batch)
+
+    async def _mirror(self, batch: list[ShadowJob]) -> None:
         first = batch[0]
         counter = self.stats.counter(first.deployment, first.version, Role.SHADOW.value)
         started = time.perf_counter()

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from turnout import tracing
 from turnout.errors import (
     BadRequest,
     InvalidArtifact,
@@ -380,6 +381,17 @@ class HostRunner:
             placement.runners.remove(runner_id)
 
     async def _call(self, servable: Servable, rows: Array) -> Prediction:
+        tracer = tracing.TRACER
+        if tracer is None:
+            return await self._send(servable, rows)
+        attributes: tracing.Attributes = {
+            "turnout.model": servable.record.ref,
+            "turnout.rows": len(rows),
+        }
+        with tracing.child_span(tracer, "runner call", attributes):  # maybe a batch
+            return await self._send(servable, rows)
+
+    async def _send(self, servable: Servable, rows: Array) -> Prediction:
         key = servable.record.ref
         for _ in range(3):  # an evicted or moved model is placed again, once or twice
             placement = await self.place(servable)

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import grpc
 
-from turnout import __version__
+from turnout import __version__, tracing
 from turnout.api.auth import Principal
 from turnout.errors import Forbidden, NotFound, TurnoutError
 from turnout.gateway import codec
@@ -100,6 +100,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.ModelInferResponse:
         deadline = Deadline.of(context)
+        if tracing.TRACER is not None:  # this call's task: the caller's trace, if any
+            tracing.INCOMING.set(_metadata(context, "traceparent"))
         async with _status(context):
             who = await self._caller(context, request.model_name)
             version = messages.version_number(request.model_version)
