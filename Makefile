@@ -5,15 +5,23 @@ PYTEST_ARGS ?=
 
 .PHONY: venv run test test-fast lint bench clean
 
+# `make run` needs only turnout itself (the quickstart uses scikit-learn, in the base
+# install); tests, linters and benchmarks need every optional flavor and the dev tools.
 venv: $(VENV)/.stamp-dev
+
+$(VENV)/.stamp-base: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	@touch $@
 
 $(VENV)/.stamp-dev: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[all,dev]'
-	@touch $@
+	@touch $@ $(VENV)/.stamp-base
 
-run: venv
+run: $(VENV)/.stamp-base
 	$(BIN)/turnout quickstart
 
 test:
