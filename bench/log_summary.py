@@ -265,7 +265,7 @@ def main() -> None:
     print()
     print("| version | role | requests | error rate | p50 ms | p99 ms | actuals | accuracy |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for g in groups:
+    for g in [group.to_dict() for group in groups]:
         print(
             f"| {g['version']} | {g['role']} | {g['requests']:,} | {g['error_rate']:.4f} "
             f"| {g['latency_p50_ms']:.3f} | {g['latency_p99_ms']:.3f} | {g['actuals']:,} "

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -10,11 +11,12 @@ from turnout.lifecycle.gates import (
     Verdict,
     bake_gate,
     challenge_gate,
-    error_rate,
     validation_verdict,
     warmup_gate,
 )
 from turnout.lifecycle.plans import BakePlan, ChallengePlan, ValidatePlan, WarmupPlan
+from turnout.lifecycle.reports import ValidationReport
+from turnout.monitoring.groups import GroupStats
 from turnout.types import JSON
 
 PASS, FAIL, WAIT = Outcome.PASS, Outcome.FAIL, Outcome.INCONCLUSIVE
@@ -32,38 +34,40 @@ def group(
     actuals: int = 0,
     correct: int = 0,
     **extra: JSON,
-) -> dict[str, JSON]:
-    """A group as `Monitor.metrics(...)["groups"]` lists it."""
+) -> GroupStats:
+    """A group as `Monitor.groups` lists it (built from the metrics API's entry)."""
 
     def rate(count: int, total: int) -> float | None:
         return count / total if total else None
 
-    return {
-        "deployment": "churn-prod",
-        "version": version,
-        "role": role,
-        "requests": requests,
-        "ok": requests - errors - timeouts - fallbacks,
-        "errors": errors,
-        "timeouts": timeouts,
-        "fallbacks": fallbacks,
-        "error_rate": rate(errors, requests),
-        "timeout_rate": rate(timeouts, requests),
-        "fallback_rate": rate(fallbacks, requests),
-        "latency_p50_ms": None if p99 is None else p99 / 2,
-        "latency_p95_ms": p99,
-        "latency_p99_ms": p99,
-        "first_ts": None,
-        "last_ts": None,
-        "actuals": actuals,
-        "correct": correct,
-        "accuracy": rate(correct, actuals),
-        "performance": None,
-        **extra,
-    }
+    return GroupStats.from_dict(
+        {
+            "deployment": "churn-prod",
+            "version": version,
+            "role": role,
+            "requests": requests,
+            "ok": requests - errors - timeouts - fallbacks,
+            "errors": errors,
+            "timeouts": timeouts,
+            "fallbacks": fallbacks,
+            "error_rate": rate(errors, requests),
+            "timeout_rate": rate(timeouts, requests),
+            "fallback_rate": rate(fallbacks, requests),
+            "latency_p50_ms": None if p99 is None else p99 / 2,
+            "latency_p95_ms": p99,
+            "latency_p99_ms": p99,
+            "first_ts": None,
+            "last_ts": None,
+            "actuals": actuals,
+            "correct": correct,
+            "accuracy": rate(correct, actuals),
+            "performance": None,
+            **extra,
+        }
+    )
 
 
-def champion(**kwargs: Any) -> dict[str, JSON]:
+def champion(**kwargs: Any) -> GroupStats:
     return group("champion", **{"version": 1, **kwargs})
 
 
@@ -87,10 +91,18 @@ def test_verdict_refuses_unknown_outcomes() -> None:
         Verdict("maybe", "?")
 
 
-def test_error_rate_counts_errors_and_timeouts() -> None:
-    assert error_rate(group(requests=200, errors=3, timeouts=1, fallbacks=5)) == 0.02
-    assert error_rate(group(requests=0)) is None
-    assert error_rate(None) is None
+def test_the_failure_rate_counts_errors_and_timeouts() -> None:
+    some = group(requests=200, errors=3, timeouts=1, fallbacks=5)
+    assert some.failure_rate == 0.02
+    assert some.error_rate == 0.015
+    assert (some.timeout_rate, some.fallback_rate) == (0.005, 0.025)
+    assert group(requests=0).failure_rate is None
+
+
+def test_a_group_round_trips_through_the_api_shape() -> None:
+    some = group(requests=200, errors=3, timeouts=1, fallbacks=5, actuals=10, correct=9)
+    assert GroupStats.from_dict(some.to_dict()) == some
+    assert "performance" not in some.to_dict(performance=False)
 
 
 # -- warm-up -------------------------------------------------------------------------------
@@ -339,7 +351,7 @@ def test_challenge_on_error_rate() -> None:
     assert verdict.evidence["successes"] == {"champion": 120, "challenger": 10}
     assert verdict.evidence["samples"] == {"champion": 2000, "challenger": 2000}
     worse, _ = challenge_gate(
-        plan, live | {"role": "challenger"}, challenger, elapsed_s=60, test_state=None
+        plan, replace(live, role="challenger"), challenger, elapsed_s=60, test_state=None
     )
     assert worse.outcome == FAIL
 
@@ -491,7 +503,7 @@ STRICT = ValidatePlan(
 )
 
 
-def report(**changes: Any) -> dict[str, Any]:
+def report(**changes: Any) -> ValidationReport:
     base: dict[str, Any] = {
         "candidate": {"accuracy": 0.9, "log_loss": 0.3},
         "champion": {"accuracy": 0.91, "log_loss": 0.28},
@@ -499,7 +511,7 @@ def report(**changes: Any) -> dict[str, Any]:
         "latency_ms": 5.0,
         "n": 500,
     }
-    return base | changes
+    return ValidationReport(scored=True, **(base | changes))
 
 
 def test_validation_passes() -> None:
@@ -568,6 +580,6 @@ def test_validation_reads_metrics_with_intervals() -> None:
 
 def test_validation_with_an_empty_plan_needs_only_rows() -> None:
     plan = ValidatePlan(min_rows=1)
-    assert validation_verdict(plan, {"candidate": {}, "n": 3}).outcome == PASS
-    assert validation_verdict(plan, {"candidate": {}, "n": 0}).outcome == WAIT
-    assert validation_verdict(plan, {}).outcome == WAIT
+    assert validation_verdict(plan, ValidationReport(n=3)).outcome == PASS
+    assert validation_verdict(plan, ValidationReport(n=0)).outcome == WAIT
+    assert validation_verdict(plan, ValidationReport()).outcome == WAIT

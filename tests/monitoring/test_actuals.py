@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import accuracy_score
 
-from tests.monitoring.test_query import DEPLOYMENT, T0, answer, write
+from tests.monitoring.test_query import DEPLOYMENT, T0, answer, summarise, write
 from turnout.errors import BadRequest
 from turnout.monitoring import segments
 from turnout.monitoring.actuals import ActualsReport, Invalid, ingest, parse_table, typed_actual
@@ -94,7 +94,7 @@ def expected_accuracy(
 def summary_accuracy(reader: LogReader) -> dict[tuple[int, str], tuple[int, float]]:
     return {
         (g["version"], g["role"]): (g["actuals"], g["accuracy"])
-        for g in reader.summary(DEPLOYMENT)
+        for g in summarise(reader, DEPLOYMENT)
         if g["actuals"]
     }
 
@@ -331,7 +331,7 @@ def test_a_csv_file_grades_like_json(tmp_path: Path, reader: LogReader) -> None:
 
     assert report.accepted == 2
     assert report.rejected == [{"index": 2, "prediction_id": "c", "error": "actual is missing"}]
-    [group] = reader.summary(DEPLOYMENT)
+    [group] = summarise(reader, DEPLOYMENT)
     assert (group["actuals"], group["correct"], group["accuracy"]) == (2, 1, 0.5)
 
 

@@ -100,6 +100,11 @@ def random_log(seed: int, count: int) -> list[dict[str, Any]]:
     return rows
 
 
+def summarise(reader: LogReader, deployment: str, **window: Any) -> list[dict[str, Any]]:
+    """The summary's groups as the metrics API shows them (without the performance report)."""
+    return [group.to_dict(performance=False) for group in reader.summary(deployment, **window)]
+
+
 @pytest.fixture
 def reader(tmp_path: Path) -> LogReader:
     return LogReader(tmp_path)
@@ -110,7 +115,7 @@ def test_summary_matches_numpy_on_the_same_rows(tmp_path: Path, reader: LogReade
     for start in range(0, 3000, 1000):
         write(tmp_path, rows[start : start + 1000], writer=f"w{start // 1000}")
 
-    summary = reader.summary(DEPLOYMENT)
+    summary = summarise(reader, DEPLOYMENT)
 
     assert [(g["version"], g["role"]) for g in summary] == sorted(set(GROUPS))
     for group in summary:
@@ -139,13 +144,13 @@ def test_summary_counts_rows_in_the_half_open_window(tmp_path: Path, reader: Log
     times = [T0 + timedelta(minutes=m) for m in range(10)]
     write(tmp_path, [answer(f"id{i}", ts=t, latency_ms=float(i)) for i, t in enumerate(times)])
 
-    [group] = reader.summary(DEPLOYMENT, since=times[2], until=times[5])
+    [group] = summarise(reader, DEPLOYMENT, since=times[2], until=times[5])
 
     assert group["requests"] == 3
     assert group["first_ts"] == times[2].isoformat()
     assert group["last_ts"] == times[4].isoformat()
     assert group["latency_p50_ms"] == 3.0
-    assert reader.summary(DEPLOYMENT, since=times[9] + timedelta(microseconds=1)) == []
+    assert summarise(reader, DEPLOYMENT, since=times[9] + timedelta(microseconds=1)) == []
 
 
 def test_summary_window_spans_days(tmp_path: Path, reader: LogReader) -> None:
@@ -153,10 +158,10 @@ def test_summary_window_spans_days(tmp_path: Path, reader: LogReader) -> None:
     for d, day in enumerate(days):
         write(tmp_path, [answer(f"id{d}", ts=day)], writer="w1")
 
-    [group] = reader.summary(DEPLOYMENT, since=days[1], until=days[3])
+    [group] = summarise(reader, DEPLOYMENT, since=days[1], until=days[3])
 
     assert group["requests"] == 2
-    naive = reader.summary(DEPLOYMENT, since=days[1].replace(tzinfo=None))
+    naive = summarise(reader, DEPLOYMENT, since=days[1].replace(tzinfo=None))
     assert naive[0]["requests"] == 4
 
 
@@ -168,7 +173,7 @@ def test_a_compacted_file_replaces_its_segments(tmp_path: Path, reader: LogReade
     segments.write_atomically(compact, pa.Table.from_pylist(rows, schema=PREDICTION_SCHEMA))
     write(tmp_path, [answer("other")], writer="w2")
 
-    [group] = reader.summary(DEPLOYMENT)
+    [group] = summarise(reader, DEPLOYMENT)
 
     assert group["requests"] == 7
     found = reader.lookup(DEPLOYMENT, ["id0", "id5"]).column("prediction_id").to_pylist()
@@ -189,7 +194,7 @@ def test_a_file_compacted_away_during_a_query_is_listed_again(
 
     monkeypatch.setattr(segments, "live_files", stale_once)
 
-    [group] = reader.summary(DEPLOYMENT)
+    [group] = summarise(reader, DEPLOYMENT)
 
     assert group["requests"] == 1
     assert len(calls) == 3  # predictions twice (the first listing was stale), actuals once
@@ -207,17 +212,17 @@ def test_a_file_that_stays_missing_is_reported(
     monkeypatch.setattr(segments, "live_files", stale)
 
     with pytest.raises(StoreUnavailable, match="cannot read the predictions log of churn-prod"):
-        reader.summary(DEPLOYMENT)
+        summarise(reader, DEPLOYMENT)
 
 
 def test_one_reader_serves_many_threads(tmp_path: Path, reader: LogReader) -> None:
     rows = random_log(4, 500)
     write(tmp_path, rows)
-    expected = reader.summary(DEPLOYMENT)
+    expected = summarise(reader, DEPLOYMENT)
     ids = [r["prediction_id"] for r in rows[:50]]
 
     def work(_: int) -> tuple[list[dict[str, Any]], int]:
-        return reader.summary(DEPLOYMENT), reader.lookup(DEPLOYMENT, ids).num_rows
+        return summarise(reader, DEPLOYMENT), reader.lookup(DEPLOYMENT, ids).num_rows
 
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(work, range(32)))
@@ -226,7 +231,7 @@ def test_one_reader_serves_many_threads(tmp_path: Path, reader: LogReader) -> No
 
 
 def test_an_empty_log_gives_empty_results(reader: LogReader) -> None:
-    assert reader.summary(DEPLOYMENT) == []
+    assert summarise(reader, DEPLOYMENT) == []
     assert reader.lookup(DEPLOYMENT, ["id0"]).schema == ANSWER_SCHEMA
     assert reader.lookup(DEPLOYMENT, ["id0"]).num_rows == 0
     assert reader.payloads(DEPLOYMENT, 3) == ([], [])
@@ -327,7 +332,7 @@ def test_summary_accuracy_counts_only_answers_with_an_output(
         kind=ACTUALS,
     )
 
-    [group] = reader.summary(DEPLOYMENT)
+    [group] = summarise(reader, DEPLOYMENT)
 
     assert (group["actuals"], group["correct"], group["accuracy"]) == (3, 1, 0.5)
 
@@ -339,7 +344,7 @@ def test_summary_shows_groups_graded_but_idle_in_the_window(
     write(tmp_path, [answer("a")])
     write(tmp_path, [graded_row("a", "1", later)], kind=ACTUALS, now=later)
 
-    [group] = reader.summary(DEPLOYMENT, since=later)
+    [group] = summarise(reader, DEPLOYMENT, since=later)
 
     assert group["requests"] == 0
     assert group["error_rate"] is None
@@ -369,14 +374,14 @@ def test_a_query_for_one_deployment_reads_only_its_rows_from_shared_files(
     write(tmp_path, rows[1::2], writer="w2")
 
     mine = [r for r in rows if r["deployment"] == "d07"]
-    summary = reader.summary("d07")
+    summary = summarise(reader, "d07")
     assert [(g["version"], g["requests"]) for g in summary] == [(1, 3), (2, 3)]
     assert all(g["deployment"] == "d07" for g in summary)
     found = reader.lookup("d07", [r["prediction_id"] for r in rows])
     expected = pa.Table.from_pylist(mine, schema=PREDICTION_SCHEMA).select(query.ANSWER_COLUMNS)
     assert found.to_pylist() == expected.cast(ANSWER_SCHEMA).to_pylist()
     assert reader.lookup("d08", ["d07-0"]).num_rows == 0
-    assert reader.summary("nobody") == []
+    assert summarise(reader, "nobody") == []
 
 
 def test_files_of_the_earlier_per_deployment_layout_are_still_read(
@@ -387,10 +392,10 @@ def test_files_of_the_earlier_per_deployment_layout_are_still_read(
     legacy_write(tmp_path, ACTUALS, DEPLOYMENT, [graded_row("old0", "1", T0)])
     write(tmp_path, [answer("new0", ts=T0 + timedelta(minutes=5))])
 
-    [group] = reader.summary(DEPLOYMENT)
+    [group] = summarise(reader, DEPLOYMENT)
 
     assert (group["requests"], group["actuals"], group["correct"]) == (3, 1, 1)
     found = reader.lookup(DEPLOYMENT, ["old0", "old1", "new0", "x"])
     assert sorted(found.column("prediction_id").to_pylist()) == ["new0", "old0", "old1"]
     assert reader.graded_ids(DEPLOYMENT, ["old0", "new0"]) == {"old0"}
-    assert [g["requests"] for g in reader.summary("fraud")] == [1]
+    assert [g["requests"] for g in summarise(reader, "fraud")] == [1]

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import typer
+from rich.console import Console
+from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
 
 from turnout.cli.output import JsonOption, console, print_json, table
 from turnout.client import Client
+from turnout.monitoring.groups import GroupStats
 
 BATCH_ROWS = 10_000
 SHOWN = 20
@@ -154,44 +159,23 @@ def status(
     render_status(data)
 
 
-def render_status(data: dict[str, Any]) -> None:
-    """The status tables of one deployment's metrics (the API's /metrics answer)."""
+def render_status(data: dict[str, Any], *, out: Console = console) -> None:
+    """The status tables of one deployment's metrics (the API's /metrics answer), laid out
+    for `out`'s width: one table when it fits, else traffic and quality apart, else one
+    small table per group (nothing is ever cut to "vers…")."""
     name = data["deployment"]
     drift = data["drift"]
-    rows = []
-    for g in data["groups"]:
-        metric, quality = _quality(g.get("performance"))
-        failed = None
-        if g["error_rate"] is not None:
-            failed = g["error_rate"] + (g["timeout_rate"] or 0.0)
-        rows.append(
-            (
-                g["version"],
-                g["role"],
-                g["requests"],
-                _pct(failed),
-                _pct(g["fallback_rate"]),
-                _ms(g["latency_p50_ms"]),
-                _ms(g["latency_p99_ms"]),
-                g.get("actuals") or "",
-                f"{metric} {quality}".strip(),
-                _drift(drift.get(str(g["version"]))),
-            )
-        )
-    table(
-        f"{name} ({data['model']}), last {data['window']}",
-        ["version", "role", "answers", "failed", "fallback", "p50 ms", "p99 ms", "actuals",
-         "quality (95% CI)", "drifted features"],
-        rows,
-    )  # fmt: skip
-    console.print(
+    groups = [GroupStats.from_dict(g) for g in data["groups"]]
+    title = f"{name} ({data['model']}), last {data['window']}"
+    _print_fitting(out, _layouts(title, groups, drift))
+    out.print(
         "failed: errors and timeouts (a failover or fallback may still have answered); "
         "drifted features: features whose live inputs moved from the training data (PSI and "
         "KS/chi-square), of those with enough rows",
         style="dim",
     )
-    if not rows:
-        console.print(f"no predictions logged for {name} in the last {data['window']}")
+    if not groups:
+        out.print(f"no predictions logged for {name} in the last {data['window']}")
     for version, info in sorted(drift.items(), key=lambda kv: int(kv[0])):
         features = info.get("features") or {}
         flagged = sorted(
@@ -199,7 +183,7 @@ def render_status(data: dict[str, Any]) -> None:
             key=lambda kf: -(kf[1].get("psi") or 0.0),
         )
         if flagged:
-            table(
+            out.print(_table(
                 f"drift of version {version} against its training data",
                 ["feature", "PSI", "test", "statistic", "p-value", "level"],
                 [
@@ -207,13 +191,84 @@ def render_status(data: dict[str, Any]) -> None:
                      _num(f.get("p_value")), f["level"])
                     for k, f in flagged[:SHOWN]
                 ],
-            )  # fmt: skip
+            ))  # fmt: skip
     logging = data.get("logging") or {}
     if logging.get("dropped"):
-        console.print(
+        out.print(
             f"[yellow]prediction log: {logging['dropped']} rows dropped[/yellow] "
             f"(the log could not keep up; metrics above miss them)"
         )
+
+
+def _cells(group: GroupStats, drift: dict[str, Any]) -> dict[str, str]:
+    """One group's cells, by column heading."""
+    metric, quality = _quality(group.performance)
+    return {
+        "version": str(group.version),
+        "role": group.role,
+        "version role": f"{group.version} {group.role}",
+        "answers": str(group.requests),
+        "failed": _pct(group.failure_rate),
+        "fallback": _pct(group.fallback_rate),
+        "p50 ms": _ms(group.latency_p50_ms),
+        "p99 ms": _ms(group.latency_p99_ms),
+        "actuals": str(group.actuals or ""),
+        "quality (95% CI)": f"{metric} {quality}".strip(),
+        "drifted features": _drift(drift.get(str(group.version))),
+    }
+
+
+WIDE = ["version", "role", "answers", "failed", "fallback", "p50 ms", "p99 ms", "actuals",
+        "quality (95% CI)", "drifted features"]  # fmt: skip
+TRAFFIC = ["version role", "answers", "failed", "fallback", "p50 ms", "p99 ms"]
+NAMING = ("version", "role", "version role")
+"""Cells that name the group: a stacked table says them in its title instead."""
+UNBOUNDED = 10_000
+"""Width tables are measured at, to know what they need without wrapping."""
+QUALITY = ["version role", "actuals", "quality (95% CI)", "drifted features"]
+"""The narrower layout's two tables, each version named with its role in one column."""
+
+
+def _layouts(title: str, groups: list[GroupStats], drift: dict[str, Any]) -> list[list[Table]]:
+    """The ways to show the groups, widest first: one table, two, or one per group."""
+    cells = [_cells(group, drift) for group in groups]
+
+    def pick(heading: str, columns: list[str]) -> Table:
+        return _table(heading, columns, [[c[column] for column in columns] for c in cells])
+
+    stacked = [
+        _table(f"{title}: version {c['version']} ({c['role']})", ["", ""],
+               [(k, v) for k, v in c.items() if k not in NAMING], header=False)
+        for c in cells
+    ]  # fmt: skip
+    return [
+        [pick(title, WIDE)],
+        [pick(f"{title}: traffic", TRAFFIC), pick(f"{title}: quality", QUALITY)],
+        stacked or [pick(title, WIDE)],
+    ]
+
+
+def _print_fitting(out: Console, layouts: list[list[Table]]) -> None:
+    """Print the first layout whose every table fits `out` without squeezing a column."""
+    unbounded = out.options.update_width(UNBOUNDED)
+    for tables in layouts[:-1]:
+        if all(Measurement.get(out, unbounded, t).maximum <= out.width for t in tables):
+            break
+    else:
+        tables = layouts[-1]
+    for table_ in tables:
+        out.print(table_)
+
+
+def _table(
+    title: str, columns: list[str], rows: list[Sequence[str]], *, header: bool = True
+) -> Table:
+    made = Table(title=title, title_justify="left", show_header=header)
+    for column in columns:
+        made.add_column(column, overflow="fold")
+    for row in rows:
+        made.add_row(*row)
+    return made
 
 
 def _num(value: Any) -> str:

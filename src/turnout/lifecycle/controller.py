@@ -18,11 +18,11 @@ import os
 import socket
 import threading
 import uuid
-from datetime import datetime
-from typing import Any
+from dataclasses import replace
 
 from turnout.errors import Conflict, TurnoutError
 from turnout.lifecycle import gates
+from turnout.lifecycle.detail import Promotion, RolloutDetail
 from turnout.lifecycle.gates import MIRROR_MIN_REQUESTS
 from turnout.lifecycle.notify import Notifier, event_body
 from turnout.lifecycle.plans import Plan
@@ -31,6 +31,7 @@ from turnout.lifecycle.rollouts import Rollouts
 from turnout.lifecycle.routing import RouteChange, Routing
 from turnout.lifecycle.sources import DataAccess
 from turnout.lifecycle.validation import Predict, validate
+from turnout.monitoring.groups import GroupStats, find_group
 from turnout.monitoring.service import Monitor
 from turnout.registry.signature import Signature
 from turnout.store import leases
@@ -152,11 +153,11 @@ class Controller:
             share = float(step.partition(":")[2])
             self._route(rollout, challengers={rollout.version: share})
             challenger, champion = self._evidence(rollout, "challenger")
-            state = rollout.state_detail.get("test", {}).get(step)
+            state = RolloutDetail.from_dict(rollout.state_detail).tests.get(step)
             verdict, state = gates.challenge_gate(
                 plan.challenge, challenger, champion, elapsed_s=elapsed_s, test_state=state
             )
-            rollout = self._keep(rollout, "test", step, state)
+            rollout = self._keep_test(rollout, step, state)
         elif step == "approve":
             with self.db.write() as conn:
                 rs.add_event(conn, rollout, kind="waiting", detail={"for": "approval"})
@@ -198,12 +199,12 @@ class Controller:
 
     def _evidence(
         self, rollout: RolloutRecord, role: str
-    ) -> tuple[dict[str, JSON] | None, dict[str, JSON] | None]:
+    ) -> tuple[GroupStats | None, GroupStats | None]:
         """The candidate's group in `role`, and the champion's, since the step began."""
         champion = self.routing.current(rollout.deployment).champion
         groups = self.monitor.groups(rollout.deployment, since=rollout.step_started_at)
-        mine = _group(groups, rollout.version, role)
-        theirs = _group(groups, champion, "champion")
+        mine = find_group(groups, rollout.version, role)
+        theirs = find_group(groups, champion, "champion")
         return mine, theirs
 
     def _route(
@@ -240,7 +241,7 @@ class Controller:
 
     def _promote(self, rollout: RolloutRecord) -> int:
         config = self.routing.current(rollout.deployment)
-        detail = dict(rollout.state_detail)
+        detail = RolloutDetail.from_dict(rollout.state_detail)
         if config.champion != rollout.version:
             before = _champion_before(self.monitor, rollout, config.champion)
             revision = self._revision(rollout.deployment)
@@ -248,38 +249,38 @@ class Controller:
                 self._route(rollout)  # the promoted version answers alone
                 revision = self._revision(rollout.deployment)
             applied = self.routing.promote(rollout.deployment, rollout.version, actor=ACTOR)
-            detail.update(
-                promoted_from_revision=revision,
-                promoted_revision=applied.revision.revision,
+            promotion = Promotion(
+                from_revision=revision,
+                revision=applied.revision.revision,
                 previous_champion=config.champion,
                 champion_before=before,
-                champion_accuracy=before.get("accuracy") if before else None,
             )
+            detail = replace(detail, promotion=promotion)
         with self.db.write() as conn:
             rs.add_event(conn, rollout, kind="promoted", detail={"version": rollout.version})
-            rs.update_rollout(conn, rollout, step="bake", state_detail=detail)
+            rs.update_rollout(conn, rollout, step="bake", state_detail=detail.to_dict())
         self._notify(rollout, "promoted", {"version": rollout.version})
         return 1
 
     def _bake(self, rollout: RolloutRecord, plan: Plan, elapsed_s: float) -> int:
-        old = rollout.state_detail.get("previous_champion")
+        promotion = RolloutDetail.from_dict(rollout.state_detail).promotion
+        old = promotion.previous_champion if promotion is not None else None
         mirror = plan.bake.mirror_previous if old is not None else 0.0
-        if mirror > 0:  # the previous champion answers a share of the same traffic, unseen
-            self._route(rollout, shadows={int(str(old)): mirror})
+        if old is not None and mirror > 0:  # it answers a share of the same traffic, unseen
+            self._route(rollout, shadows={old: mirror})
         groups = self.monitor.groups(rollout.deployment, since=rollout.step_started_at)
-        champion = _group(groups, rollout.version, "champion")
+        champion = find_group(groups, rollout.version, "champion")
         # a limit the old champion breaches as well points at something both share (a
         # dependency, the traffic), not the new version: judged on its mirrored answers
         # when it has enough of them, else on its record before the promotion
-        mirrored = _group(groups, int(str(old)), "shadow") if mirror > 0 else None
-        live = mirrored is not None and int(mirrored["requests"] or 0) >= MIRROR_MIN_REQUESTS
-        previous = mirrored if live else rollout.state_detail.get("champion_before")
-        baseline = rollout.state_detail.get("champion_accuracy")
+        mirrored = find_group(groups, old, "shadow") if old is not None and mirror > 0 else None
+        live = mirrored is not None and mirrored.requests >= MIRROR_MIN_REQUESTS
+        before = promotion.champion_before if promotion is not None else None
         verdict = gates.bake_gate(
             plan.bake,
             champion,
-            previous=previous if isinstance(previous, dict) else None,
-            baseline_accuracy=float(baseline) if baseline is not None else None,
+            previous=mirrored if live else before,
+            baseline_accuracy=promotion.champion_accuracy if promotion is not None else None,
             elapsed_s=elapsed_s,
             mirrored=live,
         )
@@ -335,47 +336,26 @@ class Controller:
         with self.db.write() as conn:
             rs.update_rollout(conn, rollout, state_detail=_with_verdict(rollout, verdict))
 
-    def _keep(self, rollout: RolloutRecord, key: str, step: str, value: Any) -> RolloutRecord:
-        """Store `value` under `key` for `step`; returns the rollout as now stored."""
-        detail = dict(rollout.state_detail)
-        kept = dict(detail.get(key) or {})
-        kept[step] = value
-        detail[key] = kept
+    def _keep_test(
+        self, rollout: RolloutRecord, step: str, state: dict[str, JSON]
+    ) -> RolloutRecord:
+        """Store the sequential test's state for `step`; returns the rollout as now stored."""
+        detail = RolloutDetail.from_dict(rollout.state_detail).with_test(step, state)
         with self.db.write() as conn:
-            return rs.update_rollout(conn, rollout, state_detail=detail)
+            return rs.update_rollout(conn, rollout, state_detail=detail.to_dict())
 
     def _revision(self, deployment: str) -> int:
         with self.db.read() as conn:
             return md.get_deployment(conn, deployment).active_revision
 
 
-def _group(groups: list[dict[str, JSON]], version: int, role: str) -> dict[str, JSON] | None:
-    for group in groups:
-        if group["version"] == version and group["role"] == role:
-            return group
-    return None
-
-
 def _with_verdict(rollout: RolloutRecord, verdict: dict[str, JSON]) -> dict[str, JSON]:
-    detail = dict(rollout.state_detail)
-    verdicts = dict(detail.get("verdicts") or {})
-    verdicts[rollout.step] = {**verdict, "at": datetime.now().astimezone().isoformat()}
-    detail["verdicts"] = verdicts
-    return detail
+    detail = RolloutDetail.from_dict(rollout.state_detail)
+    return detail.with_verdict(rollout.step, verdict).to_dict()
 
 
-BEFORE_KEYS = (
-    "requests", "ok", "errors", "timeouts", "fallbacks", "error_rate", "timeout_rate",
-    "fallback_rate", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "actuals", "correct",
-    "accuracy",
-)  # fmt: skip
-
-
-def _champion_before(
-    monitor: Monitor, rollout: RolloutRecord, champion: int
-) -> dict[str, JSON] | None:
+def _champion_before(monitor: Monitor, rollout: RolloutRecord, champion: int) -> GroupStats | None:
     """The champion's record over the rollout so far: the bar the new champion must hold
     while baking (accuracy), and what tells a shared problem from the new version's own."""
     groups = monitor.groups(rollout.deployment, since=rollout.created_at)
-    group = _group(groups, champion, "champion")
-    return {k: group.get(k) for k in BEFORE_KEYS} if group else None
+    return find_group(groups, champion, "champion")

@@ -1,8 +1,8 @@
 """Gates: whether the evidence so far lets a rollout step pass, makes it fail, or says wait.
 
 Each gate is a pure function of a plan section and the metrics of the groups involved
-(one dict per version and role, as `Monitor.metrics(...)["groups"]` lists them), so the
-controller can call it at every look. Inconclusive means wait: a gate never passes on too
+(one `GroupStats` per version and role, as `Monitor.groups` lists them), so the controller
+can call it at every look. Inconclusive means wait: a gate never passes on too
 little evidence, and a step still inconclusive past its timeout fails.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any, TypeAlias
+from typing import Any
 
 from turnout.lifecycle.plans import (
     LOWER_IS_BETTER,
@@ -20,12 +20,10 @@ from turnout.lifecycle.plans import (
     ValidatePlan,
     WarmupPlan,
 )
+from turnout.lifecycle.reports import ValidationReport
 from turnout.lifecycle.sequential import Decision, SequentialTest
+from turnout.monitoring.groups import GroupStats
 from turnout.types import JSON
-
-Group: TypeAlias = Mapping[str, JSON]
-"""One (version, role) entry of `Monitor.metrics(...)["groups"]`; a shadow group may also
-carry `agreement_rate`, the share of its answers equal to the champion's."""
 
 GUARDRAIL_MIN_REQUESTS = 100
 """Requests a shadow or challenger must have answered before a guardrail breach fails it."""
@@ -124,47 +122,58 @@ def _show(value: float | None, unit: str) -> str:
 # -- reading groups ----------------------------------------------------------------------
 
 
-def _count(group: Group | None, key: str) -> int:
-    return int((group or {}).get(key) or 0)
+def _requests(group: GroupStats | None) -> int:
+    return group.requests if group is not None else 0
 
 
 def _number(group: Mapping[str, Any] | None, key: str) -> float | None:
+    """A number of an offline report, which may be a metric with its interval."""
     value = (group or {}).get(key)
     if isinstance(value, Mapping):  # a metric with its interval
         value = value.get("value")
     return None if value is None else float(value)
 
 
-def error_rate(group: Group | None) -> float | None:
-    """(errors + timeouts) / requests: every request the version failed to answer itself."""
-    requests = _count(group, "requests")
-    if not requests:
-        return None
-    return (_count(group, "errors") + _count(group, "timeouts")) / requests
+def _failure_rate(group: GroupStats | None) -> float | None:
+    """What the plans' `max_error_rate` limits: every request the version failed to answer
+    itself, errors and timeouts (`GroupStats.failure_rate`)."""
+    return group.failure_rate if group is not None else None
 
 
-def _accuracy(group: Group | None) -> float | None:
+def _p99(group: GroupStats | None) -> float | None:
+    return group.latency_p99_ms if group is not None else None
+
+
+def _accuracy(group: GroupStats | None) -> float | None:
     """Accuracy once the group has enough actuals to be compared, else None."""
-    return _number(group, "accuracy") if _count(group, "actuals") >= MIN_ACTUALS else None
+    if group is None or group.actuals < MIN_ACTUALS:
+        return None
+    return group.accuracy
 
 
 def _drop(before: float | None, after: float | None) -> float | None:
     return None if before is None or after is None else before - after
 
 
-def _snapshot(group: Group | None) -> dict[str, JSON] | None:
+def _snapshot(group: GroupStats | None) -> dict[str, JSON] | None:
+    """The group as verdict evidence shows it. Its `error_rate` is the failure rate (errors
+    and timeouts), the number the gates held against `max_error_rate`."""
     if group is None:
         return None
-    counts = ("requests", "errors", "timeouts", "fallbacks", "actuals", "correct")
     return {
-        "version": group.get("version"),
-        "role": group.get("role"),
-        **{key: _count(group, key) for key in counts},
-        "error_rate": error_rate(group),
-        "fallback_rate": _number(group, "fallback_rate"),
-        "latency_p99_ms": _number(group, "latency_p99_ms"),
-        "accuracy": _number(group, "accuracy"),
-        "agreement_rate": _number(group, "agreement_rate"),
+        "version": group.version,
+        "role": group.role,
+        "requests": group.requests,
+        "errors": group.errors,
+        "timeouts": group.timeouts,
+        "fallbacks": group.fallbacks,
+        "actuals": group.actuals,
+        "correct": group.correct,
+        "error_rate": group.failure_rate,
+        "fallback_rate": group.fallback_rate,
+        "latency_p99_ms": group.latency_p99_ms,
+        "accuracy": group.accuracy,
+        "agreement_rate": group.agreement_rate,
     }
 
 
@@ -187,8 +196,8 @@ def _breaches(whose: str, limits: list[Limit]) -> str:
 
 def warmup_gate(
     plan: WarmupPlan,
-    shadow: Group | None,
-    champion: Group | None,
+    shadow: GroupStats | None,
+    champion: GroupStats | None,
     *,
     timeout_ms: int | None,
     elapsed_s: float,
@@ -196,7 +205,7 @@ def warmup_gate(
     """Pass once the shadow has answered `min_requests` within every limit; a breach fails
     as soon as enough answers show it. `timeout_ms` is the deployment's request deadline,
     the latency ceiling when the plan sets none."""
-    requests = _count(shadow, "requests")
+    requests = _requests(shadow)
     counted = requests >= min(GUARDRAIL_MIN_REQUESTS, plan.min_requests)
     limits = _warmup_limits(plan, shadow, champion, timeout_ms=timeout_ms, counted=counted)
     evidence: dict[str, JSON] = {
@@ -230,25 +239,25 @@ def warmup_gate(
 
 def _warmup_limits(
     plan: WarmupPlan,
-    shadow: Group | None,
-    champion: Group | None,
+    shadow: GroupStats | None,
+    champion: GroupStats | None,
     *,
     timeout_ms: int | None,
     counted: bool,
 ) -> list[Limit]:
-    p99 = _number(shadow, "latency_p99_ms")
-    limits = [Limit(name="error_rate", value=error_rate(shadow), limit=plan.max_error_rate)]
+    p99 = _p99(shadow)
+    limits = [Limit(name="error_rate", value=_failure_rate(shadow), limit=plan.max_error_rate)]
     ceiling = plan.max_latency_p99_ms or timeout_ms
     if ceiling is not None:
         limits.append(Limit(name="latency_p99_ms", value=p99, limit=float(ceiling)))
     if plan.min_agreement > 0:
-        agreement = _number(shadow, "agreement_rate")
+        agreement = shadow.agreement_rate if shadow is not None else None
         limits.append(
             Limit(name="agreement", value=agreement, limit=plan.min_agreement, upper=False)
         )
     limits = [replace(limit, counted=counted) for limit in limits]
     if plan.max_latency_ratio is not None:
-        theirs = _number(champion, "latency_p99_ms")
+        theirs = _p99(champion)
         ratio = p99 / theirs if p99 is not None and theirs else None
         slow = counted and p99 is not None and p99 >= RATIO_FLOOR_MS
         limits.append(
@@ -265,8 +274,8 @@ def _warmup_limits(
 
 def challenge_gate(
     plan: ChallengePlan,
-    challenger: Group | None,
-    champion: Group | None,
+    challenger: GroupStats | None,
+    champion: GroupStats | None,
     *,
     elapsed_s: float,
     test_state: dict[str, JSON] | None,
@@ -292,7 +301,7 @@ def challenge_gate(
         "champion": _snapshot(champion),
     }
     breached = [limit for limit in guardrails if limit.breached]
-    if breached and _count(challenger, "requests") >= GUARDRAIL_MIN_REQUESTS:
+    if breached and _requests(challenger) >= GUARDRAIL_MIN_REQUESTS:
         reason = _breaches("the challenger's", breached) + "."
         return _verdict(Outcome.FAIL, reason, evidence), test.to_dict()
     if challenger is None or champion is None:
@@ -329,19 +338,19 @@ def _new_test(plan: ChallengePlan) -> SequentialTest:
     )
 
 
-def _challenge_guardrails(plan: ChallengePlan, challenger: Group | None) -> list[Limit]:
-    limits = [Limit(name="error_rate", value=error_rate(challenger), limit=plan.max_error_rate)]
+def _challenge_guardrails(plan: ChallengePlan, challenger: GroupStats | None) -> list[Limit]:
+    limits = [Limit(name="error_rate", value=_failure_rate(challenger), limit=plan.max_error_rate)]
     if plan.max_latency_p99_ms is not None:
-        p99 = _number(challenger, "latency_p99_ms")
+        p99 = _p99(challenger)
         limits.append(Limit(name="latency_p99_ms", value=p99, limit=plan.max_latency_p99_ms))
     return limits
 
 
-def _arm(plan: ChallengePlan, group: Group) -> tuple[int, int]:
+def _arm(plan: ChallengePlan, group: GroupStats) -> tuple[int, int]:
     """(successes, trials) of one arm for the plan's metric."""
     if plan.metric == "accuracy":
-        return _count(group, "correct"), _count(group, "actuals")
-    return _count(group, "errors") + _count(group, "timeouts"), _count(group, "requests")
+        return group.correct, group.actuals
+    return group.errors + group.timeouts, group.requests
 
 
 def _judge(plan: ChallengePlan, decision: Decision, *, moved: bool) -> tuple[Outcome, str]:
@@ -377,9 +386,9 @@ def _undecided(
 
 def bake_gate(
     plan: BakePlan,
-    champion: Group | None,
+    champion: GroupStats | None,
     *,
-    previous: Group | None,
+    previous: GroupStats | None,
     baseline_accuracy: float | None,
     elapsed_s: float,
     mirrored: bool = False,
@@ -413,7 +422,7 @@ def bake_gate(
     if elapsed_s >= plan.duration_s:
         reason = (
             f"No guardrail breached in {plan.duration_s:g} s of baking "
-            f"({_count(champion, 'requests')} requests answered)."
+            f"({_requests(champion)} requests answered)."
         )
         return _verdict(Outcome.PASS, reason, evidence)
     reason = f"Baking: {elapsed_s:.0f} of {plan.duration_s:g} s, no breach so far."
@@ -422,18 +431,18 @@ def bake_gate(
 
 def _bake_limits(
     plan: BakePlan,
-    group: Group | None,
+    group: GroupStats | None,
     baseline: float | None,
     min_requests: int = BAKE_MIN_REQUESTS,
 ) -> list[Limit]:
-    counted = _count(group, "requests") >= min_requests
-    fallbacks = _number(group, "fallback_rate")
+    counted = _requests(group) >= min_requests
+    fallbacks = group.fallback_rate if group is not None else None
     limits = [
-        Limit(name="error_rate", value=error_rate(group), limit=plan.max_error_rate),
+        Limit(name="error_rate", value=_failure_rate(group), limit=plan.max_error_rate),
         Limit(name="fallback_rate", value=fallbacks, limit=plan.max_fallback_rate),
     ]
     if plan.max_latency_p99_ms is not None:
-        p99 = _number(group, "latency_p99_ms")
+        p99 = _p99(group)
         limits.append(Limit(name="latency_p99_ms", value=p99, limit=plan.max_latency_p99_ms))
     limits = [replace(limit, counted=counted) for limit in limits]
     if plan.max_accuracy_drop is not None:  # counted by actuals, not requests
@@ -445,7 +454,7 @@ def _bake_limits(
 def _bake_failure(
     plan: BakePlan,
     breached: list[Limit],
-    previous: Group | None,
+    previous: GroupStats | None,
     baseline: float | None,
     evidence: dict[str, JSON],
     mirrored: bool = False,
@@ -476,19 +485,15 @@ def _bake_failure(
 # -- offline validation ------------------------------------------------------------------
 
 
-def validation_verdict(plan: ValidatePlan, report: Mapping[str, Any]) -> Verdict:
+def validation_verdict(plan: ValidatePlan, report: ValidationReport) -> Verdict:
     """Judge an offline evaluation of the candidate (and of the champion, on the same rows).
 
-    `report`: `{"candidate": {metric: value}, "champion": {metric: value} | None,
-    "agreement": float | None, "latency_ms": float | None, "n": int}`; a metric's value
-    may also be a `{"value", "ci_low", "ci_high"}` dict. Without a champion, the checks
-    against it are skipped. A failed check fails at once; a missing number leaves the
-    verdict inconclusive.
+    Without a champion, the checks against it are skipped. A failed check fails at once; a
+    missing number leaves the verdict inconclusive.
     """
-    n = int(report.get("n") or 0)
-    candidate: Mapping[str, Any] = report.get("candidate") or {}
-    champion: Mapping[str, Any] | None = report.get("champion")
-    limits, missing = _validation_limits(plan, report, candidate, champion)
+    n = report.n
+    candidate, champion = report.candidate, report.champion
+    limits, missing = _validation_limits(plan, report)
     evidence: dict[str, JSON] = {
         "n": n,
         "min_rows": plan.min_rows,
@@ -500,24 +505,21 @@ def validation_verdict(plan: ValidatePlan, report: Mapping[str, Any]) -> Verdict
     if n < plan.min_rows:
         reason = f"Only {n} labelled rows to validate on; at least {plan.min_rows} are needed."
         return _verdict(Outcome.INCONCLUSIVE, reason, evidence)
-    for key in ("source", "agreement", "correlation", "latency_ms", "robustness"):
-        if key in report:
-            evidence[key] = report[key]
+    evidence.update(report.measured())
     breached = [limit for limit in limits if limit.breached]
     if breached:
         return _verdict(Outcome.FAIL, _breaches("The candidate's", breached) + ".", evidence)
-    robustness: Mapping[str, Any] = report.get("robustness") or {}
-    if plan.robustness and robustness.get("failures"):
-        failed = robustness.get("failed") or []
+    robustness = report.robustness
+    if plan.robustness and robustness is not None and robustness.failures:
         why: dict[str, list[str]] = {}
-        for failure in failed:
-            why.setdefault(str(failure["candidate"]), []).append(str(failure["probe"]))
+        for failure in robustness.failed:
+            why.setdefault(failure.candidate, []).append(failure.probe)
         shown = "; ".join(
             f"{', '.join(probes[:3])}{' and more' if len(probes) > 3 else ''}: {message}"
             for message, probes in list(why.items())[:3]
         )
         reason = (
-            f"The candidate fails {robustness['failures']} of {robustness.get('probes')} "
+            f"The candidate fails {robustness.failures} of {robustness.probes} "
             f"broken rows that the champion answers ({shown})."
         )
         return _verdict(Outcome.FAIL, reason, evidence)
@@ -528,11 +530,9 @@ def validation_verdict(plan: ValidatePlan, report: Mapping[str, Any]) -> Verdict
 
 
 def _validation_limits(
-    plan: ValidatePlan,
-    report: Mapping[str, Any],
-    candidate: Mapping[str, Any],
-    champion: Mapping[str, Any] | None,
+    plan: ValidatePlan, report: ValidationReport
 ) -> tuple[list[Limit], list[str]]:
+    candidate, champion = report.candidate, report.champion
     limits = [
         *(
             Limit(name=name, value=_number(candidate, name), limit=floor, upper=False)
@@ -552,20 +552,20 @@ def _validation_limits(
             if worse is None:
                 missing.append(f"the {name} of both versions")
         if plan.min_agreement > 0:
-            agreement = _number(report, "agreement")
+            agreement = report.agreement
             limits.append(
                 Limit(name="agreement", value=agreement, limit=plan.min_agreement, upper=False)
             )
             if agreement is None:
                 missing.append("its agreement with the champion")
         if plan.min_correlation > 0:
-            correlation = _number(report, "correlation")
+            correlation = report.correlation
             limits.append(Limit(name="correlation", value=correlation,
                                 limit=plan.min_correlation, upper=False))  # fmt: skip
             if correlation is None:
                 missing.append("scores to correlate with the champion's")
     if plan.max_latency_ms is not None:
-        latency = _number(report, "latency_ms")
+        latency = report.latency_ms
         limits.append(Limit(name="latency_ms", value=latency, limit=plan.max_latency_ms))
         if latency is None:
             missing.append("its latency")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from turnout.errors import BadRequest, Conflict, Forbidden, NotFound
+from turnout.lifecycle.detail import RolloutDetail
 from turnout.lifecycle.notify import Notifier, event_body
 from turnout.lifecycle.plans import DEFAULT_PLAN, Plan
 from turnout.lifecycle.retire import check_routable
@@ -40,7 +41,7 @@ class RolloutView:
             "steps": plan.steps(),
             "step_started_at": r.step_started_at.isoformat(),
             "base_revision": r.base_revision,
-            "verdicts": r.state_detail.get("verdicts", {}),
+            "verdicts": dict(RolloutDetail.from_dict(r.state_detail).verdicts),
             "reason": r.reason,
             "plan": r.plan,
             "created_by": r.created_by,
@@ -188,13 +189,11 @@ class Rollouts:
     def restore(self, rollout: RolloutRecord, *, actor: str) -> None:
         """Routing without this rollout's version: before promotion, drop it as shadow or
         challenger; after, roll back to the revision before the promotion."""
-        promoted_from = rollout.state_detail.get("promoted_from_revision")
+        promotion = RolloutDetail.from_dict(rollout.state_detail).promotion
         config = self.routing.current(rollout.deployment)
-        if promoted_from is not None and config.champion == rollout.version:
+        if promotion is not None and config.champion == rollout.version:
             self.routing.rollback(
-                rollout.deployment,
-                to_revision=int(promoted_from),
-                actor=actor,
+                rollout.deployment, to_revision=promotion.from_revision, actor=actor
             )
             return
         if rollout.version in config.challengers or rollout.version in config.shadows:

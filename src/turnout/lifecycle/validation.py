@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import pandas as pd
 from turnout.errors import BadRequest
 from turnout.lifecycle.gates import Verdict, validation_verdict
 from turnout.lifecycle.plans import ValidatePlan
+from turnout.lifecycle.reports import ProbeFailure, Robustness, ValidationReport
 from turnout.lifecycle.sources import DataAccess
 from turnout.monitoring.metrics import classification_metrics, regression_metrics
 from turnout.monitoring.query import LogReader
@@ -100,23 +102,19 @@ def validate(
         )
     else:
         rows, actual, labels, probabilities = labelled_rows(reader, deployment, champion)
-    report: dict[str, JSON] = {
-        "source": plan.holdout or "logged traffic with actuals",
-        "n": len(rows),
-        "candidate": {},
-        "champion": None,
-    }
+    report = ValidationReport(source=plan.holdout or "logged traffic with actuals", n=len(rows))
     if len(rows) >= plan.min_rows:
-        _score(plan, report, model, candidate, candidate_signature, champion_signature,
-               rows, actual, labels, probabilities, predict)  # fmt: skip
+        report = _score(report, model, candidate, candidate_signature, champion_signature,
+                        rows, actual, labels, probabilities, predict)  # fmt: skip
         if plan.robustness:
-            report["robustness"] = probe(
+            robustness = probe(
                 predict,
                 model,
                 (champion, champion_signature),
                 (candidate, candidate_signature),
                 _matrix(rows),
             )
+            report = replace(report, robustness=robustness)
     verdict = validation_verdict(plan, report)
     if plan.holdout is not None and verdict.outcome == "inconclusive":
         # a file does not grow: waiting would not bring the missing rows
@@ -125,8 +123,7 @@ def validate(
 
 
 def _score(
-    plan: ValidatePlan,
-    report: dict[str, JSON],
+    report: ValidationReport,
     model: str,
     candidate: int,
     candidate_signature: Signature,
@@ -136,32 +133,42 @@ def _score(
     labels: list[Any],
     probabilities: list[Any],
     predict: Predict,
-) -> None:
+) -> ValidationReport:
+    """The report with both versions' metrics on the rows, and how the candidate compares."""
     matrix = _matrix(rows)
     started = time.perf_counter()
     answer = predict(model, candidate, matrix)
-    report["latency_ms"] = (time.perf_counter() - started) * 1000 / len(rows)
+    latency_ms = (time.perf_counter() - started) * 1000 / len(rows)
     predicted = np.asarray(answer.values).tolist()
     classes = candidate_signature.classes
     champion_probs = None
     if all(p is not None for p in probabilities):
         champion_probs = np.asarray(probabilities, dtype=np.float64)
     if classes is not None:
-        report["candidate"] = _flat(classification_metrics(
+        ours_metrics = _flat(classification_metrics(
             actual, predicted, answer.probabilities, list(classes)
         ))  # fmt: skip
-        report["champion"] = _flat(classification_metrics(
+        theirs_metrics = _flat(classification_metrics(
             actual, labels, champion_probs, list(champion_signature.classes or classes)
         ))  # fmt: skip
         ours = None if answer.probabilities is None else np.asarray(answer.probabilities)
-        report["correlation"] = _correlation(ours, champion_probs)
+        correlation = _correlation(ours, champion_probs)
     else:
-        report["candidate"] = _flat(regression_metrics(actual, predicted))
-        report["champion"] = _flat(regression_metrics(actual, labels))
-        report["correlation"] = _correlation(
+        ours_metrics = _flat(regression_metrics(actual, predicted))
+        theirs_metrics = _flat(regression_metrics(actual, labels))
+        correlation = _correlation(
             np.asarray(predicted, dtype=np.float64), np.asarray(labels, dtype=np.float64)
         )
-    report["agreement"] = float(np.mean([a == b for a, b in zip(predicted, labels, strict=True)]))
+    agreement = float(np.mean([a == b for a, b in zip(predicted, labels, strict=True)]))
+    return replace(
+        report,
+        candidate=ours_metrics,
+        champion=theirs_metrics,
+        scored=True,
+        agreement=agreement,
+        correlation=correlation,
+        latency_ms=latency_ms,
+    )
 
 
 def _correlation(ours: Array | None, theirs: Array | None) -> float | None:
@@ -222,7 +229,7 @@ def probe(
     champion: tuple[int, Signature],
     candidate: tuple[int, Signature],
     matrix: Array,
-) -> dict[str, JSON]:
+) -> Robustness:
     """Send both versions the same broken rows and list where the candidate fails a row the
     champion answers. A row the champion refuses too is not held against the candidate.
     A missing value reaches a version only if its signature accepts missing values, as in
@@ -245,15 +252,15 @@ def probe(
                 row[0, column] = edge + (10 if kind == "high" else -10) * span
             label = names[column] if names and column < len(names) else f"column {column}"
             probes.append((f"{kind} {label}", row))
-    failed: list[JSON] = []
+    failed: list[ProbeFailure] = []
     for name, row in probes:
         theirs, ours = (
             _attempt(predict, model, *champion, row, missing=name.startswith("missing")),
             _attempt(predict, model, *candidate, row, missing=name.startswith("missing")),
         )
         if theirs is None and ours is not None:
-            failed.append({"probe": name, "candidate": ours})
-    return {"probes": len(probes), "failed": failed[:20], "failures": len(failed)}
+            failed.append(ProbeFailure(probe=name, candidate=ours))
+    return Robustness(probes=len(probes), failures=len(failed), failed=tuple(failed[:20]))
 
 
 def _attempt(

@@ -10,6 +10,7 @@ rows of one (DuckDB skips row groups whose `deployment` statistics rule it out).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import pyarrow as pa
 
 from turnout.errors import StoreUnavailable
 from turnout.monitoring import segments
+from turnout.monitoring.groups import GroupStats, rate
 from turnout.monitoring.layout import (
     ACTUAL_SCHEMA,
     ACTUALS,
@@ -26,7 +28,6 @@ from turnout.monitoring.layout import (
     PREDICTIONS,
     SCHEMAS,
 )
-from turnout.types import JSON
 
 ATTEMPTS = 4
 """One read, then up to three more when a listed file vanished (compacted away) meanwhile."""
@@ -137,7 +138,7 @@ class LogReader:
         *,
         since: datetime | None = None,
         until: datetime | None = None,
-    ) -> list[dict[str, JSON]]:
+    ) -> list[GroupStats]:
         """Traffic, outcomes, latency percentiles and accuracy per (version, role).
 
         Predictions count when their `ts` falls in [since, until); actuals when their
@@ -149,17 +150,20 @@ class LogReader:
         grades = self._select(
             ACTUALS, deployment, _ACCURACY, column="received_at", since=since, until=until
         )
-        groups: dict[tuple[int, str], dict[str, JSON]] = {}
+        groups: dict[tuple[int, str], GroupStats] = {}
         for row in traffic.to_pylist():
-            groups[row["version"], row["role"]] = _traffic_entry(deployment, row)
+            groups[row["version"], row["role"]] = _traffic(deployment, row)
         for row in grades.to_pylist():
             key = (row["version"], row["role"])
-            entry = groups.setdefault(key, _traffic_entry(deployment, _idle(*key)))
-            entry.update(_accuracy_entry(row))
-        for entry in groups.values():
-            entry.setdefault("actuals", 0)
-            entry.setdefault("correct", 0)
-            entry.setdefault("accuracy", None)
+            group = groups.get(key) or GroupStats(
+                deployment=deployment, version=key[0], role=key[1]
+            )
+            groups[key] = replace(
+                group,
+                actuals=row["actuals"],
+                correct=row["correct"],
+                accuracy=rate(row["correct"], row["predicted"]),
+            )
         return [groups[key] for key in sorted(groups)]
 
     def lookup(self, deployment: str, ids: Sequence[str]) -> pa.Table:
@@ -335,48 +339,20 @@ def _timestamp(micros: int | None) -> str | None:
     return None if micros is None else (_EPOCH + timedelta(microseconds=micros)).isoformat()
 
 
-def _rate(count: int, total: int) -> float | None:
-    return count / total if total else None
-
-
-def _idle(version: int, role: str) -> dict[str, Any]:
-    """A group with graded answers but no predictions in the window."""
-    return {
-        "version": version,
-        "role": role,
-        **dict.fromkeys(("requests", "ok", "errors", "timeouts", "fallbacks"), 0),
-        "latency": None,
-        "first_us": None,
-        "last_us": None,
-    }
-
-
-def _traffic_entry(deployment: str, row: dict[str, Any]) -> dict[str, JSON]:
-    requests = row["requests"]
+def _traffic(deployment: str, row: dict[str, Any]) -> GroupStats:
     p50, p95, p99 = row["latency"] or (None, None, None)
-    return {
-        "deployment": deployment,
-        "version": row["version"],
-        "role": row["role"],
-        "requests": requests,
-        "ok": row["ok"],
-        "errors": row["errors"],
-        "timeouts": row["timeouts"],
-        "fallbacks": row["fallbacks"],
-        "error_rate": _rate(row["errors"], requests),
-        "timeout_rate": _rate(row["timeouts"], requests),
-        "fallback_rate": _rate(row["fallbacks"], requests),
-        "latency_p50_ms": p50,
-        "latency_p95_ms": p95,
-        "latency_p99_ms": p99,
-        "first_ts": _timestamp(row["first_us"]),
-        "last_ts": _timestamp(row["last_us"]),
-    }
-
-
-def _accuracy_entry(row: dict[str, Any]) -> dict[str, JSON]:
-    return {
-        "actuals": row["actuals"],
-        "correct": row["correct"],
-        "accuracy": _rate(row["correct"], row["predicted"]),
-    }
+    return GroupStats(
+        deployment=deployment,
+        version=row["version"],
+        role=row["role"],
+        requests=row["requests"],
+        ok=row["ok"],
+        errors=row["errors"],
+        timeouts=row["timeouts"],
+        fallbacks=row["fallbacks"],
+        latency_p50_ms=p50,
+        latency_p95_ms=p95,
+        latency_p99_ms=p99,
+        first_ts=_timestamp(row["first_us"]),
+        last_ts=_timestamp(row["last_us"]),
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import orjson
 from turnout.errors import BadRequest
 from turnout.monitoring.actuals import ActualsReport, ingest
 from turnout.monitoring.drift import data_drift, prediction_drift
+from turnout.monitoring.groups import GroupStats
 from turnout.monitoring.metrics import classification_metrics, regression_metrics
 from turnout.monitoring.query import LogReader
 from turnout.registry.service import Registry
@@ -125,7 +126,7 @@ class Monitor:
         since: datetime | None,
         until: datetime | None = None,
         performance: bool = True,
-    ) -> list[dict[str, JSON]]:
+    ) -> list[GroupStats]:
         """Traffic, latency and graded performance per (version, role): what gates read.
         `performance=False` leaves out the full metric report (with its bootstrap
         intervals); accuracy and the actuals count are there either way."""
@@ -135,13 +136,14 @@ class Monitor:
             return groups
         by_group = _graded_by_group(self.reader.graded(deployment, since=since, until=until))
         signatures: dict[int, Signature] = {}
+        graded = []
         for group in groups:
-            version = int(group["version"])
-            if version not in signatures:
-                signatures[version] = self._signature(model, version)
-            pairs = by_group.get((version, str(group["role"])))
-            group["performance"] = _performance(signatures[version], pairs) if pairs else None
-        return groups
+            if group.version not in signatures:
+                signatures[group.version] = self._signature(model, group.version)
+            pairs = by_group.get((group.version, group.role))
+            report = _performance(signatures[group.version], pairs) if pairs else None
+            graded.append(replace(group, performance=report))
+        return graded
 
     def drift(
         self, deployment: str, version: int, *, since: datetime | None, until: datetime
@@ -158,7 +160,7 @@ class Monitor:
         model = self._model_of(deployment)
         since, until = window.since, window.until
         groups = self.groups(deployment, since=since, until=until)
-        versions = sorted({int(g["version"]) for g in groups})
+        versions = sorted({g.version for g in groups})
         records = {v: self.registry.get_version(model, v) for v in versions}
         drift: dict[str, JSON] = {}
         for version in versions:
@@ -171,7 +173,7 @@ class Monitor:
             "deployment": deployment,
             "model": model,
             **window.to_dict(),
-            "groups": groups,
+            "groups": [group.to_dict() for group in groups],
             "drift": drift,
             "logging": _logging_totals(self._logging()),
         }

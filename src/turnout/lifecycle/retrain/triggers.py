@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +17,7 @@ from croniter import croniter
 from turnout.errors import StoreUnavailable
 from turnout.lifecycle.retrain.policy import RetrainPolicy, Triggers
 from turnout.monitoring import segments
+from turnout.monitoring.groups import GroupStats, find_group
 from turnout.monitoring.layout import ACTUALS
 from turnout.monitoring.query import ATTEMPTS
 from turnout.monitoring.service import Monitor, Window
@@ -281,7 +282,7 @@ def gather(
     wants_drift = triggers.drift_psi is not None or triggers.drifted_features is not None
     wants_accuracy = triggers.accuracy_below is not None or triggers.accuracy_drop is not None
     drift: dict[str, JSON] | None = None
-    groups: list[dict[str, JSON]] = []
+    groups: list[GroupStats] = []
     if wants_drift:
         drift = monitor.drift(deployment, champion, since=window.since, until=window.until)
     if wants_accuracy:  # the summary's accuracy and actuals; no full metric report
@@ -343,16 +344,11 @@ def count_actuals(root: Path, deployment: str, *, since: datetime, until: dateti
             attempt += 1
 
 
-def _champion_accuracy(
-    groups: Sequence[dict[str, JSON]], champion: int
-) -> tuple[float | None, int]:
+def _champion_accuracy(groups: list[GroupStats], champion: int) -> tuple[float | None, int]:
     """Accuracy and actuals of the champion version answering as champion (as gates read
     them)."""
-    for group in groups:
-        if group["version"] == champion and group["role"] == "champion":
-            accuracy = group.get("accuracy")
-            return (float(accuracy) if accuracy is not None else None), int(group["actuals"] or 0)
-    return None, 0
+    group = find_group(groups, champion, "champion")
+    return (None, 0) if group is None else (group.accuracy, group.actuals)
 
 
 def _checked_at(state: Mapping[str, JSON]) -> datetime | None:
