@@ -26,8 +26,7 @@ if _version_not_supported:
 
 
 class GRPCInferenceServiceStub:
-    """Inference Server GRPC endpoints.
-    """
+    """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
         """Constructor.
@@ -68,54 +67,40 @@ class GRPCInferenceServiceStub:
 
 
 class GRPCInferenceServiceServicer:
-    """Inference Server GRPC endpoints.
-    """
+    """Missing associated documentation comment in .proto file."""
 
     def ServerLive(self, request, context):
-        """The ServerLive API indicates if the inference server is able to receive 
-        and respond to metadata and inference requests.
-        """
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ServerReady(self, request, context):
-        """The ServerReady API indicates if the server is ready for inferencing.
-        """
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ModelReady(self, request, context):
-        """The ModelReady API indicates if a specific model is ready for inferencing.
-        """
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ServerMetadata(self, request, context):
-        """The ServerMetadata API provides information about the server. Errors are 
-        indicated by the google.rpc.Status returned for the request. The OK code 
-        indicates success and other codes indicate failure.
-        """
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ModelMetadata(self, request, context):
-        """The per-model metadata API provides information about a model. Errors are 
-        indicated by the google.rpc.Status returned for the request. The OK code 
-        indicates success and other codes indicate failure.
-        """
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ModelInfer(self, request, context):
-        """The ModelInfer API performs inference using the specified model. Errors are
-        indicated by the google.rpc.Status returned for the request. The OK code 
-        indicates success and other codes indicate failure.
-        """
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -162,8 +147,7 @@ def add_GRPCInferenceServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class GRPCInferenceService:
-    """Inference Server GRPC endpoints.
-    """
+    """Missing associated documentation comment in .proto file."""
 
     @staticmethod
     def ServerLive(request,
