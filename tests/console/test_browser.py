@@ -108,12 +108,13 @@ def test_sign_in_shows_every_deployment(site: Site) -> None:
     site.sign_in("ops")
     table = element(site.driver, "table#deployments")
     eventually(lambda: "churn-prod" in table.text, "churn-prod not listed")
+    eventually(lambda: table.text.count("closed") == 3, "no live numbers")  # breakers
     assert "3 deployments" in element(site.driver, "#count").text
     cookie = site.driver.get_cookie("turnout_session")
     assert cookie is not None
     assert cookie["httpOnly"] is True
     assert cookie["sameSite"] == "Strict"
-    assert site.driver.execute_script("return document.cookie") == ""  # type: ignore[no-untyped-call]
+    assert site.driver.execute_script("return document.cookie") == ""
     site.shot("overview")
 
 
@@ -201,7 +202,7 @@ def test_a_forged_change_without_the_csrf_token_is_refused(site: Site) -> None:
     site.sign_in("ops")
     element(site.driver, "table#deployments")
     site.expected_errors = ("/rollback",)  # the browser logs the refused request
-    status = site.driver.execute_async_script(  # type: ignore[no-untyped-call]
+    status = site.driver.execute_async_script(
         """const done = arguments[arguments.length - 1];
         fetch('/api/v1/deployments/churn-prod/rollback', {method: 'POST',
               headers: {'content-type': 'application/json'}, body: '{}'})

@@ -30,7 +30,7 @@ export class LineChart {
     if (this.plot) this.plot.destroy();
     this.keys = keys;
     replace(this.body);
-    const width = Math.max(320, this.container.clientWidth - 24);
+    const width = Math.max(300, this.body.clientWidth || this.container.clientWidth - 24);
     this.plot = new uPlot({
       width,
       height: 220,

@@ -80,6 +80,33 @@ function windowTable(metrics) {
     h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: heads.length, className: "muted" }, "No logged predictions in this window."))));
 }
 
+const LEVEL_KIND = { major: "bad", moderate: "warn", none: "ok", minor: "ok" };
+const TOP_FEATURES = 15;
+
+// Drift per feature against the registration baseline: PSI as a bar, with its test.
+function driftBars(metrics) {
+  const sections = Object.entries(metrics.drift || {}).filter(([, d]) => d.baseline).map(([version, d]) => {
+    const features = Object.entries(d.features || {});
+    if (d.prediction) features.push(["(prediction)", d.prediction]);
+    features.sort(([, a], [, b]) => (b.psi ?? -1) - (a.psi ?? -1));
+    const rows = features.slice(0, TOP_FEATURES).map(([name, f]) => {
+      const bar = h("span", { className: `bar ${LEVEL_KIND[f.level] || ""}`.trim() });
+      bar.style.width = `${Math.min(100, ((f.psi ?? 0) / 0.5) * 100)}%`; // PSI 0.5 fills it
+      return h("tr", {}, h("th", { scope: "row" }, name),
+        h("td", {}, h("div", { className: "bar-track", role: "img", "aria-label": `PSI ${fmtNumber(f.psi, 3)}` }, bar)),
+        h("td", { className: "num" }, fmtNumber(f.psi, 3)), h("td", {}, f.test || "—"),
+        h("td", { className: "num" }, f.p_value === null || f.p_value === undefined ? "—" : f.p_value.toExponential(1)),
+        h("td", {}, badge(f.level || "—", LEVEL_KIND[f.level] || "")));
+    });
+    return h("div", { className: "drift" }, h("h3", {}, `v${version}: ${d.rows} logged rows against its training data`),
+      h("table", { className: "drift-table" }, h("thead", {}, h("tr", {},
+        ["Feature", "Drift (a full bar is PSI 0.5)", "PSI", "Test", "p-value", "Level"].map((t, i) => h("th", { scope: "col", className: i === 2 || i === 4 ? "num" : "" }, t)))),
+        h("tbody", {}, rows)),
+      features.length > TOP_FEATURES ? h("p", { className: "muted" }, `${features.length - TOP_FEATURES} more features with less drift.`) : null);
+  });
+  return sections.length ? sections : h("p", { className: "muted" }, "No version in this window has a training baseline to compare with.");
+}
+
 export function mount(main, ctx, params) {
   const name = params.name;
   let windowText = params.query.get("window") || "1h";
@@ -103,11 +130,11 @@ export function mount(main, ctx, params) {
     h("p", {}, h("a", { href: "#/" }, "← All deployments")),
     header,
     h("section", { "aria-labelledby": "split-title" }, h("h2", { id: "split-title" }, "Current revision"), split),
+    rollout.section,
     h("section", { "aria-labelledby": "live-title" }, h("h2", { id: "live-title" }, "Live traffic"),
       h("div", { className: "charts" }, charts.requests.container, charts.latency.container, charts.problems.container)),
     h("section", { "aria-labelledby": "window-title" }, h("h2", { id: "window-title" }, "Over a window"),
       h("div", { className: "toolbar" }, h("label", { for: "window" }, "Window"), windowSelect), windowBody),
-    rollout.section,
     h("section", { "aria-labelledby": "history-title" }, h("h2", { id: "history-title" }, "Revision history"), historyMessage, history));
 
   async function rollback(revision) {
@@ -137,7 +164,7 @@ export function mount(main, ctx, params) {
 
   async function refreshWindow() {
     const metrics = await api(`/deployments/${enc(name)}/metrics?window=${encodeURIComponent(windowText)}`);
-    replace(windowBody, windowTable(metrics));
+    replace(windowBody, windowTable(metrics), h("h3", {}, "Drift per feature"), driftBars(metrics));
   }
 
   async function refresh() {

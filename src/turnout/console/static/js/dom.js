@@ -73,3 +73,24 @@ export async function inBatches(tasks, limit = 4) {
   await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, worker));
   return results;
 }
+
+// A small line of the last values, for a table cell; `label` is what a screen reader hears.
+export function sparkline(values, label) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  for (const [key, value] of Object.entries({ width: 64, height: 18, viewBox: "0 0 64 18", role: "img", class: "spark", "aria-label": label })) {
+    svg.setAttribute(key, String(value));
+  }
+  const finite = values.filter(Number.isFinite);
+  if (finite.length < 2) return svg;
+  const high = Math.max(...finite), low = Math.min(...finite);
+  const span = high - low || 1;
+  const step = 62 / (values.length - 1);
+  const line = document.createElementNS(ns, "polyline");
+  line.setAttribute("points", values.map((v, i) => Number.isFinite(v) ? `${(1 + i * step).toFixed(1)},${(17 - ((v - low) / span) * 16).toFixed(1)}` : "").filter(Boolean).join(" "));
+  line.setAttribute("fill", "none");
+  line.setAttribute("stroke", "currentColor");
+  line.setAttribute("stroke-width", "1.5");
+  svg.append(line);
+  return svg;
+}

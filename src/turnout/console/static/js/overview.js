@@ -1,10 +1,25 @@
 // Every deployment, a page at a time (filtered by the server), with its live numbers.
 
 import { api, enc, request } from "./api.js";
-import { badge, fmtMs, fmtNumber, fmtPercent, h, inBatches, replace } from "./dom.js";
+import { badge, fmtMs, fmtNumber, fmtPercent, h, inBatches, replace, sparkline } from "./dom.js";
 
 const PAGE_SIZE = 25;
 const DRIFT_EVERY = 6; // refreshes between drift checks (they read the prediction log)
+const SPARK_POINTS = 30;
+
+function remember(series, name, value) {
+  const values = series.get(name) || [];
+  values.push(value);
+  if (values.length > SPARK_POINTS) values.shift();
+  series.set(name, values);
+  return values;
+}
+
+// The champion's accuracy over the window, when actuals have graded some of its answers.
+export function championAccuracy(metrics) {
+  const group = (metrics.groups || []).find((g) => g.role === "champion" && g.accuracy !== null && g.accuracy !== undefined);
+  return group ? group.accuracy : null;
+}
 
 export function splitBar(config, className = "mini-split") {
   const challengers = Object.entries(config.challengers || {});
@@ -14,10 +29,12 @@ export function splitBar(config, className = "mini-split") {
   return h(
     "div",
     { className, role: "img", "aria-label": parts.map(([role, v, pct]) => `${v} ${role} ${pct}%`).join(", ") },
-    parts.map(([role, v, pct]) =>
-      h("span", { className: role, "data-pct": pct, title: `${v} ${role} ${pct}%` },
-        className === "split" ? `${v} ${role} ${pct}%` : ""),
-    ),
+    parts.map(([role, v, pct]) => {
+      const part = h("span", { className: role, title: `${v} ${role} ${pct}%` },
+        className === "split" ? `${v} ${role} ${pct}%` : "");
+      part.style.flex = `0 0 ${pct}%`; // a style property, which the page's CSP allows
+      return part;
+    }),
   );
 }
 
@@ -52,6 +69,8 @@ export function mount(main, ctx, params) {
   const previous = new Map(); // name -> {t, requests}
   let refreshes = 0;
   const drift = new Map();
+  const traffic = new Map(); // name -> recent requests/min
+  const accuracy = new Map(); // name -> recent champion accuracy (1h)
 
   const filter = h("input", { id: "filter", type: "search", value: prefix, placeholder: "name prefix" });
   const form = h("form", { className: "toolbar", role: "search", onsubmit: (event) => {
@@ -62,7 +81,7 @@ export function mount(main, ctx, params) {
   const summary = h("p", { className: "muted", id: "count", "aria-live": "polite" });
   const pager = h("div", { className: "pager" });
   const headers = ["Deployment", "Model", "Champion", "Traffic split", "Req/min", "Errors", "Fallbacks",
-    "p99", "Drift", "Breakers", "Rollout"];
+    "p99", "Drift, accuracy (1h)", "Breakers", "Rollout"];
   replace(main,
     h("h1", {}, "Deployments"),
     form,
@@ -87,18 +106,33 @@ export function mount(main, ctx, params) {
     previous.set(name, { t: now, requests: totals.requests });
     const perMin = before && now > before.t ? ((totals.requests - before.requests) * 60000) / (now - before.t) : null;
     const open = (shown.breakers || []).filter((b) => b.state !== "closed");
-    if (refreshes % DRIFT_EVERY === 1 || !drift.has(name)) {
-      const metrics = await api(`/deployments/${enc(name)}/metrics?window=1h`);
-      drift.set(name, Object.values(metrics.drift || {}).some((d) => d.drifted && d.drifted.length));
-    }
     const cells = row.cells;
-    replace(cells[4], perMin === null ? "…" : fmtNumber(Math.max(0, perMin)));
+    if (perMin === null) {
+      replace(cells[4], "…");
+    } else {
+      const rate = Math.max(0, perMin);
+      replace(cells[4], fmtNumber(rate), " ", sparkline(remember(traffic, name, rate), "requests per minute, recent"));
+    }
     replace(cells[5], totals.requests ? fmtPercent(totals.errors / totals.requests) : "—");
     replace(cells[6], totals.requests ? fmtPercent(totals.fallbacks / totals.requests) : "—");
     replace(cells[7], fmtMs(totals.p99));
-    replace(cells[8], drift.get(name) ? badge("drift", "bad") : badge("none", "ok"));
     replace(cells[9], open.length ? badge(open.map((b) => `v${b.version} ${b.state}`).join(", "), "bad") : badge("closed", "ok"));
     replace(cells[10], rolloutBadge(rollout));
+    return () => driftCell(cells[8], name);
+  }
+
+  // Drift reads the prediction log: checked after every row has its live numbers, and
+  // only every few refreshes.
+  async function driftCell(cell, name) {
+    if (refreshes % DRIFT_EVERY === 1 || !drift.has(name)) {
+      const metrics = await api(`/deployments/${enc(name)}/metrics?window=1h`);
+      drift.set(name, Object.values(metrics.drift || {}).some((d) => d.drifted && d.drifted.length));
+      const score = championAccuracy(metrics);
+      if (score !== null) remember(accuracy, name, score);
+    }
+    const scores = accuracy.get(name) || [];
+    replace(cell, drift.get(name) ? badge("drift", "bad") : badge("none", "ok"),
+      scores.length ? [" ", fmtPercent(scores[scores.length - 1]), " ", sparkline(scores, "champion accuracy, recent")] : "");
   }
 
   async function refresh() {
@@ -124,7 +158,9 @@ export function mount(main, ctx, params) {
     replace(summary, total ? `${first}–${offset + rows.length} of ${total.toLocaleString("en")} deployments${prefix ? ` starting with “${prefix}”` : ""}` : "No deployments" + (prefix ? ` starting with “${prefix}”` : ""));
     replace(pager, pageLink("Previous page", page - 1, page <= 1), ` Page ${page} of ${Math.max(1, Math.ceil(total / PAGE_SIZE))} `,
       pageLink("Next page", page + 1, offset + PAGE_SIZE >= total));
-    const failures = (await inBatches(rows.map(([row, name]) => () => details(row, name)), 4)).filter((r) => r instanceof Error);
+    const looked = await inBatches(rows.map(([row, name]) => () => details(row, name)), 4);
+    const drifts = await inBatches(looked.filter((r) => typeof r === "function"), 2);
+    const failures = [...looked, ...drifts].filter((r) => r instanceof Error);
     if (failures.length) throw failures[0];
   }
 
