@@ -198,6 +198,53 @@ def test_a_viewer_sees_no_action_buttons(site: Site) -> None:
     site.shot("viewer")
 
 
+def test_models_and_jobs_pages(site: Site) -> None:
+    site.sign_in("reader")
+    site.open("/models")
+    element(site.driver, "table#models a[href='#/models/churn']").click()
+    versions = element(site.driver, "table#versions")
+    eventually(lambda: "v2" in versions.text and "sklearn" in versions.text, "no versions")
+    assert "accuracy" in versions.text
+    site.shot("model")
+    site.open("/jobs")
+    eventually(lambda: "No retrain jobs" in text_of(site.driver, "table#jobs"), "no jobs table")
+
+
+def test_the_view_code(site: Site) -> None:
+    """The pages' pure functions, run as the browser runs them."""
+    site.sign_in("reader")
+    element(site.driver, "table#deployments")
+    found = site.driver.execute_async_script(
+        """const done = arguments[arguments.length - 1];
+        Promise.all([import('/ui/static/js/deployment.js'), import('/ui/static/js/overview.js')])
+          .then(([d, o]) => {
+            const before = {t: 0, traffic: [{version: 1, role: 'champion', requests: 10,
+              errors: 0, latency_p50_ms: 1, latency_p99_ms: 5}]};
+            const after = {t: 2000, traffic: [
+              {version: 1, role: 'champion', requests: 30, errors: 2, latency_p50_ms: 1,
+               latency_p99_ms: 6},
+              {version: 1, role: 'fallback', requests: 4, errors: 0, latency_p50_ms: null,
+               latency_p99_ms: null}]};
+            done({
+              rates: d.rates(before, after),
+              summary: o.summarize([...after.traffic,
+                {version: 2, role: 'shadow', requests: 99, errors: 9, latency_p99_ms: 90}]),
+              split: o.splitBar({champion: 1, challengers: {'2': 25}}).getAttribute('aria-label'),
+              accuracy: o.championAccuracy({groups: [{role: 'challenger', accuracy: 0.5},
+                                                     {role: 'champion', accuracy: 0.9}]}),
+              none: o.championAccuracy({groups: [{role: 'champion', accuracy: null}]}),
+            });
+          }, (e) => done(String(e)));"""
+    )
+    assert found["rates"]["perSecond"] == {"v1 champion": 10, "v1 fallback": 2}
+    assert found["rates"]["problems"] == {"v1 champion errors": 1, "v1 fallbacks": 2}
+    assert found["rates"]["latency"] == {"v1 champion p50": 1, "v1 champion p99": 6}
+    assert found["summary"] == {"requests": 34, "errors": 2, "fallbacks": 4, "p99": 6}
+    assert found["split"] == "v1 champion 75%, v2 challenger 25%"
+    assert found["accuracy"] == 0.9
+    assert found["none"] is None
+
+
 def test_a_forged_change_without_the_csrf_token_is_refused(site: Site) -> None:
     site.sign_in("ops")
     element(site.driver, "table#deployments")

@@ -101,6 +101,21 @@ def test_a_session_stands_for_its_token_until_it_ends(tokens: Tokens) -> None:
     assert ("ops", "session.end") in actions
 
 
+def test_every_worker_sees_a_session_and_its_end(tokens: Tokens, tmp_path: Path) -> None:
+    """Two workers are two processes over one database: nothing lives in one's memory."""
+    other = Database.from_url(f"sqlite:///{tmp_path / 'turnout.db'}")
+    try:
+        secret, _ = tokens.create("ops", TokenRole.DEPLOYER, actor="admin")
+        signed_in = Sessions(tokens).start(secret)
+        elsewhere = Sessions(Tokens(other))
+        assert elsewhere.principal(signed_in.secret).name == "ops"
+        elsewhere.end(signed_in.secret)
+        with pytest.raises(Unauthorized):
+            Sessions(tokens).principal(signed_in.secret)
+    finally:
+        other.dispose()
+
+
 def test_a_revoked_token_ends_its_sessions(tokens: Tokens) -> None:
     secret, record = tokens.create("ops", TokenRole.VIEWER, actor="admin")
     sessions = Sessions(tokens)

@@ -20,11 +20,10 @@ function lineage(version) {
   if (!version.parent_version) return h("span", { className: "muted" }, "registered");
   const info = version.lineage || {};
   const parts = [`retrained from v${version.parent_version}`];
-  if (info.job !== undefined) parts.push(`job ${info.job}`);
-  if (info.trigger) parts.push(`trigger ${typeof info.trigger === "object" ? JSON.stringify(info.trigger) : info.trigger}`);
-  const fingerprint = info.data_fingerprint || (version.training && version.training.fingerprint);
-  if (fingerprint) parts.push(`data ${String(fingerprint).slice(0, 12)}`);
-  return parts.join(", ");
+  if (info.job !== undefined) parts.push(", by ", h("a", { href: `#/jobs/${encodeURIComponent(info.job)}` }, `job ${info.job}`));
+  if (info.trigger) parts.push(`, trigger ${info.trigger}`);
+  if (info.data_fingerprint) parts.push(", data ", h("code", { title: String(info.data_fingerprint) }, String(info.data_fingerprint).slice(0, 12)));
+  return h("span", {}, parts);
 }
 
 function listView(main) {
