@@ -25,7 +25,7 @@ from turnout.monitoring.predlog import LogEntry, PredictionLogger
 from turnout.monitoring.stats import TrafficStats
 from turnout.registry.flavors import Prediction
 from turnout.registry.servable import Servable
-from turnout.registry.signature import Signature
+from turnout.registry.signature import Signature, TensorSpec
 from turnout.store.records import Role, RoutingConfig
 from turnout.types import JSON, Array
 
@@ -193,6 +193,7 @@ class DataPlane:
                     model=route.model, version=version, servable=servable, role=role,
                     rows=rows, started=started,
                 ),
+                servable.signature.tensors,
             )  # fmt: skip
         else:
             plan = route.router.plan(key)
@@ -209,6 +210,7 @@ class DataPlane:
                     version=plan.version, servable=chosen, role=plan.role, rows=rows,
                     started=started, failure=failure,
                 ),
+                signature.tensors,
             )  # fmt: skip
             if chosen is not None:
                 for shadow in plan.shadows:
@@ -235,25 +237,29 @@ class DataPlane:
         ids: list[str],
         started: float,
         answering: Awaitable[Answered],
+        tensors: tuple[TensorSpec, ...] = (),
     ) -> Answered:
-        """Await the chain's answer and log it, with every step that failed before it."""
+        """Await the chain's answer and log it, with every step that failed before it;
+        `tensors`: the inputs packed in a tensor model's rows, for the log to unpack."""
         logger = self.logger
         try:
             answered = await answering
         except NoAnswer as exc:
             if logger is not None:
-                self._log_failed(logger, route, rows, ids, exc.failed, self._payloads(route))
+                payloads = self._payloads(route)
+                self._log_failed(logger, route, rows, ids, exc.failed, payloads, tensors)
             raise
         if logger is not None:
             payloads = self._payloads(route)
             if answered.failed:
-                self._log_failed(logger, route, rows, ids, answered.failed, payloads)
+                self._log_failed(logger, route, rows, ids, answered.failed, payloads, tensors)
             logger.record(
                 LogEntry(
                     route.deployment, route.revision, route.model, answered.version,
                     answered.role.value, ids, time.time(), (time.perf_counter() - started) * 1000,
                     "fallback" if answered.role is Role.FALLBACK else "ok",
                     rows if payloads else None, answered.prediction if payloads else None,
+                    None, tensors,
                 )
             )  # fmt: skip
             if tracing.TRACER is not None:
@@ -268,6 +274,7 @@ class DataPlane:
         ids: list[str],
         failed: tuple[Any, ...],
         payloads: bool,
+        tensors: tuple[TensorSpec, ...],
     ) -> None:
         now = time.time()
         for attempt in failed:
@@ -275,7 +282,7 @@ class DataPlane:
                 LogEntry(
                     route.deployment, route.revision, route.model, attempt.version,
                     attempt.role.value, ids, now, attempt.latency_ms, attempt.outcome,
-                    rows if payloads else None, None, attempt.error,
+                    rows if payloads else None, None, attempt.error, tensors,
                 )
             )  # fmt: skip
 
@@ -288,8 +295,9 @@ class DataPlane:
         else:
             servable = await self._direct(route, version, who)
         signature = servable.signature
+        predict_shape = list(signature.output_shape or (-1,))
         outputs: list[dict[str, JSON]] = [
-            {"name": "predict", "datatype": signature.output_dtype.value, "shape": [-1]}
+            {"name": "predict", "datatype": signature.output_dtype.value, "shape": predict_shape}
         ]
         if signature.classes is not None:
             outputs.append(
@@ -300,7 +308,8 @@ class DataPlane:
             "name": name,
             "versions": [str(v) for v in served],
             "platform": servable.record.flavor,
-            "inputs": [
+            "inputs": [t.to_dict() for t in signature.tensors]
+            or [
                 {
                     "name": "input-0",
                     "datatype": signature.input_dtype.value,

@@ -27,7 +27,9 @@ import pyarrow.compute as pc
 from turnout.monitoring import compaction, segments
 from turnout.monitoring.layout import KINDS, PREDICTION_SCHEMA, PREDICTIONS, TIMESTAMP
 from turnout.monitoring.logwriter import WriterProcess
+from turnout.registry import tensors
 from turnout.registry.flavors import Prediction
+from turnout.registry.signature import TensorSpec
 from turnout.types import Array
 
 log = logging.getLogger("turnout.monitoring")
@@ -47,6 +49,9 @@ _RECENT_DAYS = 2
 _LOOP_CHUNK = 200
 """Entries encoded on the event loop in one step."""
 _LOOP_WAIT_S = 60.0
+TENSOR_LOG_VALUES = 4_096
+"""Tensor inputs of more values per row than this are not logged: the row's `inputs` says
+so instead (an image of 3 x 224 x 224 would be a megabyte of JSON per prediction)."""
 """Days a routine compaction looks at; the first and the last one of a logger look at all."""
 
 
@@ -76,6 +81,9 @@ class LogEntry:
     prediction: Prediction | None = None
     """None when the step failed or payloads are not logged."""
     error: str | None = None
+    tensors: tuple[TensorSpec, ...] = ()
+    """A tensor model's inputs, packed side by side in `rows`: each row is then logged as
+    the nested list of its one input, or an object of its inputs by name."""
 
 
 def _by_deployment(batch: list[LogEntry]) -> dict[str, list[LogEntry]]:
@@ -405,7 +413,7 @@ def prediction_table(deployment: str, entries: Sequence[LogEntry]) -> pa.Table:
             np.fromiter((e.latency_ms for e in entries), np.float32, len(entries)), pa.float32()
         ),
         "outcome": per_entry([e.outcome for e in entries], pa.string()),
-        "inputs": json_column([e.rows for e in entries], counts, "input rows"),
+        "inputs": json_column([_inputs(e) for e in entries], counts, "input rows"),
         "output": json_column(
             [e.prediction.values if e.prediction else None for e in entries], counts, "values"
         ),
@@ -425,6 +433,8 @@ def fast_table(
     With `encode` False, numeric input rows stay numbers (a list<number> column) for
     `finalize` to turn into JSON text elsewhere (the writer process)."""
     entries = [entry for entry in entries if entry.ids]
+    if any(entry.tensors for entry in entries):
+        return None
     n = len(entries)
     ids = list(chain.from_iterable(entry.ids for entry in entries))
     counts = np.fromiter(map(len, (entry.ids for entry in entries)), np.int64, n)
@@ -645,6 +655,29 @@ def json_column(arrays: Sequence[Array | None], counts: Array, what: str) -> pa.
                 _encode_numeric(matrix[at : at + step]) for at in range(0, len(matrix), step)
             )
     return pa.concat_arrays(pieces) if pieces else pa.array([], pa.string())
+
+
+def _inputs(entry: LogEntry) -> Array | None:
+    """What the log keeps of an entry's input rows (tensor inputs in their own shapes)."""
+    rows = entry.rows
+    if rows is None or not entry.tensors:
+        return rows
+    specs = entry.tensors
+    logged = np.empty(len(rows), dtype=object)
+    if rows.ndim == 2 and rows.shape[1] > TENSOR_LOG_VALUES:
+        note = {
+            "omitted": f"tensor inputs of {rows.shape[1]} values per row; the log keeps "
+            f"those of up to {TENSOR_LOG_VALUES}"
+        }
+        for i in range(len(rows)):
+            logged[i] = note
+        return logged
+    arrays = tensors.unpack(rows, specs)
+    if len(specs) == 1:
+        return arrays[0]
+    for i in range(len(rows)):
+        logged[i] = {spec.name: array[i] for spec, array in zip(specs, arrays, strict=True)}
+    return logged
 
 
 def _checked(array: Array | None, n: int, what: str) -> Array | None:

@@ -6,12 +6,15 @@ import numpy as np
 import pandas as pd
 
 from turnout.errors import InvalidArtifact
+from turnout.registry import tensors
 from turnout.registry.flavors import LoadedModel, ModelFacts, Prediction
+from turnout.registry.flavors.base import Features
 from turnout.registry.servable import frame
 from turnout.registry.signature import (
     Column,
     DType,
     Signature,
+    TensorSpec,
     columns_of,
     example_rows,
     to_python,
@@ -70,6 +73,13 @@ def infer_signature(
     model: LoadedModel, facts: ModelFacts, sample: pd.DataFrame | None
 ) -> Signature:
     """Build the signature and prove the model predicts on example rows."""
+    if facts.tensors is not None:
+        if sample is not None:
+            raise InvalidArtifact(
+                "this model takes tensors, not a table: register it without --training-data "
+                "(drift statistics are computed for tabular models only)"
+            )
+        return _tensor_signature(model, facts, facts.tensors)
     columns, named = _columns(facts, sample)
     if sample is not None:
         examples = example_rows(sample)
@@ -99,8 +109,60 @@ def infer_signature(
     )
 
 
+def _tensor_signature(
+    model: LoadedModel, facts: ModelFacts, specs: tuple[TensorSpec, ...]
+) -> Signature:
+    """A tensor model's signature, proven on two rows of zeros: its outputs' shape and type
+    are what the model returned."""
+    _check_specs(specs)
+    rows = tensors.example_rows(specs)
+    draft = Signature(columns=(), named=False, tensors=specs)
+    prediction = _try_predict(model, rows, draft)
+    values = np.asarray(prediction.values)
+    if values.ndim == 0 or len(values) != len(rows):
+        raise InvalidArtifact(
+            f"the model returned values of shape {values.shape} for {len(rows)} rows; "
+            "the first axis of its output must be the batch axis"
+        )
+    classes = facts.classes
+    if prediction.probabilities is not None and classes is None:
+        classes = tuple(range(prediction.probabilities.shape[1]))
+    return Signature(
+        columns=(),
+        named=False,
+        output_dtype=DType.of(values.dtype),
+        classes=tuple(to_python(c) for c in classes)
+        if classes is not None and prediction.probabilities is not None
+        else None,
+        tensors=specs,
+        output_shape=(-1, *values.shape[1:]),
+    )
+
+
+def _check_specs(specs: tuple[TensorSpec, ...]) -> None:
+    if not specs:
+        raise InvalidArtifact("a tensor model needs at least one input")
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names):
+        raise InvalidArtifact(f"two inputs have the same name: {names}")
+    for spec in specs:
+        if not spec.shape or spec.shape[0] != -1:
+            raise InvalidArtifact(
+                f"input {spec.name!r}: shape {list(spec.shape)} must start with -1, the batch axis"
+            )
+        if any(d < 1 for d in spec.item_shape):
+            raise InvalidArtifact(
+                f"input {spec.name!r}: shape {list(spec.shape)} has a dimension that is not "
+                "fixed beyond the batch axis; give every other dimension a size"
+            )
+
+
 def _try_predict(model: LoadedModel, rows: Array, signature: Signature) -> Prediction:
-    features = frame(rows, signature) if signature.named and model.wants_frame else rows
+    features: Features
+    if signature.tensors:
+        features = tensors.features(rows, signature.tensors)
+    else:
+        features = frame(rows, signature) if signature.named and model.wants_frame else rows
     try:
         return model.predict(features)
     except Exception as exc:  # user models may raise anything

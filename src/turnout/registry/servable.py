@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from turnout.registry import tensors
 from turnout.registry.flavors import LoadedModel, Prediction
 from turnout.registry.signature import Signature
 from turnout.store.records import VersionRecord
@@ -24,7 +25,10 @@ class Servable:
         return self.record.version
 
     def predict(self, rows: Array) -> Prediction:
-        """Predict on a 2-D array whose columns follow the signature's order."""
+        """Predict on a 2-D array whose columns follow the signature's order (for a tensor
+        model: its inputs packed side by side, see `tensors`)."""
+        if self.signature.tensors:
+            return self.model.predict(tensors.features(rows, self.signature.tensors))
         if self.signature.named and self.model.wants_frame:
             return self.model.predict(frame(rows, self.signature))
         return self.model.predict(rows)
@@ -33,9 +37,12 @@ class Servable:
         """A few predictions on the signature's example rows, so the first live request
         finds caches and lazy initialisation done; raises whatever the model raises."""
         examples = self.signature.example
-        if not examples:
+        if self.signature.tensors:
+            rows = tensors.example_rows(self.signature.tensors)
+        elif examples:
+            rows = np.array(examples, dtype=np.float64 if self.signature.numeric else object)
+        else:
             return
-        rows = np.array(examples, dtype=np.float64 if self.signature.numeric else object)
         for _ in range(3):
             prediction = self.predict(rows)
             if len(prediction.values) != len(rows):

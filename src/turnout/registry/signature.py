@@ -1,7 +1,13 @@
-"""Input/output signatures: what a version accepts and returns, inferred from a sample."""
+"""Input/output signatures: what a version accepts and returns, inferred from a sample.
+
+Most models take a table (named or numbered columns). Others take tensors: one or more named
+inputs of any shape beyond the batch axis (images, token ids, texts); their signature lists
+each input's name, datatype and shape, with -1 for the batch axis.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -16,8 +22,15 @@ class DType(StrEnum):
     """Open Inference Protocol tensor datatypes that turnout accepts and returns."""
 
     BOOL = "BOOL"
+    UINT8 = "UINT8"
+    UINT16 = "UINT16"
+    UINT32 = "UINT32"
+    UINT64 = "UINT64"
+    INT8 = "INT8"
+    INT16 = "INT16"
     INT32 = "INT32"
     INT64 = "INT64"
+    FP16 = "FP16"
     FP32 = "FP32"
     FP64 = "FP64"
     BYTES = "BYTES"
@@ -40,11 +53,59 @@ class DType(StrEnum):
     def numeric(self) -> bool:
         return self is not DType.BYTES
 
+    @property
+    def numpy(self) -> np.dtype[Any]:
+        """The numpy type that holds this datatype's values (object for BYTES: str)."""
+        return NUMPY_DTYPES[self]
+
+
+NUMPY_DTYPES: dict[DType, np.dtype[Any]] = {
+    DType.BOOL: np.dtype(np.bool_),
+    DType.UINT8: np.dtype(np.uint8),
+    DType.UINT16: np.dtype(np.uint16),
+    DType.UINT32: np.dtype(np.uint32),
+    DType.UINT64: np.dtype(np.uint64),
+    DType.INT8: np.dtype(np.int8),
+    DType.INT16: np.dtype(np.int16),
+    DType.INT32: np.dtype(np.int32),
+    DType.INT64: np.dtype(np.int64),
+    DType.FP16: np.dtype(np.float16),
+    DType.FP32: np.dtype(np.float32),
+    DType.FP64: np.dtype(np.float64),
+    DType.BYTES: np.dtype(object),
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Column:
     name: str
     dtype: DType
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSpec:
+    """One named input tensor: its datatype and shape, -1 first for the batch axis."""
+
+    name: str
+    dtype: DType
+    shape: tuple[int, ...]
+
+    @property
+    def item_shape(self) -> tuple[int, ...]:
+        """The shape of one row (everything after the batch axis)."""
+        return self.shape[1:]
+
+    @property
+    def width(self) -> int:
+        """Values per row."""
+        return math.prod(self.item_shape)
+
+    def to_dict(self) -> dict[str, JSON]:
+        return {"name": self.name, "datatype": self.dtype.value, "shape": list(self.shape)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TensorSpec:
+        return cls(str(data["name"]), DType(data["datatype"]), tuple(int(d) for d in data["shape"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +121,11 @@ class Signature:
     allow_missing: bool = False
     """Whether null inputs (NaN) may reach the model."""
     example: tuple[tuple[JSON, ...], ...] = field(default_factory=tuple)
+    tensors: tuple[TensorSpec, ...] = ()
+    """The input tensors of a model that takes tensors rather than a table (then `columns`
+    is empty); empty for tabular models."""
+    output_shape: tuple[int, ...] | None = None
+    """The shape of the `predict` output, -1 first, for tensor models."""
 
     @property
     def n_features(self) -> int:
@@ -88,6 +154,14 @@ class Signature:
         return all(c.dtype.numeric for c in self.columns)
 
     def to_dict(self) -> dict[str, JSON]:
+        if self.tensors:
+            return {
+                "layout": "tensors",
+                "inputs": [t.to_dict() for t in self.tensors],
+                "output_datatype": self.output_dtype.value,
+                "output_shape": list(self.output_shape or (-1,)),
+                "classes": list(self.classes) if self.classes is not None else None,
+            }
         return {
             "inputs": [{"name": c.name, "datatype": c.dtype.value} for c in self.columns],
             "named": self.named,
@@ -100,6 +174,15 @@ class Signature:
     @classmethod
     def from_dict(cls, data: dict[str, JSON]) -> Signature:
         classes = data.get("classes")
+        if data.get("layout") == "tensors":
+            return cls(
+                columns=(),
+                named=False,
+                output_dtype=DType(data.get("output_datatype", "FP64")),
+                classes=tuple(classes) if classes is not None else None,
+                tensors=tuple(TensorSpec.from_dict(t) for t in data["inputs"]),
+                output_shape=tuple(int(d) for d in data.get("output_shape") or (-1,)),
+            )
         return cls(
             columns=tuple(Column(c["name"], DType(c["datatype"])) for c in data["inputs"]),
             named=bool(data.get("named", False)),

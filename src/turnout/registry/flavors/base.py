@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, TypeAlias
@@ -10,10 +11,12 @@ from typing import ClassVar, TypeAlias
 import numpy as np
 import pandas as pd
 
-from turnout.registry.signature import DType
+from turnout.registry.signature import DType, TensorSpec
 from turnout.types import JSON, Array
 
-Features: TypeAlias = pd.DataFrame | Array
+Features: TypeAlias = pd.DataFrame | Array | Mapping[str, Array]
+"""A table (a DataFrame or a 2-D array), or a tensor model's input: the array of its one
+input, else its arrays by input name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,8 @@ class ModelFacts:
     input_dtype: DType | None = None
     classes: tuple[JSON, ...] | None = None
     handles_missing: bool = False
+    tensors: tuple[TensorSpec, ...] | None = None
+    """Set for a model that takes tensors (not a table): its inputs, -1 for the batch axis."""
 
 
 class LoadedModel(ABC):

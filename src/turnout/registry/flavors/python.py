@@ -1,4 +1,10 @@
-"""Plain Python models: a file (or a folder with `model.py`) that defines `class Model`."""
+"""Plain Python models: a file (or a folder with `model.py`) that defines `class Model`.
+
+A model that takes tensors rather than a table says so with a class attribute `inputs`, a
+list of `{"name", "datatype", "shape"}` (shape with -1 for the batch axis), e.g. a text model
+`inputs = [{"name": "text", "datatype": "BYTES", "shape": [-1]}]`; its `predict` then gets
+the array of its one input (texts as str), or a dict of arrays by input name.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ import numpy as np
 
 from turnout.errors import InvalidArtifact
 from turnout.registry.flavors.base import Features, Flavor, LoadedModel, ModelFacts, Prediction
-from turnout.registry.signature import DType
+from turnout.registry.signature import DType, TensorSpec
 
 
 class PythonModel(LoadedModel):
@@ -31,6 +37,9 @@ class PythonModel(LoadedModel):
         return Prediction(values, probabilities)
 
     def facts(self) -> ModelFacts:
+        declared = getattr(self.instance, "inputs", None)
+        if declared is not None:
+            return ModelFacts(tensors=_tensor_specs(declared), classes=self._classes())
         names = getattr(self.instance, "feature_names", None)
         classes = getattr(self.instance, "classes", None)
         return ModelFacts(
@@ -41,6 +50,31 @@ class PythonModel(LoadedModel):
             classes=tuple(classes) if classes is not None else None,
             handles_missing=bool(getattr(self.instance, "handles_missing", False)),
         )
+
+    def _classes(self) -> tuple[Any, ...] | None:
+        classes = getattr(self.instance, "classes", None)
+        return tuple(classes) if classes is not None else None
+
+
+def _tensor_specs(declared: Any) -> tuple[TensorSpec, ...]:
+    """`Model.inputs` as tensor specs, or a message saying what is wrong with it."""
+    if not isinstance(declared, list | tuple) or not declared:
+        raise InvalidArtifact("Model.inputs must be a non-empty list of input descriptions")
+    specs = []
+    for index, item in enumerate(declared):
+        try:
+            shape = item["shape"]
+            if not isinstance(shape, list | tuple) or not all(
+                isinstance(d, int) and not isinstance(d, bool) for d in shape
+            ):
+                raise TypeError("shape must be a list of integers")
+            specs.append(TensorSpec(str(item["name"]), DType(item["datatype"]), tuple(shape)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidArtifact(
+                f"Model.inputs[{index}] must be {{'name': str, 'datatype': one of "
+                f"{[d.value for d in DType]}, 'shape': [-1, ...]}}: {exc}"
+            ) from None
+    return tuple(specs)
 
 
 def _entry(path: Path) -> Path:
