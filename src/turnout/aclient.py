@@ -9,6 +9,7 @@ It sends the very requests `Client` sends (built by `calls`, `management` and
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Unpack
@@ -18,6 +19,7 @@ import httpx
 from turnout import calls, management, registration
 from turnout.calls import Call, InferResult, Inputs, OipRequest, ServerUnreachable, Steps
 from turnout.client import connection
+from turnout.errors import TurnoutError
 from turnout.management import DeploymentOptions, Routing
 from turnout.registration import Registration
 from turnout.types import JSON
@@ -204,3 +206,17 @@ class AsyncClient:
 
     async def abort_rollout(self, deployment: str, *, reason: str = "") -> JSON:
         return await self._send(management.abort_rollout(deployment, reason=reason))
+
+    async def retrain(
+        self, deployment: str, *, data: dict[str, Any] | None = None, reason: str = ""
+    ) -> JSON:
+        return await self._send(management.retrain(deployment, data=data, reason=reason))
+
+    async def upload_data(self, location: str | Path) -> JSON:
+        """As `Client.upload_data`; the files are read in a thread."""
+        files = await asyncio.to_thread(management.data_files, location)
+        if not files:
+            raise TurnoutError(f"no CSV or Parquet files at {location}")
+        contents = await asyncio.to_thread(lambda: [(f.name, f.read_bytes()) for f in files])
+        handles = [(name, io.BytesIO(data)) for name, data in contents]
+        return await self._send(management.upload_data(handles))

@@ -64,7 +64,6 @@ from turnout.types import Receive, Scope, Send
 log = logging.getLogger("turnout")
 
 MAX_BODY_BYTES = 64 << 20
-MAX_UPLOAD_BYTES = 4 << 30
 SETTLE_MARGIN_S = 1.0
 """Added to the log flush interval: how long actuals wait for ids still in a worker's buffer."""
 RESERVE_S = 60.0
@@ -381,7 +380,7 @@ def create_app(settings: Settings) -> TurnoutApp:
         monitor=monitor,
         tokens=tokens,
         upload_dir=settings.home / "tmp",
-        max_upload_bytes=MAX_UPLOAD_BYTES,
+        max_upload_bytes=settings.max_upload_mb << 20,
         data_access=data_access,
         hosting=SyncHost(host.socket).status if host is not None else dict,
     )
@@ -395,7 +394,9 @@ def create_app(settings: Settings) -> TurnoutApp:
         gateway=gateway,
         api=api,
         management=ConsoleDoor(
-            BodyLimits(api, authenticate=tokens.authenticate, max_upload_bytes=MAX_UPLOAD_BYTES),
+            BodyLimits(
+                api, authenticate=tokens.authenticate, max_upload_bytes=settings.max_upload_mb << 20
+            ),
             Console(Sessions(tokens)),
         ),
         table=table,

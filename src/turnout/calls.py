@@ -113,7 +113,8 @@ class Call:
     json: JSON = None
     params: Mapping[str, Any] | None = None
     data: Mapping[str, str] | None = None
-    files: Mapping[str, Any] | None = None
+    files: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None
+    """Multipart files by field name, or (field, file) pairs when a field repeats."""
     content: bytes | None = None
     headers: Mapping[str, str] | None = None
     read: Callable[[httpx.Response], Any] = json_answer

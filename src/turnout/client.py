@@ -5,6 +5,7 @@ asyncio client (`turnout.AsyncClient`) sends exactly the same requests."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from turnout.calls import (
     ServerUnreachable,
     Steps,
 )
+from turnout.errors import TurnoutError
 from turnout.management import AuditQuery, DeploymentOptions, Routing, TokenOptions
 from turnout.registration import Registration
 from turnout.settings import Settings
@@ -330,8 +332,20 @@ class Client:
     def retrain(
         self, deployment: str, *, data: dict[str, Any] | None = None, reason: str = ""
     ) -> JSON:
-        """Queue a retrain of the champion; returns the job."""
+        """Queue a retrain of the champion; returns the job. `data` is a source as the server
+        reads it (`{"path": ...}` on the server, `{"log": "30d"}`, ...); send your own files
+        with `upload_data` first."""
         return self._send(management.retrain(deployment, data=data, reason=reason))
+
+    def upload_data(self, location: str | Path) -> JSON:
+        """Upload your CSV/Parquet file, folder or glob to the server (streamed; bounded by its
+        upload limit); returns `{"path": ...}` to name as retrain data, `files` and `bytes`."""
+        files = management.data_files(location)
+        if not files:
+            raise TurnoutError(f"no CSV or Parquet files at {location}")
+        with contextlib.ExitStack() as stack:
+            handles = [(f.name, stack.enter_context(f.open("rb"))) for f in files]
+            return self._send(management.upload_data(handles))
 
     def jobs(
         self, *, deployment: str | None = None, state: str | None = None, limit: int = 100

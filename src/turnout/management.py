@@ -4,7 +4,9 @@ and the audit log."""
 
 from __future__ import annotations
 
-from typing import Any, Required, TypedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, BinaryIO, Required, TypedDict
 
 from turnout.calls import PAGE, UNSET, Call, Steps, text_answer
 from turnout.types import JSON
@@ -270,3 +272,28 @@ def audit(query: AuditQuery, *, limit: int) -> Steps:
 
 def _given(params: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in params.items() if value is not None}
+
+
+# -- data files ------------------------------------------------------------------------------
+
+DATA_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+def data_files(location: str | Path) -> list[Path]:
+    """The caller's CSV/Parquet files a path, folder or glob names (none: not local)."""
+    path = Path(location).expanduser()
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        found = [p for p in sorted(path.rglob("*")) if p.is_file()]
+    else:
+        parent = path.parent if path.parent.exists() else Path(".")
+        found = sorted(p for p in parent.glob(path.name) if p.is_file())
+    return [p for p in found if p.suffix.lower() in DATA_SUFFIXES]
+
+
+def upload_data(files: Sequence[tuple[str, BinaryIO]]) -> Call:
+    """Send the caller's data files (name, open file) to the server, which keeps them under
+    its data root and answers with the path to name as retrain data."""
+    parts = [("files", (name, handle, "application/octet-stream")) for name, handle in files]
+    return Call("POST", "/api/v1/data", files=parts)

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     status, metrics, drift, gates and retraining data: each writes and compacts only its own
     files and reads everyone's."""
 
+    max_upload_mb: int = Field(default=4096, ge=1)
+    """Largest upload the API takes: a model's files, or a caller's data files together."""
+
     tracing: Literal["off", "otlp"] = "off"
     """`otlp`: send OpenTelemetry traces of predictions by OTLP over HTTP, to where the usual
     `OTEL_EXPORTER_OTLP_*` variables say (needs the `tracing` extra)."""

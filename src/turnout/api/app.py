@@ -14,6 +14,7 @@ from turnout import __version__
 from turnout.api import (
     apply,
     audit,
+    data,
     deployments,
     models,
     monitoring,
@@ -60,6 +61,7 @@ def create_api(svc: Services, *, fleet: FleetCollector | None = None) -> FastAPI
         tokens.router,
         audit.router,
         retire.router,
+        data.router,
     ):
         api.include_router(router, prefix=API_PREFIX)
 

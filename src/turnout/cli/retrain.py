@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from turnout.cli.output import JsonOption, console, errors, pairs, print_json, table
 from turnout.client import Client
+from turnout.management import data_files
 
 policy_app = typer.Typer(
     help="Set, show or clear when and how a deployment's champion is retrained.",
@@ -39,14 +40,8 @@ def retrain(
     """Retrain the deployment's champion now: same pipeline and params, newer data. The new
     version is rolled out with the deployment's plan (or only registered, per policy).
     With --wait, the exit code is 0 only when the job succeeded."""
-    source = None
-    if data is not None:
-        if data.startswith("log:"):
-            source = {"log": data[4:]}
-        else:  # a local path is sent absolute: the server may run from another folder
-            local = Path(data).expanduser()
-            source = {"path": str(local.resolve()) if local.exists() else data}
     with Client() as client:
+        source = _source(client, data) if data is not None else None
         job = client.retrain(name, data=source, reason=reason)
         if wait:
             job = _follow(client, int(job["id"]), quiet=json)
@@ -287,3 +282,19 @@ def cancel_job(job_id: int = typer.Argument(..., help="Job id."), json: bool = J
         return
     state = "cancelled" if job["state"] == "cancelled" else "stopping (within one look)"
     console.print(f"job {job_id}: {state}", highlight=False)
+
+
+def _source(client: Client, data: str) -> dict[str, Any]:
+    """What `--data` names, as the server should read it: your own files are uploaded (the
+    server may run elsewhere, or not read your folders); `log:`, `s3://` and database URLs,
+    and paths that are not on this machine, go as they are."""
+    if data.startswith("log:"):
+        return {"log": data[4:]}
+    if "://" in data or not data_files(data):
+        return {"path": data}
+    uploaded = client.upload_data(data)
+    errors.print(
+        f"uploaded {len(uploaded['files'])} file(s), {uploaded['bytes'] / 2**20:.1f} MB, "
+        f"to {uploaded['path']}"
+    )
+    return {"path": uploaded["path"]}
