@@ -182,6 +182,7 @@ class DataPlane:
             raise BadRequest("'id' must be 1-128 printable ASCII characters")
         started = time.perf_counter()
         base = request_id or new_prediction_id()
+        payloads = self._payloads(route)  # drawn once: the answer and its shadows agree
         if version is not None:
             servable, role = await self._direct(route, version, who), Role.DIRECT
             rows = decode(servable.signature)
@@ -193,7 +194,7 @@ class DataPlane:
                     model=route.model, version=version, servable=servable, role=role,
                     rows=rows, started=started,
                 ),
-                servable.signature.tensors,
+                payloads, servable.signature.tensors,
             )  # fmt: skip
         else:
             plan = route.router.plan(key)
@@ -210,14 +211,14 @@ class DataPlane:
                     version=plan.version, servable=chosen, role=plan.role, rows=rows,
                     started=started, failure=failure,
                 ),
-                signature.tensors,
+                payloads, signature.tensors,
             )  # fmt: skip
             if chosen is not None:
                 for shadow in plan.shadows:
                     self.shadow.submit(
                         ShadowJob(route.deployment, route.model, shadow, rows,
                                   signature, decode, answered.prediction,
-                                  route.revision, ids, self._payloads(route),
+                                  route.revision, ids, payloads,
                                   tracing.current_context() if tracing.TRACER else None)
                     )  # fmt: skip
         return Answer(
@@ -237,20 +238,20 @@ class DataPlane:
         ids: list[str],
         started: float,
         answering: Awaitable[Answered],
+        payloads: bool,
         tensors: tuple[TensorSpec, ...] = (),
     ) -> Answered:
         """Await the chain's answer and log it, with every step that failed before it;
-        `tensors`: the inputs packed in a tensor model's rows, for the log to unpack."""
+        `payloads`: whether inputs and outputs are logged; `tensors`: the inputs packed in a
+        tensor model's rows, for the log to unpack."""
         logger = self.logger
         try:
             answered = await answering
         except NoAnswer as exc:
             if logger is not None:
-                payloads = self._payloads(route)
                 self._log_failed(logger, route, rows, ids, exc.failed, payloads, tensors)
             raise
         if logger is not None:
-            payloads = self._payloads(route)
             if answered.failed:
                 self._log_failed(logger, route, rows, ids, answered.failed, payloads, tensors)
             logger.record(
