@@ -274,7 +274,7 @@ class Gateway(DataPlane):
         route = await self.route(name)
         wanted = route.config.champion if version is None else version
         if version is not None:
-            self._addressable(route, version, who)
+            await self._addressable(route, version, who)
         ready = self.pool.peek(route.model, wanted) is not None
         if not ready:
             try:

@@ -94,10 +94,10 @@ class DataPlane:
 
     async def _direct(self, route: Route, version: int, who: Principal | None) -> Servable:
         """One version asked for by number, outside the traffic split (role `direct`)."""
-        self._addressable(route, version, who)
+        await self._addressable(route, version, who)
         return await self._load(route.model, version)
 
-    def _addressable(self, route: Route, version: int, who: Principal | None) -> None:
+    async def _addressable(self, route: Route, version: int, who: Principal | None) -> None:
         """Versions of the active revision may be called by number; any other version only
         by deployers, so callers cannot make the gateway load what nothing routes to."""
         if version in route.config.versions():
@@ -107,7 +107,7 @@ class DataPlane:
                 f"version {version} is not in revision {route.revision} of deployment "
                 f"{route.deployment!r}; only deployer tokens may call other versions"
             )
-        if version not in self.versions_of(route.model):
+        if version not in await asyncio.to_thread(self.versions_of, route.model):  # the DB
             raise NotFound(f"version {version} of model {route.model!r} not found")
 
     async def _try_load(
