@@ -14,6 +14,7 @@ import pytest
 import skops.io as sio
 from selenium import webdriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
 from tests.console.browser import console_errors, element, eventually, start_chromium, text_of
 from tests.fixtures.models import breast_cancer, sklearn_pipeline
@@ -56,6 +57,11 @@ class Site:
     def shot(self, name: str) -> None:
         self.driver.save_screenshot(str(self.shots / f"{name}.png"))
 
+    def refreshes(self) -> int:
+        """How many times the page has refreshed its data."""
+        body = self.driver.find_element(By.TAG_NAME, "body")
+        return int(body.get_attribute("data-refreshes") or 0)
+
     def confirm(self) -> None:
         element(self.driver, "dialog#confirm[open] #confirm-ok").click()
 
@@ -63,7 +69,9 @@ class Site:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     home = tmp_path_factory.mktemp("console") / "home"
-    server = LiveServer(home, env={"TURNOUT_CONTROLLER_INTERVAL_MS": "300"}).start()
+    server = LiveServer(  # two workers: a session must hold whichever one answers
+        home, workers=2, env={"TURNOUT_CONTROLLER_INTERVAL_MS": "300"}
+    ).start()
     model_dir = tmp_path_factory.mktemp("models")
     driver = None
     try:
@@ -96,6 +104,12 @@ def no_console_errors(site: Site) -> Iterator[None]:
     assert console_errors(site.driver, expected=site.expected_errors) == []
 
 
+UNLABELLED = """return [...document.querySelectorAll('input, select, button, textarea')]
+    .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                   && !e.textContent.trim())
+    .map((e) => e.outerHTML);"""
+
+
 def rows() -> list[list[float]]:
     features, _ = breast_cancer()
     return features.head(20).to_numpy().tolist()
@@ -115,6 +129,7 @@ def test_sign_in_shows_every_deployment(site: Site) -> None:
     assert cookie["httpOnly"] is True
     assert cookie["sameSite"] == "Strict"
     assert site.driver.execute_script("return document.cookie") == ""
+    assert site.driver.execute_script(UNLABELLED) == []
     site.shot("overview")
 
 
@@ -127,6 +142,7 @@ def test_a_deployment_chart_after_traffic(site: Site) -> None:
         eventually(lambda: traffic.sent > 0, "no traffic sent")
     legend = element(site.driver, "#chart-requests .u-legend").text
     assert "v1 champion" in legend
+    assert site.driver.execute_script(UNLABELLED) == []  # every control says what it is
     eventually(lambda: "v1 champion" in text_of(site.driver, "#window-table"), "no window numbers")
     site.shot("deployment")
 
@@ -169,8 +185,16 @@ def test_roll_back_from_the_history(site: Site) -> None:
         before = admin.show_deployment("churn-prod")["revision"]
     site.sign_in("ops")
     site.open("/deployments/churn-prod")
-    element(site.driver, "button[data-rollback='1']").click()
-    site.confirm()
+    button = element(site.driver, "button[data-rollback='1']")
+    site.driver.execute_script("arguments[0].focus()", button)
+    refreshes = site.refreshes()
+    eventually(lambda: site.refreshes() >= refreshes + 2, "no refresh")  # then focus is kept
+    assert site.driver.switch_to.active_element == button
+    button.send_keys(Keys.ENTER)  # by keyboard: the dialog opens on Cancel, Tab to Confirm
+    element(site.driver, "dialog#confirm[open]")
+    assert site.driver.switch_to.active_element.get_attribute("id") == "confirm-cancel"
+    site.driver.switch_to.active_element.send_keys(Keys.TAB)
+    site.driver.switch_to.active_element.send_keys(Keys.ENTER)
     eventually(
         lambda: text_of(site.driver, "#active-revision") == str(before + 1), "no new revision"
     )

@@ -50,6 +50,7 @@ async function poll(mine) {
     running = current.refresh();
     await running;
     setStatus("");
+    document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
   } catch (error) {
     if (error instanceof Halted) return;
     if (!(error instanceof ApiError && error.status === 401)) setStatus(describe(error));

@@ -149,7 +149,13 @@ export function mount(main, ctx, params) {
     await refresh();
   }
 
+  let drawnHistory = null;
+  let drawnHeader = null;
+
   function renderHistory(revisions, active) {
+    const key = `${revisions.length}:${active}`;
+    if (key === drawnHistory) return; // unchanged: keep the buttons (and keyboard focus) as they are
+    drawnHistory = key;
     const rows = [...revisions].reverse().map((r) => h("tr", { "data-revision": r.revision },
       h("th", { scope: "row" }, String(r.revision), r.revision === active ? " (active)" : ""),
       h("td", {}, fmtTime(r.created_at)), h("td", {}, r.created_by), h("td", {}, r.reason || "—"),
@@ -169,11 +175,15 @@ export function mount(main, ctx, params) {
 
   async function refresh() {
     const [shown, revisions] = await Promise.all([api(`/deployments/${enc(name)}`), api(`/deployments/${enc(name)}/history`)]);
-    replace(header, h("h1", {}, name),
-      h("dl", { className: "kv" }, h("dt", {}, "Model"), h("dd", {}, h("a", { href: `#/models/${encodeURIComponent(shown.model)}` }, shown.model)),
-        h("dt", {}, "Champion"), h("dd", {}, `v${shown.champion}`), h("dt", {}, "Revision"), h("dd", { id: "active-revision" }, String(shown.revision)),
-        h("dt", {}, "Workers serving it"), h("dd", {}, String((shown.workers || []).length))));
-    replace(split, splitBar(shown.config, "split"), rolesList(shown.config));
+    const headerKey = JSON.stringify([shown.config, shown.revision, (shown.workers || []).length]);
+    if (headerKey !== drawnHeader) {
+      drawnHeader = headerKey;
+      replace(header, h("h1", {}, name),
+        h("dl", { className: "kv" }, h("dt", {}, "Model"), h("dd", {}, h("a", { href: `#/models/${encodeURIComponent(shown.model)}` }, shown.model)),
+          h("dt", {}, "Champion"), h("dd", {}, `v${shown.champion}`), h("dt", {}, "Revision"), h("dd", { id: "active-revision" }, String(shown.revision)),
+          h("dt", {}, "Workers serving it"), h("dd", {}, String((shown.workers || []).length))));
+      replace(split, splitBar(shown.config, "split"), rolesList(shown.config));
+    }
     samples.push({ t: Date.now(), traffic: shown.traffic || [] });
     if (samples.length > KEEP_POINTS + 1) samples.shift();
     const points = { requests: [], latency: [], problems: [] };

@@ -71,6 +71,7 @@ export function mount(main, ctx, params) {
   const drift = new Map();
   const traffic = new Map(); // name -> recent requests/min
   const accuracy = new Map(); // name -> recent champion accuracy (1h)
+  let drawnPage = null;
 
   const filter = h("input", { id: "filter", type: "search", value: prefix, placeholder: "name prefix" });
   const form = h("form", { className: "toolbar", role: "search", onsubmit: (event) => {
@@ -135,29 +136,38 @@ export function mount(main, ctx, params) {
       scores.length ? [" ", fmtPercent(scores[scores.length - 1]), " ", sparkline(scores, "champion accuracy, recent")] : "");
   }
 
+  function drawPage(deployments, total, offset) {
+    const rows = deployments.map((d) => {
+      const link = h("a", { href: `#/deployments/${encodeURIComponent(d.name)}` }, d.name);
+      return h("tr", { "data-name": d.name },
+        h("th", { scope: "row" }, link), h("td", {}, d.model), h("td", {}, `v${d.champion}`),
+        h("td", {}, splitBar(d.config)),
+        ...Array.from({ length: 7 }, (_, i) => h("td", { className: i < 4 ? "num" : "" }, "…")));
+    });
+    const old = new Map([...body.rows].map((row) => [row.dataset.name, row]));
+    for (const row of rows) { // keep the last numbers until new ones arrive
+      const before = old.get(row.dataset.name);
+      if (before) for (let i = 4; i < 11; i++) replace(row.cells[i], ...before.cells[i].childNodes);
+    }
+    replace(body, rows);
+    const first = total ? offset + 1 : 0;
+    const starting = prefix ? ` starting with “${prefix}”` : "";
+    replace(summary, total ? `${first}–${offset + rows.length} of ${total.toLocaleString("en")} deployments${starting}` : `No deployments${starting}`);
+    replace(pager, pageLink("Previous page", page - 1, page <= 1), ` Page ${page} of ${Math.max(1, Math.ceil(total / PAGE_SIZE))} `,
+      pageLink("Next page", page + 1, offset + PAGE_SIZE >= total));
+  }
+
   async function refresh() {
     refreshes += 1;
     const offset = (page - 1) * PAGE_SIZE;
     const answer = await request(`/api/v1/deployments?limit=${PAGE_SIZE}&offset=${offset}&prefix=${encodeURIComponent(prefix)}`);
     const total = Number(answer.headers.get("x-total-count") || answer.data.length);
-    const rows = answer.data.map((d) => {
-      const link = h("a", { href: `#/deployments/${encodeURIComponent(d.name)}` }, d.name);
-      const row = h("tr", { "data-name": d.name },
-        h("th", { scope: "row" }, link), h("td", {}, d.model), h("td", {}, `v${d.champion}`),
-        h("td", {}, splitBar(d.config)),
-        ...Array.from({ length: 7 }, (_, i) => h("td", { className: i < 4 ? "num" : "" }, "…")));
-      return [row, d.name];
-    });
-    const old = new Map([...body.rows].map((row) => [row.dataset.name, row]));
-    for (const [row, name] of rows) { // keep last numbers until new ones arrive
-      const before = old.get(name);
-      if (before) for (let i = 4; i < 11; i++) replace(row.cells[i], ...before.cells[i].childNodes);
+    const pageKey = JSON.stringify([total, answer.data.map((d) => [d.name, d.revision])]);
+    if (pageKey !== drawnPage) { // redrawn only when the page changed, so keyboard focus stays put
+      drawnPage = pageKey;
+      drawPage(answer.data, total, offset);
     }
-    replace(body, rows.map(([row]) => row));
-    const first = total ? offset + 1 : 0;
-    replace(summary, total ? `${first}–${offset + rows.length} of ${total.toLocaleString("en")} deployments${prefix ? ` starting with “${prefix}”` : ""}` : "No deployments" + (prefix ? ` starting with “${prefix}”` : ""));
-    replace(pager, pageLink("Previous page", page - 1, page <= 1), ` Page ${page} of ${Math.max(1, Math.ceil(total / PAGE_SIZE))} `,
-      pageLink("Next page", page + 1, offset + PAGE_SIZE >= total));
+    const rows = [...body.rows].map((row) => [row, row.dataset.name]);
     const looked = await inBatches(rows.map(([row, name]) => () => details(row, name)), 4);
     const drifts = await inBatches(looked.filter((r) => typeof r === "function"), 2);
     const failures = [...looked, ...drifts].filter((r) => r instanceof Error);

@@ -18,11 +18,34 @@ function stepItems(rollout) {
   });
 }
 
-function evidence(value) {
-  if (value === null || typeof value !== "object") return String(value);
+// A gate's thresholds: {name: {value, max | min, ok}}, as gates report them.
+function isChecks(value) {
+  const entries = Object.values(value);
+  return entries.length > 0 && entries.every((c) => c && typeof c === "object" && "value" in c && ("max" in c || "min" in c));
+}
+
+function checksTable(checks) {
+  return h("table", { className: "checks" },
+    h("thead", {}, h("tr", {}, ["Check", "Value", "Limit", ""].map((t) => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, Object.entries(checks).map(([name, c]) => h("tr", {},
+      h("th", { scope: "row" }, name.replaceAll("_", " ")), h("td", { className: "num" }, shown(c.value)),
+      h("td", { className: "num" }, "max" in c ? `≤ ${shown(c.max)}` : `≥ ${shown(c.min)}`),
+      h("td", {}, c.ok === null || c.ok === undefined ? badge("not enough data", "warn") : c.ok ? badge("ok", "ok") : badge("breached", "bad"))))));
+}
+
+function shown(value) {
+  if (value === null || value === undefined) return "—";
+  if (typeof value === "number") return String(Number.isInteger(value) ? value : Number(value.toPrecision(4)));
+  return typeof value === "object" ? JSON.stringify(value) : String(value);
+}
+
+function evidence(value, depth = 0) {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return shown(value);
+  if (isChecks(value)) return checksTable(value);
+  if (depth >= 2) return shown(value);
   return h("dl", { className: "kv" }, Object.entries(value).flatMap(([key, v]) => [
-    h("dt", {}, key),
-    h("dd", {}, v !== null && typeof v === "object" ? JSON.stringify(v) : String(v)),
+    h("dt", {}, key.replaceAll("_", " ")),
+    h("dd", {}, evidence(v, depth + 1)),
   ]));
 }
 
@@ -34,6 +57,19 @@ function verdictRows(verdicts) {
       h("td", {}, verdict && verdict.reason ? h("p", {}, verdict.reason) : null,
         evidence(verdict ? verdict.evidence ?? {} : {})));
   });
+}
+
+// What happened to the rollout, newest first: steps passed, waits, approvals, aborts.
+function eventList(events) {
+  if (!events.length) return null;
+  const rows = [...events].reverse().slice(0, 50).map((e) => {
+    const detail = e.detail || {};
+    const note = detail.reason || (detail.by ? `by ${detail.by}` : "") || detail.outcome || "";
+    return h("tr", {}, h("td", {}, fmtTime(e.at)), h("td", {}, e.step), h("td", {}, e.kind), h("td", {}, String(note)));
+  });
+  return h("details", { id: "rollout-events" }, h("summary", {}, `Rollout events (${events.length})`),
+    h("table", {}, h("thead", {}, h("tr", {}, ["When", "Step", "Event", "Detail"].map((t) => h("th", { scope: "col" }, t)))),
+      h("tbody", {}, rows)));
 }
 
 export function rolloutSection(name, ctx, onChange) {
@@ -54,8 +90,13 @@ export function rolloutSection(name, ctx, onChange) {
     await onChange();
   }
 
+  let drawn = null; // what is on screen: redrawn only when it changed, so focus stays put
+
   async function refresh() {
     const rollout = await latestRollout(name);
+    const key = JSON.stringify(rollout && [rollout.id, rollout.state, rollout.step, rollout.verdicts, (rollout.events || []).length]);
+    if (key === drawn) return;
+    drawn = key;
     if (!rollout) {
       replace(content, h("p", { className: "muted" }, "No rollout yet."));
       return;
@@ -70,6 +111,7 @@ export function rolloutSection(name, ctx, onChange) {
         onclick: () => act("abort", { reason: `aborted from the console by ${ctx.session.name}` },
           `Abort the rollout of v${rollout.version}? Live traffic goes back to the champion at once.`) }, "Abort"));
     }
+    const wasOpen = Boolean(content.querySelector("#rollout-events[open]"));
     replace(content,
       h("p", {}, `Version v${rollout.version}, started by ${rollout.created_by} at ${fmtTime(rollout.created_at)}: `,
         h("strong", { id: "rollout-state" }, rollout.state.replace("_", " ")),
@@ -80,7 +122,9 @@ export function rolloutSection(name, ctx, onChange) {
         ? h("table", { id: "verdicts" }, h("caption", { className: "muted" }, "Gate verdicts and their evidence"),
           h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Gate"), h("th", { scope: "col" }, "Verdict"), h("th", { scope: "col" }, "Evidence"))),
           h("tbody", {}, verdictRows(rollout.verdicts)))
-        : h("p", { className: "muted" }, "No gate verdicts yet."));
+        : h("p", { className: "muted" }, "No gate verdicts yet."),
+      eventList(rollout.events || []));
+    if (wasOpen) content.querySelector("#rollout-events").open = true; // a refresh keeps it open
   }
 
   return { section, refresh };
