@@ -6,6 +6,7 @@ tensors) and gRPC, and the native API. Malformed inputs get a 400 that names wha
 from __future__ import annotations
 
 import concurrent.futures
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,16 +19,19 @@ import orjson
 import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 from tritonclient.utils import InferenceServerException
 
 from tests.fixtures.server import LiveServer, free_port
-from turnout.errors import InvalidArtifact
+from turnout.errors import BadRequest, InvalidArtifact
+from turnout.gateway.codec import decode_native, decode_oip
 from turnout.monitoring.predlog import TENSOR_LOG_VALUES, LogEntry, prediction_table
 from turnout.registry import tensors
 from turnout.registry.flavors import Prediction, get_flavor
 from turnout.registry.inference import infer_signature
-from turnout.registry.signature import DType, TensorSpec
+from turnout.registry.signature import DType, Signature, TensorSpec
 
 WEIGHTS = (np.arange(192 * 4, dtype=np.float32).reshape(192, 4) % 7 - 3) / 10
 """The image models' one layer: 3 x 8 x 8 pixels -> 4 scores."""
@@ -453,6 +457,76 @@ def test_large_tensors_are_logged_as_omitted() -> None:
         {"omitted": f"tensor inputs of 4800 values per row; the log keeps those of up to "
                     f"{TENSOR_LOG_VALUES}"}
     ] * 2  # fmt: skip
+
+
+# -- junk never gets past the decoder as anything but a 400 ---------------------------------
+
+SIGNATURES = [
+    Signature(columns=(), named=False, tensors=specs)
+    for specs in (
+        (TensorSpec("image", DType.FP32, (-1, 2, 2)),),
+        (TensorSpec("image", DType.FP32, (-1, 2)), TensorSpec("offset", DType.INT64, (-1,))),
+        (TensorSpec("text", DType.BYTES, (-1,)),),
+        (TensorSpec("flag", DType.BOOL, (-1, 1)), TensorSpec("text", DType.BYTES, (-1, 2))),
+    )
+]
+scalars = st.one_of(
+    st.floats(allow_nan=False, width=32), st.integers(-(2**65), 2**65), st.booleans(),
+    st.none(), st.text(max_size=3),
+)  # fmt: skip
+junk = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=6), inner),
+    max_leaves=20,
+)
+
+
+@st.composite
+def plausible(draw: st.DrawFn) -> dict[str, Any]:
+    """An input whose data usually fits its shape, so decoding gets past the first checks."""
+    shape = draw(st.lists(st.integers(0, 3), min_size=1, max_size=3))
+    flat = draw(st.lists(scalars, min_size=math.prod(shape), max_size=math.prod(shape)))
+    data = np.array(flat, dtype=object).reshape(shape).tolist() if draw(st.booleans()) else flat
+    return {
+        "name": draw(st.sampled_from(["image", "offset", "text", "flag", "other"])),
+        "shape": shape,
+        "datatype": draw(st.sampled_from(["FP32", "INT64", "BYTES", "BOOL", "FP64"])),
+        "data": data,
+    }
+
+
+def rows_or_message(decode: Any, signature: Signature) -> None:
+    """Decoding gives rows of the signature's width, or a BadRequest with a message."""
+    message: str | None
+    try:
+        rows = decode()
+    except BadRequest as exc:
+        message = exc.message
+    else:
+        message = None
+    if message is not None:
+        assert message
+        return
+    assert rows.ndim == 2
+    assert rows.shape[0] >= 1
+    assert rows.shape[1] == sum(spec.width for spec in signature.tensors)
+
+
+@settings(max_examples=200, deadline=None)
+@given(inputs=st.lists(plausible() | junk, max_size=3), signature=st.sampled_from(SIGNATURES))
+def test_oip_junk_is_only_ever_a_bad_request(inputs: Any, signature: Signature) -> None:
+    rows_or_message(lambda: decode_oip({"inputs": inputs}, signature)[0], signature)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    body=st.dictionaries(
+        st.sampled_from(["instances", "inputs", "dataframe_split", "dataframe_records"]), junk
+    ),
+    signature=st.sampled_from(SIGNATURES),
+)
+def test_native_junk_is_only_ever_a_bad_request(body: Any, signature: Signature) -> None:
+    rows_or_message(lambda: decode_native(body, signature), signature)
 
 
 # -- registration ----------------------------------------------------------------------------
