@@ -11,6 +11,7 @@ import pytest
 
 from tests.store.test_metadata import register
 from turnout.errors import Conflict, NotFound
+from turnout.lifecycle.retrain import ledger
 from turnout.store import jobs as js
 from turnout.store import metadata as md
 from turnout.store.db import Database
@@ -93,14 +94,14 @@ def test_a_state_move_applies_once(db: Database) -> None:
 def test_cancelling_a_queued_job_ends_it_and_a_running_one_is_marked(db: Database) -> None:
     queued = new_job(db)
     with db.write() as conn:
-        cancelled = js.request_cancel(conn, queued.id)
+        cancelled = ledger.request_cancel(conn, queued.id)
     assert cancelled.state == "cancelled"
     running = new_job(db)
     with db.write() as conn:
         js.update_job(conn, running, state="running")
-        marked = js.request_cancel(conn, running.id)
+        marked = ledger.request_cancel(conn, running.id)
     assert (marked.state, marked.cancel_requested) == ("running", True)
     with db.write() as conn, pytest.raises(Conflict, match="already cancelled"):
-        js.request_cancel(conn, queued.id)
+        ledger.request_cancel(conn, queued.id)
     with db.read() as conn, pytest.raises(NotFound):
         js.get_job(conn, 12345)

@@ -12,12 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from turnout.api.auth import Principal
 from turnout.api.deps import Services, deployer, services, viewer
 from turnout.lifecycle.retrain.policy import redacted
-from turnout.store.records import JobRecord
+from turnout.store.records import JobRecord, JobState
 from turnout.types import JSON
 
 router = APIRouter(tags=["retraining"])
 
-JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+JOB_STATES = tuple(state.value for state in JobState)
 
 
 def job_json(job: JobRecord) -> dict[str, JSON]:

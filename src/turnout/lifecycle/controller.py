@@ -38,7 +38,7 @@ from turnout.store import leases
 from turnout.store import metadata as md
 from turnout.store import rollouts as rs
 from turnout.store.db import Database
-from turnout.store.records import RolloutRecord
+from turnout.store.records import RolloutRecord, RolloutState
 from turnout.types import JSON
 
 log = logging.getLogger("turnout.controller")
@@ -115,7 +115,7 @@ class Controller:
         if not self.lead():
             return 0
         with self.db.read() as conn:
-            running = [r for r in rs.active_rollouts(conn) if r.state == "running"]
+            running = [r for r in rs.active_rollouts(conn) if r.state == RolloutState.RUNNING]
         moved = 0
         for rollout in running:
             try:
@@ -124,7 +124,7 @@ class Controller:
                 continue
             except TurnoutError as exc:
                 log.warning("rollout %s of %s: %s", rollout.id, rollout.deployment, exc.message)
-                self._record(rollout, {"outcome": "error", "reason": exc.message})
+                self.rollouts.record_verdict(rollout, {"outcome": "error", "reason": exc.message})
         if self.retraining is not None:
             try:
                 self.retraining.tick()
@@ -157,11 +157,9 @@ class Controller:
             verdict, state = gates.challenge_gate(
                 plan.challenge, challenger, champion, elapsed_s=elapsed_s, test_state=state
             )
-            rollout = self._keep_test(rollout, step, state)
+            rollout = self.rollouts.keep_test(rollout, step, state)
         elif step == "approve":
-            with self.db.write() as conn:
-                rs.add_event(conn, rollout, kind="waiting", detail={"for": "approval"})
-                rs.update_rollout(conn, rollout, state="waiting_approval")
+            self.rollouts.wait_for_approval(rollout)
             self._notify(rollout, "waiting", {"for": "approval"})
             return 0
         elif step == "promote":
@@ -256,9 +254,7 @@ class Controller:
                 champion_before=before,
             )
             detail = replace(detail, promotion=promotion)
-        with self.db.write() as conn:
-            rs.add_event(conn, rollout, kind="promoted", detail={"version": rollout.version})
-            rs.update_rollout(conn, rollout, step="bake", state_detail=detail.to_dict())
+        self.rollouts.promoted(rollout, detail)
         self._notify(rollout, "promoted", {"version": rollout.version})
         return 1
 
@@ -285,73 +281,42 @@ class Controller:
             mirrored=live,
         )
         if verdict.outcome == "inconclusive":
-            self._record(rollout, verdict.to_dict())
+            self.rollouts.record_verdict(rollout, verdict.to_dict())
             return 0
         if verdict.outcome == "pass":
             if mirror > 0:
                 self._route(rollout)  # the mirror ends with the bake
-            return self._finish(rollout, "succeeded", verdict)
+            return self._finish(rollout, RolloutState.SUCCEEDED, verdict)
         both_bad = bool(verdict.evidence.get("both_bad"))
         self.rollouts.restore(rollout, actor=ACTOR)
-        return self._finish(rollout, "aborted" if both_bad else "rolled_back", verdict)
+        ending = RolloutState.ABORTED if both_bad else RolloutState.ROLLED_BACK
+        return self._finish(rollout, ending, verdict)
 
     def _conclude(self, rollout: RolloutRecord, plan: Plan, verdict: gates.Verdict) -> int:
         if verdict.outcome == "inconclusive":
-            self._record(rollout, verdict.to_dict())
+            self.rollouts.record_verdict(rollout, verdict.to_dict())
             return 0
         if verdict.outcome == "fail":
             self.rollouts.restore(rollout, actor=ACTOR)
-            return self._finish(rollout, "failed", verdict)
+            return self._finish(rollout, RolloutState.FAILED, verdict)
         steps = plan.steps()
         following = steps[steps.index(rollout.step) + 1]
-        with self.db.write() as conn:
-            rs.add_event(conn, rollout, kind="passed", detail=verdict.to_dict())
-            detail = _with_verdict(rollout, verdict.to_dict())
-            rs.update_rollout(conn, rollout, step=following, state_detail=detail)
+        self.rollouts.advance(rollout, following, verdict.to_dict())
         self._notify(rollout, "passed", verdict.to_dict())
         return 1
 
-    def _finish(self, rollout: RolloutRecord, state: str, verdict: gates.Verdict) -> int:
-        with self.db.write() as conn:
-            rs.add_event(conn, rollout, kind=state, detail=verdict.to_dict())
-            rs.update_rollout(
-                conn,
-                rollout,
-                state=state,
-                reason=verdict.reason,
-                state_detail=_with_verdict(rollout, verdict.to_dict()),
-            )
-            md.audit(conn, actor=ACTOR, action=f"rollout.{state}", target=rollout.deployment,
-                     detail={"rollout": rollout.id, "version": rollout.version,
-                             "reason": verdict.reason})  # fmt: skip
-        self._notify(rollout, state, verdict.to_dict())
+    def _finish(self, rollout: RolloutRecord, state: RolloutState, verdict: gates.Verdict) -> int:
+        self.rollouts.finish(rollout, state, verdict.to_dict(), actor=ACTOR)
+        self._notify(rollout, state.value, verdict.to_dict())
         return 1
 
     def _notify(self, rollout: RolloutRecord, kind: str, detail: dict[str, JSON]) -> None:
         """After the transaction: a receiver never hears of a move that was not made."""
         self.notifier.send(event_body(rollout, kind, detail))
 
-    def _record(self, rollout: RolloutRecord, verdict: dict[str, JSON]) -> None:
-        """Keep the latest verdict of the current step (for `rollout status`)."""
-        with self.db.write() as conn:
-            rs.update_rollout(conn, rollout, state_detail=_with_verdict(rollout, verdict))
-
-    def _keep_test(
-        self, rollout: RolloutRecord, step: str, state: dict[str, JSON]
-    ) -> RolloutRecord:
-        """Store the sequential test's state for `step`; returns the rollout as now stored."""
-        detail = RolloutDetail.from_dict(rollout.state_detail).with_test(step, state)
-        with self.db.write() as conn:
-            return rs.update_rollout(conn, rollout, state_detail=detail.to_dict())
-
     def _revision(self, deployment: str) -> int:
         with self.db.read() as conn:
             return md.get_deployment(conn, deployment).active_revision
-
-
-def _with_verdict(rollout: RolloutRecord, verdict: dict[str, JSON]) -> dict[str, JSON]:
-    detail = RolloutDetail.from_dict(rollout.state_detail)
-    return detail.with_verdict(rollout.step, verdict).to_dict()
 
 
 def _champion_before(monitor: Monitor, rollout: RolloutRecord, champion: int) -> GroupStats | None:

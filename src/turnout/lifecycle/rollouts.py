@@ -10,17 +10,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Connection
+
 from turnout.errors import BadRequest, Conflict, Forbidden, NotFound
 from turnout.lifecycle.detail import RolloutDetail
 from turnout.lifecycle.notify import Notifier, event_body
 from turnout.lifecycle.plans import DEFAULT_PLAN, Plan
 from turnout.lifecycle.retire import check_routable
 from turnout.lifecycle.routing import RouteChange, Routing
+from turnout.lifecycle.transitions import check_rollout_move
 from turnout.registry.service import Registry
 from turnout.store import metadata as md
 from turnout.store import rollouts as rs
 from turnout.store.db import Database
-from turnout.store.records import RolloutRecord
+from turnout.store.records import RolloutRecord, RolloutState
 from turnout.types import JSON
 
 
@@ -36,7 +39,7 @@ class RolloutView:
             "id": r.id,
             "deployment": r.deployment,
             "version": r.version,
-            "state": r.state,
+            "state": r.state.value,
             "step": r.step,
             "steps": plan.steps(),
             "step_started_at": r.step_started_at.isoformat(),
@@ -103,9 +106,8 @@ class Rollouts:
             previous = rs.active_rollout(conn, deployment)
             if previous is not None:
                 rs.add_event(conn, previous, kind="superseded", detail={"by_version": version})
-                rs.update_rollout(
-                    conn, previous, state="superseded", reason=f"superseded by {model}:{version}"
-                )
+                self._write(conn, previous, state=RolloutState.SUPERSEDED,
+                            reason=f"superseded by {model}:{version}")  # fmt: skip
             rollout = rs.insert_rollout(
                 conn,
                 deployment=deployment,
@@ -151,7 +153,7 @@ class Rollouts:
 
     def approve(self, deployment: str, *, actor: str) -> RolloutView:
         rollout = self._active(deployment)
-        if rollout.state != "waiting_approval":
+        if rollout.state != RolloutState.WAITING_APPROVAL:
             raise Conflict(
                 f"the rollout of {deployment!r} is at step {rollout.step!r}, not waiting for "
                 "approval"
@@ -166,7 +168,7 @@ class Rollouts:
         following = steps[steps.index(rollout.step) + 1]
         with self.db.write() as conn:
             rs.add_event(conn, rollout, kind="approved", detail={"by": actor})
-            rs.update_rollout(conn, rollout, state="running", step=following)
+            self._write(conn, rollout, state=RolloutState.RUNNING, step=following)
             md.audit(conn, actor=actor, action="rollout.approve", target=deployment,
                      detail={"rollout": rollout.id, "version": rollout.version})  # fmt: skip
         self.notifier.send(event_body(rollout, "approved", {"by": actor}))
@@ -179,12 +181,75 @@ class Rollouts:
         # marked first, so the controller stops routing for it before routing is restored
         with self.db.write() as conn:
             rs.add_event(conn, rollout, kind="aborted", detail={"by": actor, "reason": why})
-            rs.update_rollout(conn, rollout, state="aborted", reason=why)
+            self._write(conn, rollout, state=RolloutState.ABORTED, reason=why)
             md.audit(conn, actor=actor, action="rollout.abort", target=deployment,
                      detail={"rollout": rollout.id, "version": rollout.version})  # fmt: skip
         self.notifier.send(event_body(rollout, "aborted", {"by": actor, "reason": why}))
         self.restore(rollout, actor=actor)
         return self.status(deployment)
+
+    # -- the controller's moves ------------------------------------------------------------
+
+    def keep_test(self, rollout: RolloutRecord, step: str, state: dict[str, JSON]) -> RolloutRecord:
+        """Store the sequential test's state for `step`; returns the rollout as now stored."""
+        detail = RolloutDetail.from_dict(rollout.state_detail).with_test(step, state)
+        with self.db.write() as conn:
+            return self._write(conn, rollout, state_detail=detail.to_dict())
+
+    def record_verdict(self, rollout: RolloutRecord, verdict: dict[str, JSON]) -> None:
+        """Keep the latest verdict of the current step (for `rollout status`)."""
+        with self.db.write() as conn:
+            self._write(conn, rollout, state_detail=_with_verdict(rollout, verdict))
+
+    def wait_for_approval(self, rollout: RolloutRecord) -> None:
+        with self.db.write() as conn:
+            rs.add_event(conn, rollout, kind="waiting", detail={"for": "approval"})
+            self._write(conn, rollout, state=RolloutState.WAITING_APPROVAL)
+
+    def advance(self, rollout: RolloutRecord, step: str, verdict: dict[str, JSON]) -> None:
+        """The current step passed with `verdict`: on to `step`."""
+        with self.db.write() as conn:
+            rs.add_event(conn, rollout, kind="passed", detail=verdict)
+            self._write(conn, rollout, step=step, state_detail=_with_verdict(rollout, verdict))
+
+    def promoted(self, rollout: RolloutRecord, detail: RolloutDetail) -> None:
+        """The version is champion: on to the bake, remembering how it got there."""
+        with self.db.write() as conn:
+            rs.add_event(conn, rollout, kind="promoted", detail={"version": rollout.version})
+            self._write(conn, rollout, step="bake", state_detail=detail.to_dict())
+
+    def finish(
+        self,
+        rollout: RolloutRecord,
+        state: RolloutState,
+        verdict: dict[str, JSON],
+        *,
+        actor: str,
+    ) -> None:
+        """End the rollout in `state` because of `verdict`, and audit it."""
+        reason = str(verdict.get("reason") or "")
+        with self.db.write() as conn:
+            rs.add_event(conn, rollout, kind=state.value, detail=verdict)
+            self._write(conn, rollout, state=state, reason=reason,
+                        state_detail=_with_verdict(rollout, verdict))  # fmt: skip
+            md.audit(conn, actor=actor, action=f"rollout.{state.value}",
+                     target=rollout.deployment,
+                     detail={"rollout": rollout.id, "version": rollout.version,
+                             "reason": reason})  # fmt: skip
+
+    @staticmethod
+    def _write(
+        conn: Connection,
+        rollout: RolloutRecord,
+        *,
+        state: RolloutState | None = None,
+        **values: Any,
+    ) -> RolloutRecord:
+        """The one write of a rollout's row: a state move is checked against the transition
+        table; the store applies it only if the rollout is still as read."""
+        if state is not None:
+            values["state"] = check_rollout_move(rollout.id, rollout.state, state)
+        return rs.update_rollout(conn, rollout, **values)
 
     def restore(self, rollout: RolloutRecord, *, actor: str) -> None:
         """Routing without this rollout's version: before promotion, drop it as shadow or
@@ -198,3 +263,8 @@ class Rollouts:
             return
         if rollout.version in config.challengers or rollout.version in config.shadows:
             self.routing.route(RouteChange(deployment=rollout.deployment, clear=True, actor=actor))
+
+
+def _with_verdict(rollout: RolloutRecord, verdict: dict[str, JSON]) -> dict[str, JSON]:
+    detail = RolloutDetail.from_dict(rollout.state_detail)
+    return detail.with_verdict(rollout.step, verdict).to_dict()

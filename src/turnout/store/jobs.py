@@ -15,7 +15,7 @@ from turnout.errors import Conflict, NotFound
 from turnout.store import schema as t
 from turnout.store.clock import aware, now
 from turnout.store.deployments import get_deployment
-from turnout.store.records import ACTIVE_JOB_STATES, FINISHED_JOB_STATES, JobRecord
+from turnout.store.records import ACTIVE_JOB_STATES, FINISHED_JOB_STATES, JobRecord, JobState
 from turnout.types import JSON
 
 
@@ -26,7 +26,7 @@ def _job(row: Row[Any]) -> JobRecord:
     return JobRecord(
         id=row.id, kind=row.kind, deployment=row.deployment, model=row.model,
         parent_version=row.parent_version, trigger=row.trigger,
-        trigger_detail=row.trigger_detail or {}, state=row.state, spec=row.spec or {},
+        trigger_detail=row.trigger_detail or {}, state=JobState(row.state), spec=row.spec or {},
         progress=float(row.progress), message=row.message or "", result=row.result or {},
         host=row.host, pid=row.pid, cancel_requested=bool(row.cancel_requested),
         created_by=row.created_by, created_at=aware(row.created_at),
@@ -68,7 +68,7 @@ def insert_job(
     result = conn.execute(
         insert(t.jobs).values(
             kind=kind, deployment_id=record.id, model=model, parent_version=parent_version,
-            trigger=trigger, trigger_detail=trigger_detail, state="queued", spec=spec,
+            trigger=trigger, trigger_detail=trigger_detail, state=JobState.QUEUED.value, spec=spec,
             progress=0.0, message="queued", result={}, host=None, pid=None,
             cancel_requested=False, created_by=actor, created_at=now(), started_at=None,
             heartbeat_at=None, finished_at=None,
@@ -90,7 +90,7 @@ def active_job(conn: Connection, deployment: str) -> JobRecord | None:
     row = conn.execute(
         _query()
         .where(t.deployments.c.name == deployment)
-        .where(t.jobs.c.state.in_(ACTIVE_JOB_STATES))
+        .where(t.jobs.c.state.in_([state.value for state in ACTIVE_JOB_STATES]))
         .order_by(t.jobs.c.id.desc())
     ).first()
     return _job(row) if row is not None else None
@@ -115,7 +115,7 @@ def list_jobs(
     if deployment is not None:
         query = query.where(t.deployments.c.name == deployment)
     if states is not None:
-        query = query.where(t.jobs.c.state.in_(states))
+        query = query.where(t.jobs.c.state.in_([JobState(state).value for state in states]))
     rows = conn.execute(query.order_by(t.jobs.c.id.desc()).limit(limit))
     return [_job(r) for r in rows]
 
@@ -124,8 +124,11 @@ def update_job(
     conn: Connection, job: JobRecord, *, expect_state: str | None = None, **values: Any
 ) -> JobRecord:
     """Change a job only if it is still in `expect_state` (default: its state as read);
-    Conflict otherwise. Leaving an active state stamps `finished_at`."""
-    expected = job.state if expect_state is None else expect_state
+    Conflict otherwise. Leaving an active state stamps `finished_at`. Which state moves are
+    allowed is `lifecycle.retrain.ledger`'s business, not the store's."""
+    expected = JobState(job.state if expect_state is None else expect_state).value
+    if values.get("state") is not None:
+        values["state"] = JobState(values["state"]).value
     if values.get("state") in FINISHED_JOB_STATES:
         values.setdefault("finished_at", now())
     done = conn.execute(
@@ -137,14 +140,3 @@ def update_job(
     if done.rowcount != 1:
         raise Conflict(f"job {job.id} is no longer {expected}")
     return get_job(conn, job.id)
-
-
-def request_cancel(conn: Connection, job_id: int) -> JobRecord:
-    """Mark an active job for cancellation; a queued one is cancelled at once."""
-    job = get_job(conn, job_id)
-    if not job.active:
-        raise Conflict(f"job {job_id} already {job.state}")
-    if job.state == "queued":
-        return update_job(conn, job, state="cancelled", message="cancelled before it started",
-                          cancel_requested=True)  # fmt: skip
-    return update_job(conn, job, cancel_requested=True)

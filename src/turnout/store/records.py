@@ -235,7 +235,19 @@ class WorkerRecord:
     """This worker's prediction logger: rows buffered, written, dropped, last error."""
 
 
-ACTIVE_ROLLOUT_STATES = ("running", "waiting_approval")
+class RolloutState(StrEnum):
+    """Where a rollout is; `lifecycle.transitions` says which moves it may make."""
+
+    RUNNING = "running"
+    WAITING_APPROVAL = "waiting_approval"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ABORTED = "aborted"
+    SUPERSEDED = "superseded"
+    ROLLED_BACK = "rolled_back"
+
+
+ACTIVE_ROLLOUT_STATES = (RolloutState.RUNNING, RolloutState.WAITING_APPROVAL)
 """A deployment has at most one rollout in one of these states."""
 
 
@@ -247,8 +259,7 @@ class RolloutRecord:
     deployment: str
     version: int
     plan: dict[str, JSON]
-    state: str
-    """running | waiting_approval | succeeded | failed | aborted | superseded | rolled_back"""
+    state: RolloutState
     step: str
     """The current step of the plan, e.g. `warmup`, `challenge:10`, `bake`."""
     step_started_at: datetime
@@ -268,8 +279,18 @@ class RolloutRecord:
         return self.state in ACTIVE_ROLLOUT_STATES
 
 
-ACTIVE_JOB_STATES = ("queued", "running")
-FINISHED_JOB_STATES = ("succeeded", "failed", "cancelled")
+class JobState(StrEnum):
+    """Where a retrain job is; `lifecycle.transitions` says which moves it may make."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE_JOB_STATES = (JobState.QUEUED, JobState.RUNNING)
+FINISHED_JOB_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,8 +307,7 @@ class JobRecord:
     trigger: str
     """manual | schedule | drift | accuracy | actuals."""
     trigger_detail: dict[str, JSON]
-    state: str
-    """queued | running | succeeded | failed | cancelled."""
+    state: JobState
     spec: dict[str, JSON]
     """Everything the job needs, fixed when it was created (see `lifecycle.retrain.job`)."""
     progress: float
@@ -317,7 +337,7 @@ class JobRecord:
             "id": self.id, "kind": self.kind, "deployment": self.deployment,
             "model": self.model, "parent_version": self.parent_version,
             "trigger": self.trigger, "trigger_detail": self.trigger_detail,
-            "state": self.state, "spec": self.spec, "progress": self.progress,
+            "state": self.state.value, "spec": self.spec, "progress": self.progress,
             "message": self.message, "result": self.result, "host": self.host,
             "pid": self.pid, "cancel_requested": self.cancel_requested,
             "created_by": self.created_by, "created_at": iso(self.created_at),

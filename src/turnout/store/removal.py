@@ -40,7 +40,7 @@ def rolled_out_versions(conn: Connection, model_id: int) -> dict[int, list[str]]
         .join(t.rollouts, t.rollouts.c.deployment_id == t.deployments.c.id)
         .where(
             t.deployments.c.model_id == model_id,
-            t.rollouts.c.state.in_(ACTIVE_ROLLOUT_STATES),
+            t.rollouts.c.state.in_([state.value for state in ACTIVE_ROLLOUT_STATES]),
         )
     )
     for name, version in rolling:
@@ -63,14 +63,15 @@ def busy_deployment(conn: Connection, deployment_id: int) -> list[str]:
     rollout = conn.execute(
         select(t.rollouts.c.id).where(
             t.rollouts.c.deployment_id == deployment_id,
-            t.rollouts.c.state.in_(ACTIVE_ROLLOUT_STATES),
+            t.rollouts.c.state.in_([state.value for state in ACTIVE_ROLLOUT_STATES]),
         )
     ).first()
     if rollout is not None:
         busy.append(f"rollout {rollout.id} is in progress")
     jobs = conn.execute(
         select(t.jobs.c.id).where(
-            t.jobs.c.deployment_id == deployment_id, t.jobs.c.state.in_(ACTIVE_JOB_STATES)
+            t.jobs.c.deployment_id == deployment_id,
+            t.jobs.c.state.in_([state.value for state in ACTIVE_JOB_STATES]),
         )
     ).all()
     busy += [f"job {j.id} is not finished" for j in jobs]

@@ -10,8 +10,10 @@ from turnout.errors import Conflict, NotFound
 from turnout.store import schema as t
 from turnout.store.clock import aware, now
 from turnout.store.deployments import get_deployment
-from turnout.store.records import ACTIVE_ROLLOUT_STATES, RolloutRecord
+from turnout.store.records import ACTIVE_ROLLOUT_STATES, RolloutRecord, RolloutState
 from turnout.types import JSON
+
+_ACTIVE = [state.value for state in ACTIVE_ROLLOUT_STATES]
 
 
 def _rollout(row: Row[Any]) -> RolloutRecord:
@@ -20,7 +22,7 @@ def _rollout(row: Row[Any]) -> RolloutRecord:
         deployment=row.deployment,
         version=row.version,
         plan=row.plan,
-        state=row.state,
+        state=RolloutState(row.state),
         step=row.step,
         step_started_at=aware(row.step_started_at),
         base_revision=row.base_revision,
@@ -53,8 +55,9 @@ def insert_rollout(
     at = now()
     result = conn.execute(
         insert(t.rollouts).values(
-            deployment_id=record.id, version=version, plan=plan, state="running", step=step,
-            step_started_at=at, base_revision=base_revision, state_detail={}, reason="",
+            deployment_id=record.id, version=version, plan=plan,
+            state=RolloutState.RUNNING.value, step=step, step_started_at=at,
+            base_revision=base_revision, state_detail={}, reason="",
             created_by=actor, created_at=at, updated_at=at, finished_at=None,
         )
     )  # fmt: skip
@@ -74,7 +77,7 @@ def active_rollout(conn: Connection, deployment: str) -> RolloutRecord | None:
     row = conn.execute(
         _query()
         .where(t.deployments.c.name == deployment)
-        .where(t.rollouts.c.state.in_(ACTIVE_ROLLOUT_STATES))
+        .where(t.rollouts.c.state.in_(_ACTIVE))
         .order_by(t.rollouts.c.id.desc())
     ).first()
     return _rollout(row) if row is not None else None
@@ -88,9 +91,7 @@ def latest_rollout(conn: Connection, deployment: str) -> RolloutRecord | None:
 
 
 def active_rollouts(conn: Connection) -> list[RolloutRecord]:
-    rows = conn.execute(
-        _query().where(t.rollouts.c.state.in_(ACTIVE_ROLLOUT_STATES)).order_by(t.rollouts.c.id)
-    )
+    rows = conn.execute(_query().where(t.rollouts.c.state.in_(_ACTIVE)).order_by(t.rollouts.c.id))
     return [_rollout(r) for r in rows]
 
 
@@ -101,10 +102,13 @@ def update_rollout(
     expect_step: str | None = None,
     **values: Any,
 ) -> RolloutRecord:
-    """Change a rollout, only if it is still at `expect_step` (default: its step as read):
-    a second controller, or a retried look, can never apply the same move twice."""
+    """Change a rollout, only if it is still at `expect_step` (default: its step as read)
+    and in the state read: a second controller, or a retried look, can never apply the same
+    move twice. Which state moves are allowed is `Rollouts`' business, not the store's."""
     expected = rollout.step if expect_step is None else expect_step
     values["updated_at"] = now()
+    if values.get("state") is not None:
+        values["state"] = RolloutState(values["state"]).value
     if "step" in values and values["step"] != rollout.step:
         values.setdefault("step_started_at", values["updated_at"])
     if values.get("state") is not None and values["state"] not in ACTIVE_ROLLOUT_STATES:
@@ -113,7 +117,7 @@ def update_rollout(
         update(t.rollouts)
         .where(t.rollouts.c.id == rollout.id)
         .where(t.rollouts.c.step == expected)
-        .where(t.rollouts.c.state == rollout.state)
+        .where(t.rollouts.c.state == rollout.state.value)
         .values(**values)
     )
     if done.rowcount != 1:

@@ -39,6 +39,7 @@ from turnout.lifecycle.retrain.executor import (
     supervise,
 )
 from turnout.lifecycle.retrain.job import JobFailed, JobStopped, RetrainJob, save_model
+from turnout.lifecycle.retrain.ledger import request_cancel
 from turnout.lifecycle.retrain.spec import JobSpec
 from turnout.lifecycle.sources import DataAccess
 from turnout.registry.flavors import get_flavor
@@ -47,7 +48,7 @@ from turnout.registry.service import NewVersion, Registry
 from turnout.registry.signature import Signature
 from turnout.settings import Settings
 from turnout.store.clock import now
-from turnout.store.jobs import get_job, insert_job, list_jobs, request_cancel, update_job
+from turnout.store.jobs import get_job, insert_job, list_jobs, update_job
 from turnout.store.records import JobRecord, VersionRecord
 
 PARAMS = {"C": "0.5", "max_iter": "1000"}

@@ -20,16 +20,19 @@ from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
+
+from sqlalchemy import Connection
 
 from turnout.errors import Conflict, NotFound
+from turnout.lifecycle.retrain import ledger
 from turnout.lifecycle.retrain.spec import JobSpec
 from turnout.settings import Settings
 from turnout.store import metadata as md
 from turnout.store.db import Database
-from turnout.store.jobs import get_job, list_jobs, update_job
+from turnout.store.jobs import get_job, list_jobs
 from turnout.store.modes import open_private
-from turnout.store.records import ACTIVE_JOB_STATES, JobRecord
+from turnout.store.records import ACTIVE_JOB_STATES, JobRecord, JobState
 
 JOB_MODULE = "turnout.lifecycle.retrain.job"
 START_TIMEOUT_S = 60.0
@@ -214,7 +217,7 @@ def job_process(pid: int, job: JobRecord) -> bool:
         return True
     # a queued row's started_at is the launch, stamped just before the process started
     latest = job.started_at.timestamp() + CLOCK_SLACK_S
-    if job.state == "queued":
+    if job.state == JobState.QUEUED:
         latest += START_TIMEOUT_S
     return started_s <= latest
 
@@ -259,42 +262,44 @@ def _reconcile(
     db: Database, executor: Executor, job: JobRecord, moment: datetime
 ) -> JobRecord | None:
     """The job after this pass acted on it, or None when it left it alone."""
-    if job.state == "queued" and job.started_at is None:
+    if job.state == JobState.QUEUED and job.started_at is None:
         return _launch(db, executor, job)
-    if job.state == "queued":
+    if job.state == JobState.QUEUED:
         return _check_start(db, executor, job, moment)
     if job.cancel_requested:
         executor.stop(job)
-        return _move(db, job, state="cancelled", message="cancelled by request")
+        return _end(db, job, JobState.CANCELLED, ledger.CANCELLED_BY_REQUEST)
     timeout_s = float(job.spec.get("timeout_s") or JobSpec.timeout_s)
     if _age_s(moment, job.started_at) > timeout_s:
         executor.stop(job)
-        return _move(db, job, state="failed", message=f"timed out after {timeout_s:g} s")
+        return _end(db, job, JobState.FAILED, f"timed out after {timeout_s:g} s")
     alive = executor.alive(job)
     if alive is False:
         ending = _ending(executor.exit_code(job))
-        return _move(db, job, state="failed",
-                     message=f"the job process {ending}{_tail(executor, job.id)}")  # fmt: skip
+        message = f"the job process {ending}{_tail(executor, job.id)}"
+        return _end(db, job, JobState.FAILED, message)
     last = job.heartbeat_at or job.started_at
     if alive is None and _age_s(moment, last) > LOST_AFTER_S:
         executor.stop(job)
         since = last.isoformat(timespec="seconds") if last is not None else "it started"
-        return _move(db, job, state="failed",
-                     message=f"lost: no heartbeat from host {job.host} since {since}")  # fmt: skip
+        return _end(
+            db, job, JobState.FAILED, f"lost: no heartbeat from host {job.host} since {since}"
+        )
     return None
 
 
 def _launch(db: Database, executor: Executor, job: JobRecord) -> JobRecord:
     """Stamp the launch on the row (so no later pass launches it again), then start it."""
-    claimed = _move(db, job, started_at=md.now(), message="starting")
-    if claimed.state != "queued":
+    claimed = _apply(db, job, ledger.stamp_launch)
+    if claimed.state != JobState.QUEUED:
         return claimed
     try:
         launched = executor.start(claimed)
     except OSError as exc:
-        return _move(db, claimed, state="failed",
-                     message=f"could not start the job process: {exc}")  # fmt: skip
-    return _move(db, claimed, host=launched.host, pid=launched.pid)
+        return _end(db, claimed, JobState.FAILED, f"could not start the job process: {exc}")
+    return _apply(
+        db, claimed, lambda conn, job: ledger.place(conn, job, host=launched.host, pid=launched.pid)
+    )
 
 
 def _check_start(
@@ -303,26 +308,32 @@ def _check_start(
     """A launched job whose process has not marked it running yet."""
     if executor.alive(job) is False:
         ending = _ending(executor.exit_code(job))
-        return _move(db, job, state="failed", message=(
+        return _end(db, job, JobState.FAILED, (
             f"the job process {ending} before it started{_tail(executor, job.id)}"
         ))  # fmt: skip
     if _age_s(moment, job.started_at) > START_TIMEOUT_S:
         executor.stop(job)
-        return _move(db, job, state="failed", message=(
+        return _end(db, job, JobState.FAILED, (
             f"the job process did not start within {START_TIMEOUT_S:g} s"
             f"{_tail(executor, job.id)}"
         ))  # fmt: skip
     return None
 
 
-def _move(db: Database, job: JobRecord, **values: Any) -> JobRecord:
+def _apply(
+    db: Database, job: JobRecord, write: Callable[[Connection, JobRecord], JobRecord]
+) -> JobRecord:
     """Compare-and-set from the state read; when another writer won, the job as it is."""
     try:
         with db.write() as conn:
-            return update_job(conn, job, **values)
+            return write(conn, job)
     except Conflict:
         with db.read() as conn:
             return get_job(conn, job.id)
+
+
+def _end(db: Database, job: JobRecord, state: JobState, message: str) -> JobRecord:
+    return _apply(db, job, lambda conn, read: ledger.end(conn, read, state, message))
 
 
 def _age_s(moment: datetime, since: datetime | None) -> float:

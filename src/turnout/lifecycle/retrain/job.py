@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 import tempfile
 import threading
@@ -32,6 +31,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from turnout.errors import Conflict, TurnoutError
+from turnout.lifecycle.retrain import ledger
 from turnout.lifecycle.retrain.data import TrainingData, load_training_data
 from turnout.lifecycle.retrain.policy import DataSource
 from turnout.lifecycle.retrain.spec import JobSpec
@@ -44,10 +44,9 @@ from turnout.registry.service import NewVersion, Registry
 from turnout.registry.signature import Signature
 from turnout.settings import Settings
 from turnout.store.artifacts import open_artifact_store
-from turnout.store.clock import now
 from turnout.store.db import Database
-from turnout.store.jobs import get_job, update_job
-from turnout.store.records import JobRecord, VersionRecord
+from turnout.store.jobs import get_job
+from turnout.store.records import JobRecord, JobState, VersionRecord
 from turnout.types import JSON
 
 HEARTBEAT_S = 5.0
@@ -367,12 +366,7 @@ class RetrainJob:
         say(message)
         try:
             with self.db.write() as conn:
-                values: dict[str, JSON]
-                if get_job(conn, self.job.id).cancel_requested:
-                    values = {"state": "cancelled", "message": "cancelled by request"}
-                else:
-                    values = {"progress": progress, "message": message}
-                self.job = update_job(conn, self.job, **values)
+                self.job = ledger.stage(conn, self.job, progress=progress, message=message)
         except Conflict:
             raise JobStopped(f"job {self.job.id} is no longer running") from None
         if not self.job.active:
@@ -381,15 +375,14 @@ class RetrainJob:
     def _succeed(self, record: VersionRecord, result: dict[str, JSON]) -> None:
         try:
             with self.db.write() as conn:
-                update_job(conn, self.job, state="succeeded", progress=1.0,
-                           message=f"registered {record.ref}", result=result)  # fmt: skip
+                ledger.succeed(conn, self.job, message=f"registered {record.ref}", result=result)
         except Conflict:
             say(f"registered {record.ref}, but the job was ended meanwhile")
 
     def _fail(self, message: str) -> None:
         try:
             with self.db.write() as conn:
-                update_job(conn, self.job, state="failed", message=message)
+                ledger.end(conn, self.job, JobState.FAILED, message)
         except Conflict:
             pass  # the supervisor ended it first (cancelled, timed out): its reason stands
         except TurnoutError as exc:
@@ -402,12 +395,12 @@ class RetrainJob:
             try:
                 with self._turn, self.db.write() as conn:
                     job = get_job(conn, self.job.id)
-                    over = job.state != "running"
+                    over = job.state != JobState.RUNNING
                     if not over and job.cancel_requested and not self.registering:
-                        update_job(conn, job, state="cancelled", message="cancelled by request")
+                        ledger.end(conn, job, JobState.CANCELLED, ledger.CANCELLED_BY_REQUEST)
                         over = True
                     elif not over:
-                        update_job(conn, job, heartbeat_at=now())
+                        ledger.beat(conn, job)
             except TurnoutError as exc:  # a DB hiccup: the next beat tries again
                 say(f"heartbeat: {exc.message}")
                 continue
@@ -425,12 +418,9 @@ def claim(db: Database, job_id: int) -> JobRecord | None:
     try:
         with db.write() as conn:
             job = get_job(conn, job_id)
-            if job.state != "queued":
+            if job.state != JobState.QUEUED:
                 return None
-            moment = now()
-            return update_job(conn, job, state="running", host=socket.gethostname(),
-                              pid=os.getpid(), started_at=moment, heartbeat_at=moment,
-                              progress=0.0, message="starting")  # fmt: skip
+            return ledger.claim(conn, job)
     except Conflict:
         return None
 

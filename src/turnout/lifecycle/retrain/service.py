@@ -20,7 +20,7 @@ from typing import Any
 
 from turnout import redact
 from turnout.errors import BadRequest, Conflict, NotFound, TurnoutError
-from turnout.lifecycle.retrain import triggers
+from turnout.lifecycle.retrain import ledger, triggers
 from turnout.lifecycle.retrain.data import check_source
 from turnout.lifecycle.retrain.executor import Executor, supervise
 from turnout.lifecycle.retrain.policy import DataSource, RetrainPolicy, redacted
@@ -34,7 +34,7 @@ from turnout.store import jobs as js
 from turnout.store import metadata as md
 from turnout.store import rollouts as rs
 from turnout.store.db import Database
-from turnout.store.records import JobRecord, VersionRecord
+from turnout.store.records import JobRecord, JobState, VersionRecord
 from turnout.types import JSON
 
 log = logging.getLogger("turnout.retrain")
@@ -155,7 +155,7 @@ class Retraining:
             tags=dict(champion.tags),
         )
         with self.db.write() as conn:
-            job = js.insert_job(
+            job = ledger.create(
                 conn,
                 deployment=deployment,
                 model=champion.model,
@@ -203,7 +203,7 @@ class Retraining:
 
     def cancel(self, job_id: int, *, actor: str) -> JobRecord:
         with self.db.write() as conn:
-            job = js.request_cancel(conn, job_id)
+            job = ledger.request_cancel(conn, job_id)
             md.audit(conn, actor=actor, action="retrain.cancel", target=job.deployment,
                      detail={"job": job_id})  # fmt: skip
         return job
@@ -214,7 +214,7 @@ class Retraining:
         now = now or datetime.now(UTC)
         self._check_triggers(now)
         for job in supervise(self.db, self.executor, now=now, watching=self._watching):
-            self._notify(job, job.state)
+            self._notify(job, job.state.value)
         self._hand_off()
 
     def _check_triggers(self, now: datetime) -> None:
@@ -309,14 +309,14 @@ class Retraining:
         """Give each succeeded job's version to a rollout, once: a rollout this job already
         started (a look that stopped before recording it) is recorded, not started again."""
         with self.db.read() as conn:
-            done = js.list_jobs(conn, states=("succeeded",), limit=50)
+            done = js.list_jobs(conn, states=(JobState.SUCCEEDED,), limit=50)
         for job in done:
             if "handoff" in job.result or job.result.get("version") is None:
                 continue
             try:
                 handoff = self._start_rollout(job)
                 with self.db.write() as conn:
-                    js.update_job(conn, job, result={**job.result, "handoff": handoff})
+                    ledger.note_result(conn, job, {**job.result, "handoff": handoff})
             except Conflict:
                 continue
             except Exception:  # e.g. the DB for a moment: this job is retried next look
