@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import grpc
 import httpx
 import numpy as np
 import orjson
@@ -22,6 +23,8 @@ import tritonclient.http as triton
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
+from tritonclient.grpc import service_pb2 as triton_pb
+from tritonclient.grpc import service_pb2_grpc as triton_pb_grpc
 from tritonclient.utils import InferenceServerException
 
 from tests.fixtures.server import LiveServer, free_port
@@ -243,6 +246,21 @@ def test_tritonclient_grpc(triton_rpc: Any) -> None:
 
 
 @pytest.mark.server
+def test_grpc_typed_contents(server: LiveServer) -> None:
+    """What clients other than tritonclient send: typed contents rather than raw bytes."""
+    x = images(2, seed=6)
+    request = triton_pb.ModelInferRequest(model_name="img")
+    tensor = request.inputs.add(name="image", datatype="FP32", shape=[2, 3, 8, 8])
+    tensor.contents.fp32_contents.extend(x.ravel().tolist())
+    with grpc.insecure_channel(server.grpc_url) as channel:  # type: ignore[attr-defined]
+        response = triton_pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request)
+    (output,) = response.outputs
+    assert list(output.shape) == [2, 4]
+    got = np.frombuffer(response.raw_output_contents[0], dtype="<f4").reshape(2, 4)
+    np.testing.assert_allclose(got, scores(x), rtol=1e-5)
+
+
+@pytest.mark.server
 def test_two_inputs_matched_by_name(http: httpx.Client, triton_http: Any) -> None:
     x, offset = images(3, seed=4), offsets(3)
     expected = scores(x, offset)
@@ -398,9 +416,19 @@ def test_concurrent_requests_share_calls_and_each_gets_its_own_answer(server: Li
         got = np.array(response.json()["outputs"][0]["data"]).reshape(2, 4)
         np.testing.assert_allclose(got, scores(x, offset), rtol=1e-5)
 
+    def binary(i: int) -> None:
+        x = images(1 + i % 3, seed=200 + i)
+        client = triton.InferenceServerClient(server.url.removeprefix("http://"))
+        try:
+            result = client.infer("img", [http_input("image", x, "FP32")])
+        finally:
+            client.close()
+        np.testing.assert_allclose(result.as_numpy("predict"), scores(x), rtol=1e-5)
+
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
         answers = list(pool.map(words, range(48)))
         list(pool.map(image, range(32)))
+        list(pool.map(binary, range(32)))
     for i, answer in enumerate(answers):
         assert [row[0] for row in answer] == [i, i + 1]
     assert max(row[1] for answer in answers for row in answer) > 2, "no two requests shared a call"
