@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import gc
 import logging
 import os
 import signal
 from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from fastapi import FastAPI
 
@@ -24,6 +20,7 @@ from turnout.api.deps import Services
 from turnout.api.limits import ASGIApp, BodyLimits
 from turnout.api.sessions import Sessions
 from turnout.console.app import Console, ConsoleDoor
+from turnout.feeds import LoopHolder, RoutingFeed, Scorer, Versions, WorkerRows
 from turnout.gateway.access import Access, PredictAuth
 from turnout.gateway.app import Gateway
 from turnout.gateway.breaker import BreakerPolicy
@@ -32,10 +29,8 @@ from turnout.gateway.grpc.server import GrpcServer
 from turnout.gateway.grpc.servicer import InferenceServicer
 from turnout.gateway.heartbeat import Heartbeat, new_worker_id
 from turnout.gateway.pool import ModelPool, RecordCache
-from turnout.gateway.runner import InProcessRunner, Runner
 from turnout.gateway.shadow import ShadowMirror
-from turnout.gateway.table import Route, RoutingTable
-from turnout.host.client import HostInspector, HostProcess, HostRunner, SyncHost
+from turnout.gateway.table import RoutingTable
 from turnout.lifecycle.controller import Controller
 from turnout.lifecycle.deployments import Deployments
 from turnout.lifecycle.notify import Notifier
@@ -49,17 +44,13 @@ from turnout.monitoring.predlog import PredictionLogger
 from turnout.monitoring.prometheus import FleetCollector, WorkerSnapshot
 from turnout.monitoring.service import Monitor
 from turnout.monitoring.stats import TrafficStats
-from turnout.registry.flavors.remote import RemoteModel
-from turnout.registry.servable import Servable
 from turnout.registry.service import Registry
-from turnout.registry.signature import Signature
 from turnout.settings import Settings
-from turnout.store import metadata as md
 from turnout.store.artifacts import open_artifact_store
 from turnout.store.db import Database
 from turnout.store.modes import private_home
-from turnout.store.records import VersionRecord
 from turnout.types import Receive, Scope, Send
+from turnout.where import Where, where
 
 log = logging.getLogger("turnout")
 
@@ -71,12 +62,6 @@ RESERVE_S = 60.0
 
 
 @dataclass
-class LoopHolder:
-    """The worker's event loop once it runs, for API threads that must hand it work."""
-
-    running: asyncio.AbstractEventLoop | None = None
-
-
 class TurnoutApp:
     """One ASGI app per worker: prediction paths go to the gateway, the rest to the API."""
 
@@ -93,6 +78,7 @@ class TurnoutApp:
         shutdown_grace_s: float = 0.0,
         management: ASGIApp | None = None,
         grpc: GrpcServer | None = None,
+        here: Where | None = None,
     ) -> None:
         self.gateway = gateway
         self.api = api
@@ -105,6 +91,8 @@ class TurnoutApp:
         self.controller = controller
         self.shutdown_grace_s = shutdown_grace_s
         self.grpc = grpc
+        self.here = here
+        """Where this worker's models run (None: the gateway's runner needs no start)."""
         """The OIP gRPC listener beside HTTP, on this worker's loop; None when off."""
         self._refresher: asyncio.Task[None] | None = None
 
@@ -141,8 +129,8 @@ class TurnoutApp:
         # out of the collector's sight keeps full collections short under load.
         gc.collect()
         gc.freeze()
-        if isinstance(self.gateway.runner, HostRunner):
-            await self.gateway.runner.watch(self.table.poke)
+        if self.here is not None:
+            await self.here.watch(self.table.poke)
         self._refresher = asyncio.create_task(self.table.run())
         self.gateway.shadow.start()
         if self.gateway.logger is not None:
@@ -210,68 +198,24 @@ def create_app(settings: Settings) -> TurnoutApp:
         settings.admin_token.get_secret_value() if settings.admin_token else None,
     )
 
-    host = _host(settings)
-    live, shadows = _runners(settings, host)
-    if host is not None:
-        registry.inspector = HostInspector(
-            SyncHost(host.socket), timeout_s=settings.register_timeout_ms / 1000
-        )
     loop = LoopHolder()
     versions = RecordCache(registry.get_version)
+    here = where(settings, registry, versions)
 
-    async def load(model: str, version: int) -> Servable:
-        if isinstance(live, HostRunner):  # the model itself loads in the host, on demand
-            record = await versions.get(model, version)
-            return Servable(record, Signature.from_dict(record.signature), RemoteModel(record.ref))
-        return await asyncio.to_thread(_load_here, registry, model, version)
-
-    def warm_up(record: VersionRecord) -> None:
-        """Called from API threads before a change: load where models run and keep it."""
-        if host is not None:
-            SyncHost(host.socket).place(record)
-        elif pool.peek(record.model, record.version) is None:
-            _load_here(registry, record.model, record.version)
-
-    async def unload(keep: set[tuple[str, int]]) -> None:
-        await live.keep_only(keep)
-        if shadows is not live:
-            await shadows.keep_only(keep)
-
-    def fingerprint() -> Any:
-        with db.read() as conn:
-            return md.routing_fingerprint(conn)
-
-    def snapshot(since: datetime | None = None) -> list[Any]:
-        with db.read() as conn:
-            return md.active_revisions(conn, since)
-
-    async def signature_of(model: str, version: int) -> Signature:
-        return Signature.from_dict((await versions.get(model, version)).signature)
-
-    def versions_of(model: str) -> list[int]:
-        return [v.version for v in registry.list_versions(model)]
-
-    pool = ModelPool(load)
+    known = Versions(registry, versions)
+    pool = ModelPool(here.load)
+    feed = RoutingFeed(db)
+    warm, on_routes = here.table_hooks(pool)
     table = RoutingTable(
         pool,
-        fingerprint=fingerprint,
-        snapshot=snapshot,
+        fingerprint=feed.fingerprint,
+        snapshot=feed.snapshot,
         interval_s=settings.refresh_interval_ms / 1000,
-        on_unload=unload,
-        warm=live.warm if isinstance(live, HostRunner) else None,
-        on_routes=(lambda routes: _tell_host(live, pool, routes))
-        if isinstance(live, HostRunner)
-        else None,
+        on_unload=here.keep_only,
+        warm=warm,
+        on_routes=on_routes,
     )
-
-    def report(**payload: Any) -> None:
-        with db.write() as conn:
-            md.report_worker(conn, **payload)
-
-    def forget(worker_id: str) -> None:
-        with db.write() as conn:
-            md.forget_worker(conn, worker_id)
-
+    rows = WorkerRows(db)
     worker_id = new_worker_id()
     writer = writer_name(worker_id)
     logger = (
@@ -289,7 +233,7 @@ def create_app(settings: Settings) -> TurnoutApp:
     )
     stats = TrafficStats()
     chain = Chain(
-        live,
+        here.live,
         stats,
         pool.get,
         policy=BreakerPolicy(),
@@ -298,35 +242,36 @@ def create_app(settings: Settings) -> TurnoutApp:
     gateway = Gateway(
         table,
         pool,
-        live,
+        here.live,
         stats=stats,
-        shadow=ShadowMirror(stats, pool.get, shadows, logger=logger),
+        shadow=ShadowMirror(stats, pool.get, here.shadows, logger=logger),
         chain=chain,
         max_body_bytes=MAX_BODY_BYTES,
-        versions_of=versions_of,
-        signature_of=signature_of,
+        versions_of=known.numbers,
+        signature_of=known.signature,
         logger=logger,
         access=Access(mode=PredictAuth(settings.predict_auth), tokens=tokens.unrevoked),
     )
     heartbeat = Heartbeat(
         table,
         stats,
-        report=report,
-        forget=forget,
+        report=rows.report,
+        forget=rows.forget,
         breakers=chain.snapshot,
         logging=logger.stats if logger is not None else dict,
         worker_id=worker_id,
     )
 
-    def poke() -> None:
-        """After a change is written: the node's workers look at once (through the host,
-        which every worker hears; or this worker's own table when models run in threads)."""
-        if host is not None:
-            SyncHost(host.socket).changed()
-        elif loop.running is not None:
+    def poke_here() -> None:
+        if loop.running is not None:
             loop.running.call_soon_threadsafe(table.poke)
 
-    routing = Routing(db, registry, warm_up=warm_up, poke=poke)
+    routing = Routing(
+        db,
+        registry,
+        warm_up=lambda record: here.warm_up(record, pool),
+        poke=lambda: here.poke(poke_here),
+    )
     notifier = Notifier(settings.webhook_url, secret=settings.webhook_secret)
     rollouts = Rollouts(db, registry, routing, notifier=notifier)
     monitor = Monitor(
@@ -337,16 +282,6 @@ def create_app(settings: Settings) -> TurnoutApp:
         settle_s=settings.log_flush_ms / 1000 + SETTLE_MARGIN_S,
         logging=lambda: [w.logging for w in routing.live_workers()],
     )
-
-    def score(model: str, version: int, rows: Any) -> Any:
-        """A version's prediction for the validate step, where models run."""
-
-        async def run() -> Any:
-            servable = await pool.get(model, version)
-            return await live.predict(servable, rows)
-
-        assert loop.running is not None
-        return asyncio.run_coroutine_threadsafe(run(), loop.running).result(timeout=300)
 
     data_access = DataAccess.from_settings(settings)
     retraining = Retraining(
@@ -365,15 +300,13 @@ def create_app(settings: Settings) -> TurnoutApp:
         monitor,
         interval_s=settings.controller_interval_ms / 1000,
         notifier=notifier,
-        predict=score,
+        predict=Scorer(pool, here.live, loop),
         retraining=retraining,
         access=data_access,
     )
     services = Services(
         registry=registry,
-        deployments=Deployments(
-            db, registry, model_memory_bytes=settings.model_memory_bytes if host else None
-        ),
+        deployments=Deployments(db, registry, model_memory_bytes=here.model_memory_bytes),
         routing=routing,
         rollouts=rollouts,
         retraining=retraining,
@@ -382,7 +315,7 @@ def create_app(settings: Settings) -> TurnoutApp:
         upload_dir=settings.home / "tmp",
         max_upload_bytes=settings.max_upload_mb << 20,
         data_access=data_access,
-        hosting=SyncHost(host.socket).status if host is not None else dict,
+        hosting=here.status,
     )
     api = create_api(
         services,
@@ -414,69 +347,7 @@ def create_app(settings: Settings) -> TurnoutApp:
         )
         if settings.grpc_port
         else None,
-    )
-
-
-def _host(settings: Settings) -> HostProcess | None:
-    """The node's model host: the one `turnout serve` started for every worker, or one of
-    this worker's own when the app is built some other way."""
-    if settings.runner == "thread":
-        return None
-    if settings.host_socket:
-        return HostProcess.attach(Path(settings.host_socket))
-    host = HostProcess.start()
-    atexit.register(host.stop)
-    return host
-
-
-def _runners(settings: Settings, host: HostProcess | None) -> tuple[Runner, Runner]:
-    """Runners for live traffic and for shadows.
-
-    Threads: shadows get their own small pool, never the live one. Model host: runners are
-    shared by the whole node, and a version's work runs in whichever holds it.
-    """
-    if host is None:
-        return InProcessRunner(settings.predict_threads), InProcessRunner(2)
-    runner = HostRunner(host.socket)
-    return runner, runner
-
-
-def _load_here(registry: Registry, model: str, version: int) -> Servable:
-    servable = registry.load(registry.get_version(model, version))
-    servable.warm()
-    return servable
-
-
-async def _tell_host(runner: HostRunner, pool: ModelPool, routes: dict[str, Route]) -> None:
-    """What the host needs from the routing table: routed versions, pinned champions,
-    isolation and replica limits per version, and versions only shadows route to."""
-    pinned, isolation, replicas = [], {}, {}
-    live: set[str] = set()
-    mirrored: set[str] = set()
-    for route in routes.values():
-        config = route.config
-        keys = [f"{route.model}:{v}" for v in config.versions()]
-        if config.keep_loaded:
-            pinned.append(f"{route.model}:{config.champion}")
-        shadows_only = set(config.shadows) - set(config.challengers)
-        shadows_only -= {config.champion, config.failover, config.standby}
-        for version in config.versions():
-            key = f"{route.model}:{version}"
-            (mirrored if version in shadows_only else live).add(key)
-        for key in keys:
-            if config.isolation:
-                isolation[key] = config.isolation
-            if config.max_replicas:
-                replicas[key] = config.max_replicas
-    servables = [pool.peek(*key) for key in pool.loaded()]
-    await runner.routed(
-        [s for s in servables if s is not None],
-        {
-            "pinned": pinned,
-            "isolation": isolation,
-            "max_replicas": replicas,
-            "shadow_only": sorted(mirrored - live),
-        },
+        here=here,
     )
 
 
