@@ -257,6 +257,9 @@ def test_the_view_code(site: Site) -> None:
               accuracy: o.championAccuracy({groups: [{role: 'challenger', accuracy: 0.5},
                                                      {role: 'champion', accuracy: 0.9}]}),
               none: o.championAccuracy({groups: [{role: 'champion', accuracy: null}]}),
+              graded: d.accuracyOf({groups: [{version: 2, role: 'challenger', performance:
+                {accuracy: {value: 0.5, ci_low: 0.25, ci_high: 0.75}}},
+                {version: 1, role: 'champion', performance: null}]}),
             });
           }, (e) => done(String(e)));"""
     )
@@ -267,6 +270,11 @@ def test_the_view_code(site: Site) -> None:
     assert found["split"] == "v1 champion 75%, v2 challenger 25%"
     assert found["accuracy"] == 0.9
     assert found["none"] is None
+    assert found["graded"] == {
+        "v2 challenger": 50,
+        "v2 challenger 95% low": 25,
+        "v2 challenger 95% high": 75,
+    }
 
 
 def test_a_forged_change_without_the_csrf_token_is_refused(site: Site) -> None:

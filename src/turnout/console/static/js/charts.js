@@ -1,4 +1,5 @@
-// Line charts (uPlot) of series keyed by version and role.
+// Line charts (uPlot) of series keyed by version and role; a key ending in "95% low" or
+// "95% high" is drawn dashed in its group's colour, as that series' interval.
 
 import uPlot from "../vendor/uPlot.esm.js";
 import { h, replace } from "./dom.js";
@@ -7,14 +8,14 @@ const COLOURS = ["#0b57d0", "#8a4b00", "#146c2e", "#6b2fa3", "#b3261e", "#00639b
 
 // One chart: `keys` are series labels; `points` is [[t_s, {key: value}], ...].
 export class LineChart {
-  constructor(container, { title, unit, id }) {
+  constructor(container, { title, unit, id, waiting = "Waiting for traffic…" }) {
     this.container = container;
     this.title = title;
     this.unit = unit;
     this.id = id;
     this.keys = [];
     this.plot = null;
-    this.body = h("div", { className: "chart-body" }, h("p", { className: "muted" }, "Waiting for traffic…"));
+    this.body = h("div", { className: "chart-body" }, h("p", { className: "muted" }, waiting));
     replace(container, h("figure", { className: "chart", id, "aria-label": title },
       h("h3", {}, title), this.body));
   }
@@ -34,11 +35,24 @@ export class LineChart {
     this.plot = new uPlot({
       width,
       height: 220,
-      series: [{}, ...keys.map((key, i) => ({ label: key, stroke: COLOURS[i % COLOURS.length], width: 2,
-        value: (_, v) => (v === null || v === undefined ? "—" : `${v.toFixed(2)} ${this.unit}`) }))],
+      series: [{}, ...keys.map((key) => this.style(key))],
       axes: [{}, { label: this.unit, size: 60 }],
       scales: { x: { time: true } },
     }, data, this.body);
+  }
+
+  // A series' look: one colour per group (what comes before " 95%"), its interval dashed.
+  style(key) {
+    const group = key.split(" 95%")[0];
+    const groups = [...new Set(this.keys.map((k) => k.split(" 95%")[0]))];
+    const bound = key !== group;
+    return {
+      label: key,
+      stroke: COLOURS[groups.indexOf(group) % COLOURS.length],
+      width: bound ? 1 : 2,
+      dash: bound ? [4, 4] : undefined,
+      value: (_, v) => (v === null || v === undefined ? "—" : `${v.toFixed(2)} ${this.unit}`),
+    };
   }
 
   destroy() {

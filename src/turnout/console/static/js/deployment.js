@@ -63,6 +63,19 @@ function accuracyText(group) {
   return group.accuracy === null || group.accuracy === undefined ? "—" : fmtPercent(group.accuracy);
 }
 
+// Each graded group's accuracy and its interval, in percent, for the accuracy chart.
+export function accuracyOf(metrics) {
+  const values = {};
+  for (const group of metrics.groups || []) {
+    const metric = group.performance && group.performance.accuracy;
+    if (!metric || typeof metric !== "object") continue;
+    values[key(group)] = metric.value * 100;
+    values[`${key(group)} 95% low`] = metric.ci_low * 100;
+    values[`${key(group)} 95% high`] = metric.ci_high * 100;
+  }
+  return values;
+}
+
 function windowTable(metrics) {
   const drift = metrics.drift || {};
   const rows = (metrics.groups || []).map((g) => {
@@ -119,7 +132,14 @@ export function mount(main, ctx, params) {
     latency: new LineChart(h("div"), { title: "Latency p50 / p99 (since the gateways started)", unit: "ms", id: "chart-latency" }),
     problems: new LineChart(h("div"), { title: "Errors and fallbacks per second", unit: "/s", id: "chart-problems" }),
   };
-  const windowSelect = h("select", { id: "window", onchange: () => { windowText = windowSelect.value; refreshWindow(); } },
+  const accuracyChart = new LineChart(h("div"), { title: "Accuracy over the window, with its 95% interval", unit: "%", id: "chart-accuracy",
+    waiting: "Waiting for actuals: accuracy is drawn once graded answers arrive." });
+  const accuracyPoints = [];
+  const windowSelect = h("select", { id: "window", onchange: () => {
+    windowText = windowSelect.value;
+    accuracyPoints.length = 0; // another window: another series
+    refreshWindow().catch((error) => ctx.setStatus(error.message));
+  } },
     WINDOWS.map((w) => h("option", { value: w, selected: w === windowText }, w)));
   const windowBody = h("div", {}, h("p", { className: "muted" }, "Loading…"));
   const history = h("div", {}, h("p", { className: "muted" }, "Loading…"));
@@ -134,7 +154,8 @@ export function mount(main, ctx, params) {
     h("section", { "aria-labelledby": "live-title" }, h("h2", { id: "live-title" }, "Live traffic"),
       h("div", { className: "charts" }, charts.requests.container, charts.latency.container, charts.problems.container)),
     h("section", { "aria-labelledby": "window-title" }, h("h2", { id: "window-title" }, "Over a window"),
-      h("div", { className: "toolbar" }, h("label", { for: "window" }, "Window"), windowSelect), windowBody),
+      h("div", { className: "toolbar" }, h("label", { for: "window" }, "Window"), windowSelect),
+      h("div", { className: "charts" }, accuracyChart.container), windowBody),
     h("section", { "aria-labelledby": "history-title" }, h("h2", { id: "history-title" }, "Revision history"), historyMessage, history));
 
   async function rollback(revision) {
@@ -171,6 +192,12 @@ export function mount(main, ctx, params) {
   async function refreshWindow() {
     const metrics = await api(`/deployments/${enc(name)}/metrics?window=${encodeURIComponent(windowText)}`);
     replace(windowBody, windowTable(metrics), h("h3", {}, "Drift per feature"), driftBars(metrics));
+    const graded = accuracyOf(metrics);
+    if (Object.keys(graded).length) {
+      accuracyPoints.push([Date.now() / 1000, graded]);
+      if (accuracyPoints.length > KEEP_POINTS) accuracyPoints.shift();
+      accuracyChart.update(accuracyPoints);
+    }
   }
 
   async function refresh() {
@@ -203,6 +230,6 @@ export function mount(main, ctx, params) {
   return {
     refresh,
     interval_ms: 5000,
-    destroy: () => Object.values(charts).forEach((c) => c.destroy()),
+    destroy: () => [...Object.values(charts), accuracyChart].forEach((c) => c.destroy()),
   };
 }
