@@ -30,7 +30,7 @@ from tritonclient.utils import InferenceServerException
 from tests.fixtures.server import LiveServer, free_port
 from turnout.errors import BadRequest, InvalidArtifact
 from turnout.gateway.codec import decode_native, decode_oip
-from turnout.monitoring.predlog import TENSOR_LOG_VALUES, LogEntry, prediction_table
+from turnout.monitoring.encoding import TENSOR_LOG_VALUES, LogEntry, prediction_table
 from turnout.registry import tensors
 from turnout.registry.flavors import Prediction, get_flavor
 from turnout.registry.inference import infer_signature
@@ -473,6 +473,33 @@ def _logged_inputs(server: LiveServer, ids: list[str], timeout_s: float = 30.0) 
     pytest.fail(f"not logged within {timeout_s} s: {sorted(set(ids) - set(found))}")
 
 
+def test_packed_rows_give_back_every_input_exactly() -> None:
+    specs = [
+        TensorSpec("pixels", DType.UINT8, (-1, 2, 2)),
+        TensorSpec("ids", DType.INT64, (-1, 3)),
+        TensorSpec("scale", DType.FP16, (-1,)),
+        TensorSpec("mask", DType.BOOL, (-1, 3)),
+    ]
+    rng = np.random.default_rng(0)
+    arrays: list[np.ndarray] = [
+        rng.integers(0, 255, (4, 2, 2), dtype=np.uint8),
+        rng.integers(-(2**62), 2**62, (4, 3), dtype=np.int64),
+        rng.random(4).astype(np.float16),
+        rng.random((4, 3)) > 0.5,
+    ]
+    for with_text in (False, True):
+        chosen = [*specs, TensorSpec("text", DType.BYTES, (-1,))] if with_text else specs
+        given: list[np.ndarray] = [*arrays, np.array(list("abcd"), dtype=object)]
+        given = given if with_text else arrays
+        parts = [tensors.pack([a[:1] for a in given], chosen),
+                 tensors.pack([a[1:] for a in given], chosen)]  # fmt: skip
+        rows = np.concatenate(parts)  # as the batcher joins requests
+        assert rows.dtype == (np.dtype(object) if with_text else np.uint8)
+        for spec, array, back in zip(chosen, given, tensors.unpack(rows, chosen), strict=True):
+            np.testing.assert_array_equal(back, array)
+            assert back.dtype == spec.dtype.numpy
+
+
 def test_large_tensors_are_logged_as_omitted() -> None:
     spec = TensorSpec("image", DType.FP32, (-1, 3, 40, 40))
     rows = tensors.pack([np.zeros((2, 3, 40, 40), np.float32)], [spec])
@@ -537,7 +564,9 @@ def rows_or_message(decode: Any, signature: Signature) -> None:
         return
     assert rows.ndim == 2
     assert rows.shape[0] >= 1
-    assert rows.shape[1] == sum(spec.width for spec in signature.tensors)
+    for spec, array in zip(signature.tensors, tensors.unpack(rows, signature.tensors), strict=True):
+        assert array.shape == (len(rows), *spec.item_shape)
+        assert array.dtype == spec.dtype.numpy
 
 
 @settings(max_examples=200, deadline=None)
