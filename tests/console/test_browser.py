@@ -131,6 +131,10 @@ def test_sign_in_shows_every_deployment(site: Site) -> None:
     assert site.driver.execute_script("return document.cookie") == ""
     assert site.driver.execute_script(UNLABELLED) == []
     site.shot("overview")
+    search = element(site.driver, "input#filter")  # filtered by the server, by name prefix
+    search.send_keys("churn-p", Keys.ENTER)
+    eventually(lambda: "of 1 deployment " in text_of(site.driver, "#count"), "no filter")
+    assert "churn-canary" not in element(site.driver, "table#deployments").text
 
 
 def test_a_deployment_chart_after_traffic(site: Site) -> None:
@@ -220,6 +224,10 @@ def test_a_viewer_sees_no_action_buttons(site: Site) -> None:
     )
     assert buttons == []
     site.shot("viewer")
+    site.open("/?prefix=churn-viewer")  # the overview shows the waiting rollout too
+    eventually(
+        lambda: "waiting for approval" in text_of(site.driver, "table#deployments"), "no badge"
+    )
 
 
 def test_models_and_jobs_pages(site: Site) -> None:

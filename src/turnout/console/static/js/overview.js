@@ -152,7 +152,7 @@ export function mount(main, ctx, params) {
     replace(body, rows);
     const first = total ? offset + 1 : 0;
     const starting = prefix ? ` starting with “${prefix}”` : "";
-    replace(summary, total ? `${first}–${offset + rows.length} of ${total.toLocaleString("en")} deployments${starting}` : `No deployments${starting}`);
+    replace(summary, total ? `${first}–${offset + rows.length} of ${total.toLocaleString("en")} deployment${total === 1 ? "" : "s"}${starting}` : `No deployments${starting}`);
     replace(pager, pageLink("Previous page", page - 1, page <= 1), ` Page ${page} of ${Math.max(1, Math.ceil(total / PAGE_SIZE))} `,
       pageLink("Next page", page + 1, offset + PAGE_SIZE >= total));
   }
