@@ -13,8 +13,8 @@ import pytest
 
 from turnout.monitoring import compaction
 from turnout.monitoring.compaction import compact_writer, expire, journal_path
+from turnout.monitoring.encoding import LogEntry, prediction_table
 from turnout.monitoring.layout import ACTUAL_SCHEMA, ACTUALS, PREDICTION_SCHEMA, PREDICTIONS
-from turnout.monitoring.predlog import LogEntry, prediction_table
 from turnout.monitoring.segments import live_files, write_atomically, write_segment
 from turnout.registry.flavors import Prediction
 

@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import struct
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import orjson
 
+from turnout import framing
 from turnout.store.records import Artifact, VersionRecord
 from turnout.types import JSON, Array
 
-LENGTH = struct.Struct(">I")
+LENGTH = framing.LENGTH
 MAX_FRAME = 1 << 30
 
 
@@ -68,23 +68,7 @@ def decode(body: bytes) -> tuple[dict[str, Any], list[Array | None]]:
 
 def read_frame(sock: socket.socket) -> bytes | None:
     """One frame's body from a blocking socket; None when the peer closed it."""
-    head = _read_exactly(sock, LENGTH.size)
-    if head is None:
-        return None
-    (size,) = LENGTH.unpack(head)
-    if size > MAX_FRAME:
-        raise ValueError(f"frame of {size} bytes is over the limit")
-    return _read_exactly(sock, size)
-
-
-def _read_exactly(sock: socket.socket, size: int) -> bytes | None:
-    chunks = bytearray()
-    while len(chunks) < size:
-        chunk = sock.recv(min(size - len(chunks), 1 << 20))
-        if not chunk:
-            return None
-        chunks += chunk
-    return bytes(chunks)
+    return framing.read_frame(sock.recv, limit=MAX_FRAME)
 
 
 async def read_async(reader: asyncio.StreamReader) -> tuple[dict[str, Any], list[Array | None]]:

@@ -16,7 +16,6 @@ import contextlib
 import logging
 import os
 import select
-import struct
 import subprocess
 import sys
 import threading
@@ -29,37 +28,29 @@ from typing import IO, Any
 import orjson
 import pyarrow as pa
 
+from turnout import framing
 from turnout.monitoring import compaction, segments
+from turnout.monitoring.encoding import finalize
 from turnout.monitoring.layout import KINDS, PREDICTIONS
 
 log = logging.getLogger("turnout.monitoring")
 
-_LENGTH = struct.Struct(">I")
+MAX_FRAME = 1 << 31
+"""A flush's table, at most (the buffer bounds it well below)."""
 _RECENT_DAYS = 2
 NICENESS = 10
 REPLY_TIMEOUT_S = 120.0
 
 
 def _send(out: IO[bytes], *frames: bytes) -> None:
-    for frame in frames:
-        out.write(_LENGTH.pack(len(frame)))
-        out.write(frame)
-    out.flush()
-
-
-def _read_exact(source: IO[bytes], n: int) -> bytes:
-    data = bytearray()
-    while len(data) < n:
-        chunk = source.read(n - len(data))
-        if not chunk:
-            raise EOFError("the other end closed the pipe")
-        data += chunk
-    return bytes(data)
+    framing.write_frames(out, *frames)
 
 
 def _receive(source: IO[bytes]) -> bytes:
-    (n,) = _LENGTH.unpack(_read_exact(source, _LENGTH.size))
-    return _read_exact(source, n)
+    body = framing.read_frame(source.read, limit=MAX_FRAME)
+    if body is None:
+        raise EOFError("the other end closed the pipe")
+    return body
 
 
 # -- the child ----------------------------------------------------------------------------
@@ -67,7 +58,6 @@ def _receive(source: IO[bytes]) -> bytes:
 
 def serve(root: Path, writer: str, retention_days: int, compact_interval_s: float) -> None:
     """Write what the worker sends until it says `close` (or goes away)."""
-    from turnout.monitoring.predlog import finalize  # payload encoding lives beside the logger
 
     with contextlib.suppress(OSError):  # serving comes first; the log can wait a moment
         os.nice(NICENESS)
