@@ -78,9 +78,7 @@ def test_nodes_sharing_a_log_folder_see_each_others_traffic(
 ) -> None:
     env = {**s3_server.env(s3_server.bucket()), "TURNOUT_LOG_DIR": str(tmp_path / "shared-log")}
     database = f"sqlite:///{tmp_path / 'shared.db'}"
-    nodes = [
-        LiveServer(tmp_path / f"node-{name}", database_url=database, env=env) for name in "ab"
-    ]
+    nodes = [LiveServer(tmp_path / f"node-{name}", database_url=database, env=env) for name in "ab"]
     try:
         for node in nodes:
             node.start()
