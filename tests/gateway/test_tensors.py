@@ -609,3 +609,33 @@ def test_dimensions_beyond_the_batch_must_be_fixed(tmp_path: Path) -> None:
     path.write_bytes(model.SerializeToString())
     with pytest.raises(InvalidArtifact, match="must have a fixed size"):
         get_flavor("onnx").load(path)
+
+
+def test_a_shadows_tensor_inputs_are_logged_in_their_shapes_too(
+    server: LiveServer, http: httpx.Client, tmp_path: Path
+) -> None:
+    with server.client() as client:
+        client.register("shadowed", onnx_model(tmp_path / "a.onnx"), flavor="onnx")
+        client.register("shadowed", onnx_model(tmp_path / "b.onnx"), flavor="onnx")
+        client.create_deployment("shadowed", model="shadowed", version=1)
+        client.route("shadowed", shadows={2: 100})
+    x = images(1, seed=11)
+    body = {"id": "mirrored", "inputs": [oip("image", x, "FP32")]}
+    assert http.post("/v2/models/shadowed/infer", json=body).status_code == 200
+    deadline = time.monotonic() + 30
+    rows: list[tuple[str, str]] = []
+    while len(rows) < 2:
+        assert time.monotonic() < deadline, f"logged: {rows}"
+        time.sleep(0.2)
+        files = sorted(str(p) for p in (server.home / "artifacts" / "log").rglob("*.parquet"))
+        if files:
+            with duckdb.connect() as con:
+                rows = con.execute(
+                    "select role, inputs from read_parquet(?, union_by_name=true) "
+                    "where prediction_id = 'mirrored'",
+                    [files],
+                ).fetchall()
+    logged = {role: orjson.loads(inputs) for role, inputs in rows}
+    assert set(logged) == {"champion", "shadow"}
+    np.testing.assert_allclose(logged["shadow"], x[0], rtol=1e-6)
+    assert logged["shadow"] == logged["champion"]

@@ -144,8 +144,10 @@ class ShadowMirror:
         counter = self.stats.counter(first.deployment, first.version, Role.SHADOW.value)
         started = time.perf_counter()
         parts: list[Array] = []
+        tensors: tuple[Any, ...] = ()  # the shadow's own inputs, once it is loaded
         try:
             servable = await self._load(first.model, first.version)
+            tensors = servable.signature.tensors
             parts = [
                 job.rows if servable.signature == job.signature else job.decode(servable.signature)
                 for job in batch
@@ -160,16 +162,16 @@ class ShadowMirror:
             for _ in batch:
                 counter.timeouts += 1
                 counter.observe(elapsed_ms, ok=False)
-            self._log(
-                batch, parts, None, elapsed_ms, "timeout", f"no answer in {self._timeout_s:g} s"
-            )
+            self._log(batch, parts, tensors, None, elapsed_ms, "timeout",
+                      f"no answer in {self._timeout_s:g} s")  # fmt: skip
             return
         except Exception as exc:  # a shadow may fail in any way; it never matters to callers
             log.debug("shadow %s:%s failed: %s", first.model, first.version, exc)
             elapsed_ms = (time.perf_counter() - started) * 1000
             for _ in batch:
                 counter.observe(elapsed_ms, ok=False)
-            self._log(batch, parts, None, elapsed_ms, "error", str(exc) or type(exc).__name__)
+            failure = str(exc) or type(exc).__name__
+            self._log(batch, parts, tensors, None, elapsed_ms, "error", failure)
             return
         elapsed_ms = (time.perf_counter() - started) * 1000
         for job, prediction in zip(batch, predictions, strict=True):
@@ -177,12 +179,13 @@ class ShadowMirror:
             agreed, compared = agreement(job.champion, prediction)
             counter.agreed += agreed
             counter.compared += compared
-        self._log(batch, parts, predictions, elapsed_ms, "ok", None)
+        self._log(batch, parts, tensors, predictions, elapsed_ms, "ok", None)
 
     def _log(
         self,
         batch: list[ShadowJob],
         parts: list[Array],
+        tensors: tuple[Any, ...],
         predictions: list[Prediction] | None,
         elapsed_ms: float,
         outcome: str,
@@ -194,14 +197,16 @@ class ShadowMirror:
             return
         now = time.time()
         for i, job in enumerate(batch):
-            rows = parts[i] if i < len(parts) else job.rows
+            decoded = i < len(parts)  # for the shadow's own signature, else as the live answer's
+            rows = parts[i] if decoded else job.rows
+            inputs = tensors if decoded else job.signature.tensors
             prediction = predictions[i] if predictions is not None else None
             logger.record(
                 LogEntry(
                     job.deployment, job.revision, job.model, job.version, Role.SHADOW.value,
                     list(job.ids), now, elapsed_ms, outcome,
                     rows if job.payloads else None,
-                    prediction if job.payloads else None, error,
+                    prediction if job.payloads else None, error, inputs,
                 )
             )  # fmt: skip
 
