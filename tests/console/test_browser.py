@@ -248,8 +248,12 @@ def test_the_view_code(site: Site) -> None:
     element(site.driver, "table#deployments")
     found = site.driver.execute_async_script(
         """const done = arguments[arguments.length - 1];
-        Promise.all([import('/ui/static/js/deployment.js'), import('/ui/static/js/overview.js')])
-          .then(([d, o]) => {
+        Promise.all([import('/ui/static/js/deployment.js'), import('/ui/static/js/overview.js'),
+                     import('/ui/static/js/rollout.js')])
+          .then(([d, o, r]) => {
+            const look = {step: 'challenge:10', verdicts: {'challenge:10': {
+              at: '2026-12-07T12:00:00+00:00', evidence: {alpha: 0.05,
+              test: {effect: 0.02, ci_low: -0.01, ci_high: 0.05, p_value: 0.2}}}}};
             const before = {t: 0, traffic: [{version: 1, role: 'champion', requests: 10,
               errors: 0, latency_p50_ms: 1, latency_p99_ms: 5}]};
             const after = {t: 2000, traffic: [
@@ -265,6 +269,8 @@ def test_the_view_code(site: Site) -> None:
               accuracy: o.championAccuracy({groups: [{role: 'challenger', accuracy: 0.5},
                                                      {role: 'champion', accuracy: 0.9}]}),
               none: o.championAccuracy({groups: [{role: 'champion', accuracy: null}]}),
+              look: r.testLook(look),
+              noLook: r.testLook({...look, step: 'bake'}),
               graded: d.accuracyOf({groups: [{version: 2, role: 'challenger', performance:
                 {accuracy: {value: 0.5, ci_low: 0.25, ci_high: 0.75}}},
                 {version: 1, role: 'champion', performance: null}]}),
@@ -278,6 +284,14 @@ def test_the_view_code(site: Site) -> None:
     assert found["split"] == "v1 champion 75%, v2 challenger 25%"
     assert found["accuracy"] == 0.9
     assert found["none"] is None
+    assert found["look"]["effect"] == {
+        "no difference": 0,
+        "effect": 0.02,
+        "effect low": -0.01,
+        "effect high": 0.05,
+    }
+    assert found["look"]["p"] == {"alpha": 0.05, "p-value": 0.2}
+    assert found["noLook"] is None
     assert found["graded"] == {
         "v2 challenger": 50,
         "v2 challenger 95% low": 25,

@@ -1,8 +1,12 @@
-// Line charts (uPlot) of series keyed by version and role; a key ending in "95% low" or
-// "95% high" is drawn dashed in its group's colour, as that series' interval.
+// Line charts (uPlot) of series keyed by version and role; a key ending in "low" or "high"
+// ("v2 challenger 95% low") is drawn dashed in its group's colour, as that series' interval.
 
 import uPlot from "../vendor/uPlot.esm.js";
 import { h, replace } from "./dom.js";
+
+function groupOf(key) {
+  return key.replace(/ (95% )?(low|high)$/, "");
+}
 
 const COLOURS = ["#0b57d0", "#8a4b00", "#146c2e", "#6b2fa3", "#b3261e", "#00639b", "#5f6b7a"];
 
@@ -41,17 +45,17 @@ export class LineChart {
     }, data, this.body);
   }
 
-  // A series' look: one colour per group (what comes before " 95%"), its interval dashed.
+  // A series' look: one colour per group, its interval ("… low", "… high") dashed.
   style(key) {
-    const group = key.split(" 95%")[0];
-    const groups = [...new Set(this.keys.map((k) => k.split(" 95%")[0]))];
+    const group = groupOf(key);
+    const groups = [...new Set(this.keys.map(groupOf))];
     const bound = key !== group;
     return {
       label: key,
       stroke: COLOURS[groups.indexOf(group) % COLOURS.length],
       width: bound ? 1 : 2,
       dash: bound ? [4, 4] : undefined,
-      value: (_, v) => (v === null || v === undefined ? "—" : `${v.toFixed(2)} ${this.unit}`),
+      value: (_, v) => (v === null || v === undefined ? "—" : `${Math.abs(v) < 0.01 && v !== 0 ? v.toPrecision(2) : v.toFixed(2)} ${this.unit}`.trim()),
     };
   }
 

@@ -2,6 +2,7 @@
 // evidence, and Approve / Abort for those whose role allows them.
 
 import { api, enc } from "./api.js";
+import { LineChart } from "./charts.js";
 import { badge, fmtTime, h, replace } from "./dom.js";
 import { latestRollout } from "./overview.js";
 
@@ -39,9 +40,19 @@ function shown(value) {
   return typeof value === "object" ? JSON.stringify(value) : String(value);
 }
 
+// What one version did in a role, as gates report it, in a line.
+function groupLine(g) {
+  const parts = [`v${g.version} ${g.role}: ${shown(g.requests)} requests`, `${shown(g.errors)} errors`];
+  if (g.fallbacks) parts.push(`${shown(g.fallbacks)} fallbacks`);
+  if (g.latency_p99_ms !== null && g.latency_p99_ms !== undefined) parts.push(`p99 ${shown(g.latency_p99_ms)} ms`);
+  if (g.actuals) parts.push(`accuracy ${shown(g.accuracy)} on ${shown(g.actuals)} actuals`);
+  return parts.join(", ");
+}
+
 function evidence(value, depth = 0) {
   if (value === null || typeof value !== "object" || Array.isArray(value)) return shown(value);
   if (isChecks(value)) return checksTable(value);
+  if ("role" in value && "requests" in value && "version" in value) return groupLine(value);
   if (depth >= 2) return shown(value);
   return h("dl", { className: "kv" }, Object.entries(value).flatMap(([key, v]) => [
     h("dt", {}, key.replaceAll("_", " ")),
@@ -72,12 +83,46 @@ function eventList(events) {
       h("tbody", {}, rows)));
 }
 
+// One look of a challenge step's sequential test: the challenger's effect (challenger minus
+// champion) with its always-valid interval against no difference, and the always-valid
+// p-value against alpha, the boundary it must cross. Null outside a challenge step.
+export function testLook(rollout) {
+  const verdict = (rollout.verdicts || {})[rollout.step];
+  const evidence = verdict && verdict.evidence;
+  if (!String(rollout.step).startsWith("challenge") || !evidence || !evidence.test) return null;
+  const test = evidence.test;
+  const effect = { "no difference": 0 };
+  if (test.effect !== null && test.effect !== undefined) {
+    Object.assign(effect, { effect: test.effect, "effect low": test.ci_low, "effect high": test.ci_high });
+  }
+  const p = { alpha: evidence.alpha };
+  if (test.p_value !== null && test.p_value !== undefined) p["p-value"] = test.p_value;
+  return { at: verdict.at, step: rollout.step, t: Date.parse(verdict.at) / 1000, effect, p };
+}
+
 export function rolloutSection(name, ctx, onChange) {
   const section = h("section", { id: "rollout", "aria-labelledby": "rollout-title" },
     h("h2", { id: "rollout-title" }, "Rollout"));
   const content = h("div", {}, h("p", { className: "muted" }, "Loading…"));
   const message = h("p", { role: "status", id: "rollout-message" });
+  const testBox = h("div", { className: "charts", id: "test-charts", hidden: true });
+  const effectChart = new LineChart(h("div"), { title: "Challenger minus champion, with its always-valid interval", unit: "", id: "chart-effect",
+    waiting: "Drawn from the second look of the sequential test." });
+  const pChart = new LineChart(h("div"), { title: "Always-valid p-value against alpha", unit: "", id: "chart-p-value",
+    waiting: "Drawn from the second look of the sequential test." });
+  testBox.append(effectChart.container, pChart.container);
+  let looks = [];
   section.append(content, message);
+
+  function follow(rollout) {
+    const look = rollout ? testLook(rollout) : null;
+    if (!look) return;
+    if (looks.length && looks[looks.length - 1].step !== look.step) looks = []; // a new step
+    if (!looks.length || looks[looks.length - 1].at !== look.at) looks.push(look);
+    testBox.hidden = false;
+    effectChart.update(looks.map((l) => [l.t, l.effect]));
+    pChart.update(looks.map((l) => [l.t, l.p]));
+  }
 
   async function act(verb, body, question) {
     if (!(await ctx.confirmAction(question))) return;
@@ -94,6 +139,7 @@ export function rolloutSection(name, ctx, onChange) {
 
   async function refresh() {
     const rollout = await latestRollout(name);
+    follow(rollout);
     const key = JSON.stringify(rollout && [rollout.id, rollout.state, rollout.step, rollout.verdicts, (rollout.events || []).length]);
     if (key === drawn) return;
     drawn = key;
@@ -118,6 +164,7 @@ export function rolloutSection(name, ctx, onChange) {
         rollout.reason ? ` — ${rollout.reason}` : ""),
       h("ol", { className: "steps", "aria-label": "Plan steps" }, stepItems(rollout)),
       buttons.length ? h("div", { className: "toolbar" }, buttons) : null,
+      testBox, // the same charts, moved into the new drawing
       Object.keys(rollout.verdicts || {}).length
         ? h("table", { id: "verdicts" }, h("caption", { className: "muted" }, "Gate verdicts and their evidence"),
           h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Gate"), h("th", { scope: "col" }, "Verdict"), h("th", { scope: "col" }, "Evidence"))),
