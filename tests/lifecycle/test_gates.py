@@ -230,7 +230,7 @@ def test_warmup_fails_at_its_timeout_without_enough_answers() -> None:
 
 def arms(
     champion_correct: int, champion_n: int, challenger_correct: int, challenger_n: int
-) -> tuple[dict[str, JSON], dict[str, JSON]]:
+) -> tuple[GroupStats, GroupStats]:
     challenger = group(
         "challenger", requests=challenger_n, actuals=challenger_n, correct=challenger_correct
     )

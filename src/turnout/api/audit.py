@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Query
 
 from turnout.api.auth import Principal
 from turnout.api.deps import Services, admin, services
+from turnout.duration import parse_duration
 from turnout.errors import BadRequest
-from turnout.lifecycle.retrain.policy import parse_duration
 from turnout.store.audit import MAX_PAGE, AuditQuery, find_audit
 from turnout.types import JSON
 

@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict
 from turnout.api.auth import Principal
 from turnout.api.deps import Services, admin, services, viewer
 from turnout.api.views import token_json
+from turnout.duration import parse_duration
 from turnout.errors import BadRequest
-from turnout.lifecycle.retrain.policy import parse_duration
 from turnout.registry.names import check_name
 from turnout.store.records import Permission, TokenRole
 from turnout.types import JSON

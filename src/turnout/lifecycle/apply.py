@@ -26,19 +26,17 @@ Every setting the spec leaves out takes its default: the spec is the whole desir
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
 )
+from pydantic_core import ErrorDetails
 
-from turnout import yamltext
 from turnout.errors import BadRequest
 from turnout.lifecycle.deployments import MAX_TIMEOUT_MS, Deployments, NewDeployment
 from turnout.lifecycle.plans import Plan
@@ -46,6 +44,7 @@ from turnout.lifecycle.retrain.policy import RetrainPolicy
 from turnout.lifecycle.retrain.service import Retraining
 from turnout.lifecycle.rollouts import Rollouts
 from turnout.lifecycle.routing import Routing, settings_changed
+from turnout.lifecycle.specs import SpecKind
 from turnout.store import metadata as md
 from turnout.store import rollouts as rs
 from turnout.store.db import Database
@@ -107,17 +106,24 @@ class DeploymentSpec(BaseModel):
 
 def parse_spec(data: object) -> DeploymentSpec:
     """A spec from YAML text or an already parsed mapping; every problem in one BadRequest."""
-    if isinstance(data, str):
-        data = _load_yaml(data)
-    if not isinstance(data, Mapping):
-        raise BadRequest(
-            "a deployment spec must be a mapping (deployment, model, version, timeout_ms, "
-            f"failover, fallback, log_payloads, rollout, retrain), not {type(data).__name__}"
-        )
-    try:
-        return DeploymentSpec.model_validate(data)
-    except ValidationError as error:
-        raise spec_error(error) from None
+    return DEPLOYMENT_SPEC.parse(data)
+
+
+def _rollout_problem(detail: ErrorDetails) -> str | None:
+    if detail["type"] == "model_type" and tuple(detail["loc"]) == ("rollout",):
+        return "must be a plan (validate, warmup, challenge, approve, bake) or null"
+    return None
+
+
+DEPLOYMENT_SPEC = SpecKind(
+    model=DeploymentSpec,
+    noun="deployment spec",
+    short="spec",
+    keys="(deployment, model, version, timeout_ms, failover, fallback, log_payloads, rollout, "
+    "retrain)",
+    empty="the spec is empty; give at least `deployment` and `model`",
+    special=_rollout_problem,
+)
 
 
 class Applier:
@@ -337,61 +343,3 @@ def _report(
         "rollout": rollout,
         "acknowledged": acknowledged,
     }
-
-
-def spec_error(error: ValidationError) -> BadRequest:
-    """One readable message naming each problem's place in the spec."""
-    problems = [_problem(detail) for detail in error.errors()]
-    shown = problems[:MAX_ERRORS_SHOWN]
-    if len(problems) > len(shown):
-        shown.append(f"and {len(problems) - len(shown)} more")
-    return BadRequest("invalid spec: " + "; ".join(shown))
-
-
-def _problem(detail: Any) -> str:
-    loc = tuple(detail["loc"])
-    path = ".".join(str(part) for part in loc) or "spec"
-    kind = detail["type"]
-    if kind == "extra_forbidden":
-        section = _section_at(loc[:-1])
-        known = f" (known: {', '.join(_keys(section))})" if section is not None else ""
-        return f"{path}: unknown key{known}"
-    if kind == "missing":
-        return f"{path}: required"
-    if kind == "model_type" and loc == ("rollout",):
-        return f"{path}: must be a plan (validate, warmup, challenge, approve, bake) or null"
-    if kind == "model_type":
-        return f"{path}: must be a mapping of settings, true (defaults) or false (skip)"
-    message = str(detail["msg"]).removeprefix("Value error, ")
-    return f"{path}: {message.replace('Input should be', 'must be')}"
-
-
-def _section_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
-    """The model whose keys are valid at `loc` in a spec (rollout, rollout.warmup, ...)."""
-    section: type[BaseModel] = DeploymentSpec
-    for part in loc:
-        fields = {info.alias or name: info for name, info in section.model_fields.items()}
-        info = fields.get(str(part))
-        options = (info.annotation, *get_args(info.annotation)) if info is not None else ()
-        models = [o for o in options if isinstance(o, type) and issubclass(o, BaseModel)]
-        if not models:
-            return None
-        section = models[0]
-    return section
-
-
-def _keys(section: type[BaseModel]) -> list[str]:
-    return [info.alias or name for name, info in section.model_fields.items()]
-
-
-def _load_yaml(text: str) -> object:
-    try:
-        data = yamltext.load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        problem = " ".join(str(getattr(error, "problem", None) or error).split())
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        raise BadRequest(f"the spec is not valid YAML: {where}{problem}") from None
-    if data is None:
-        raise BadRequest("the spec is empty; give at least `deployment` and `model`")
-    return data

@@ -6,14 +6,22 @@ starts; every section but `bake` is optional, and a section left out is a step s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
-from turnout import yamltext
 from turnout.errors import BadRequest
-from turnout.lifecycle.routing import SHARE_STEP
+from turnout.lifecycle import shares
+from turnout.lifecycle.specs import SpecKind
 from turnout.monitoring.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from turnout.types import JSON
 
@@ -21,8 +29,6 @@ LOWER_IS_BETTER = frozenset({"log_loss", "mae", "rmse"})
 """Quality metrics where a smaller value is the better model."""
 METRICS = frozenset(CLASSIFICATION_METRICS + REGRESSION_METRICS)
 HIGHER_IS_BETTER = METRICS - LOWER_IS_BETTER
-
-MAX_ERRORS_SHOWN = 5
 
 
 def _rate(value: float) -> float:
@@ -49,33 +55,19 @@ def _at_least_one(value: int) -> int:
     return value
 
 
-def _share(value: float) -> float:
-    if not 0.0 < value < 100.0:
-        raise ValueError(
-            f"must be between 0 and 100, not {value:g} (100% is the promote step itself)"
-        )
-    _check_share_step(value)
-    return value
+def _checked(problem: Callable[[float], str | None]) -> Callable[[float], float]:
+    def check(value: float) -> float:
+        found = problem(value)
+        if found is not None:
+            raise ValueError(found)
+        return value
+
+    return check
 
 
-def _shadow_share(value: float) -> float:
-    if not 0.0 < value <= 100.0:
-        raise ValueError(f"must be more than 0 and at most 100, not {value:g}")
-    _check_share_step(value)
-    return value
-
-
-def _mirror_share(value: float) -> float:
-    if not 0.0 <= value <= 100.0:
-        raise ValueError(f"must be between 0 (off) and 100, not {value:g}")
-    _check_share_step(value)
-    return value
-
-
-def _check_share_step(percent: float) -> None:
-    steps = percent / SHARE_STEP
-    if abs(steps - round(steps)) > 1e-6:
-        raise ValueError(f"traffic shares go in steps of {SHARE_STEP:g}%, not {percent:g}%")
+_share = _checked(shares.challenger_problem)
+_shadow_share = _checked(shares.shadow_problem)
+_mirror_share = _checked(shares.mirror_problem)
 
 
 Rate = Annotated[float, AfterValidator(_rate)]
@@ -302,34 +294,18 @@ class Plan(_Section):
 
     @classmethod
     def parse(cls, data: object) -> Plan:
-        """A plan from YAML text or from an already parsed mapping."""
-        return cls.from_yaml(data) if isinstance(data, str) else cls.from_dict(data)
+        """A plan from YAML text or from an already parsed mapping; every problem is
+        reported in one BadRequest."""
+        return PLAN_SPEC.parse(data)
 
     @classmethod
     def from_dict(cls, data: object) -> Plan:
         """Validate a parsed plan; every problem is reported in one BadRequest."""
-        if not isinstance(data, dict):
-            raise BadRequest(
-                "a plan must be a mapping of sections (validate, warmup, challenge, approve, "
-                f"bake), not {type(data).__name__}"
-            )
-        try:
-            return cls.model_validate(data)
-        except ValidationError as error:
-            raise plan_error(error) from None
+        return PLAN_SPEC.validate(data)
 
     @classmethod
     def from_yaml(cls, text: str) -> Plan:
-        try:
-            data = yamltext.load(text)
-        except yaml.YAMLError as error:
-            raise BadRequest(f"the plan is not valid YAML: {_yaml_problem(error)}") from None
-        if data is None:
-            raise BadRequest(
-                "the plan is empty; give at least one section, or none at all to use "
-                "the default plan"
-            )
-        return cls.from_dict(data)
+        return PLAN_SPEC.parse(text)
 
     def to_dict(self) -> dict[str, JSON]:
         return self.model_dump(mode="json", by_alias=True)
@@ -367,54 +343,16 @@ DEFAULT_PLAN = Plan(
 """Used when a rollout starts without a plan."""
 
 
+PLAN_SPEC = SpecKind(
+    model=Plan,
+    noun="plan",
+    short="plan",
+    keys="of sections (validate, warmup, challenge, approve, bake)",
+    root="plan",
+    empty="the plan is empty; give at least one section, or none at all to use the default plan",
+)
+
+
 def plan_error(error: ValidationError) -> BadRequest:
     """One readable message naming each problem's place in the plan."""
-    problems = [_problem(detail) for detail in error.errors()]
-    shown = problems[:MAX_ERRORS_SHOWN]
-    if len(problems) > len(shown):
-        shown.append(f"and {len(problems) - len(shown)} more")
-    return BadRequest("invalid plan: " + "; ".join(shown))
-
-
-def _problem(detail: Any) -> str:
-    loc = tuple(detail["loc"])
-    kind = detail["type"]
-    if kind == "extra_forbidden":
-        section = _SECTIONS.get(str(loc[0]) if len(loc) > 1 else "", Plan)
-        known = ", ".join(_field_names(section))
-        return f"{_path(loc)}: unknown key (known: {known})"
-    if kind == "missing":
-        return f"{_path(loc)}: required"
-    message = str(detail["msg"]).removeprefix("Value error, ")
-    message = message.replace("Input should be", "must be")
-    if kind == "model_type":
-        message = "must be a mapping of settings, true (defaults) or false (skip)"
-    return f"{_path(loc)}: {message}"
-
-
-def _yaml_problem(error: yaml.YAMLError) -> str:
-    mark = getattr(error, "problem_mark", None)
-    problem = getattr(error, "problem", None) or str(error)
-    if mark is None:
-        return " ".join(str(problem).split())
-    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
-
-
-def _path(loc: tuple[int | str, ...]) -> str:
-    text = "plan"
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return text
-
-
-def _field_names(model: type[BaseModel]) -> list[str]:
-    return [info.alias or name for name, info in model.model_fields.items()]
-
-
-_SECTIONS: dict[str, type[BaseModel]] = {
-    "": Plan,
-    "validate": ValidatePlan,
-    "warmup": WarmupPlan,
-    "challenge": ChallengePlan,
-    "bake": BakePlan,
-}
+    return PLAN_SPEC.error(error)

@@ -16,6 +16,7 @@ from datetime import timedelta
 import orjson
 
 from turnout.errors import BadRequest, Conflict, InvalidArtifact, TurnoutError
+from turnout.lifecycle import shares
 from turnout.lifecycle.deployments import MAX_TIMEOUT_MS, check_share
 from turnout.lifecycle.retire import check_routable
 from turnout.registry.service import Registry
@@ -26,8 +27,6 @@ from turnout.types import JSON
 
 WORKER_ALIVE_S = 5.0
 STICKY_SOURCES = ("header", "field")
-SHARE_STEP = 0.01
-"""Shares are split in 10,000 buckets (gateway/router.py): finer ones cannot be honoured."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -213,9 +212,7 @@ class Routing:
                 raise BadRequest(
                     f"version {version} is the champion; it cannot also be a challenger"
                 )
-            if not 0 < percent < 100:
-                raise BadRequest(f"challenger share for version {version} must be in (0, 100)")
-            _check_step(version, percent)
+            _check_share("challenger", version, shares.challenger_problem(percent))
         total = sum(config.challengers.values())
         if total >= 100:
             raise BadRequest(
@@ -226,9 +223,7 @@ class Routing:
                 raise BadRequest(f"version {version} is the champion; it cannot also be a shadow")
             if version in config.challengers:
                 raise BadRequest(f"version {version} cannot be both challenger and shadow")
-            if not 0 < percent <= 100:
-                raise BadRequest(f"shadow share for version {version} must be in (0, 100]")
-            _check_step(version, percent)
+            _check_share("shadow", version, shares.shadow_problem(percent))
 
     def _warm_up_here(self, record: VersionRecord) -> None:
         self.registry.load(record).warm()
@@ -334,12 +329,9 @@ def _describe(config: RoutingConfig, name: str) -> str:
     return f"payloads logged for {config.log_payloads:.0%} of requests"
 
 
-def _check_step(version: int, percent: float) -> None:
-    steps = percent / SHARE_STEP
-    if abs(steps - round(steps)) > 1e-6:
-        raise BadRequest(
-            f"share for version {version} is {percent:g}%; shares go in steps of {SHARE_STEP:g}%"
-        )
+def _check_share(role: str, version: int, problem: str | None) -> None:
+    if problem is not None:
+        raise BadRequest(f"{role} share for version {version}: {problem}")
 
 
 def _refused(worker: WorkerRecord, deployment: str, revision: int) -> bool:

@@ -6,7 +6,6 @@ registration baselines; the gateway only ever appends to the log.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from turnout.duration import parse_duration
 from turnout.errors import BadRequest
 from turnout.monitoring.actuals import ActualsReport, ingest
 from turnout.monitoring.drift import data_drift, prediction_drift
@@ -33,8 +33,8 @@ MAX_ACTUALS_PER_REQUEST = 100_000
 DRIFT_ROWS = 50_000
 """Most recent logged inputs per version that drift statistics are computed on."""
 
-_WINDOW = re.compile(r"^(\d{1,6})([smhd])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+MAX_WINDOW_S = 1000 * 365 * 86400.0
+"""Longer windows read as this long (everything logged, and no date before year 1)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,14 +51,11 @@ class Window:
         until = now or datetime.now(UTC)
         if text == "all":
             return cls(text, None, until)
-        match = _WINDOW.match(text)
-        if match is None or int(match.group(1)) == 0:
-            raise BadRequest(
-                f"invalid window {text!r}: use a number and a unit s, m, h or d "
-                "(e.g. 15m, 24h, 7d), or 'all'"
-            )
-        span = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-        return cls(text, until - span, until)
+        try:
+            seconds = parse_duration(text)
+        except ValueError as error:
+            raise BadRequest(f"invalid window {text!r}: {error} (or 'all')") from None
+        return cls(text, until - timedelta(seconds=min(seconds, MAX_WINDOW_S)), until)
 
     def to_dict(self) -> dict[str, JSON]:
         return {

@@ -24,10 +24,8 @@ on_success: rollout              # or `register`
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
-import yaml
 from croniter import croniter
 from pydantic import (
     AfterValidator,
@@ -35,33 +33,15 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from turnout import redact, yamltext
-from turnout.errors import BadRequest
+from turnout import redact
+from turnout.duration import Duration, parse_duration
 from turnout.lifecycle.plans import Count, Positive, Rate
+from turnout.lifecycle.specs import SpecKind
 from turnout.types import JSON
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
-_UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from a number or `90s` / `15m` / `6h` / `7d`."""
-    if isinstance(value, bool):
-        raise ValueError("must be a duration such as 30m, 6h or 7d, or seconds")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (match := _DURATION.match(value.lower())):
-        seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
-    else:
-        raise ValueError(f"must be a duration such as 30m, 6h or 7d, or seconds, not {value!r}")
-    if seconds <= 0:
-        raise ValueError(f"must be longer than 0, not {value!r}")
-    return seconds
 
 
 def _cron(value: str) -> str:
@@ -71,9 +51,6 @@ def _cron(value: str) -> str:
             "e.g. '0 3 * * *'; or @hourly, @daily, @weekly)"
         )
     return value
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class _Section(BaseModel):
@@ -180,20 +157,7 @@ class RetrainPolicy(_Section):
     def parse(cls, data: object) -> RetrainPolicy:
         """A policy from YAML text or an already parsed mapping; one BadRequest lists every
         problem with its place."""
-        if isinstance(data, str):
-            try:
-                data = yamltext.load(data)
-            except yaml.YAMLError as error:
-                raise BadRequest(f"the retrain policy is not valid YAML: {error}") from None
-        if not isinstance(data, dict):
-            raise BadRequest(
-                "a retrain policy must be a mapping (data, target, triggers, cooldown, timeout, "
-                f"holdout_fraction, min_rows, on_success, check_every), not {type(data).__name__}"
-            )
-        try:
-            return cls.model_validate(data)
-        except ValidationError as error:
-            raise policy_error(error) from None
+        return POLICY_SPEC.parse(data)
 
     def to_dict(self) -> dict[str, JSON]:
         return self.model_dump(mode="json", exclude_none=True)
@@ -206,18 +170,12 @@ def redacted(value: Any) -> Any:
     return redact.deep(value)
 
 
-def policy_error(error: ValidationError) -> BadRequest:
-    problems = []
-    for detail in error.errors()[:8]:
-        where = "policy" + "".join(
-            f"[{part}]" if isinstance(part, int) else f".{part}" for part in detail["loc"]
-        )
-        if detail["type"] == "extra_forbidden":
-            problems.append(f"{where}: unknown key")
-            continue
-        if detail["type"] == "missing":
-            problems.append(f"{where}: required")
-            continue
-        message = str(detail["msg"]).removeprefix("Value error, ")
-        problems.append(f"{where}: {message.replace('Input should be', 'must be')}")
-    return BadRequest("invalid retrain policy: " + "; ".join(problems))
+POLICY_SPEC = SpecKind(
+    model=RetrainPolicy,
+    noun="retrain policy",
+    short="retrain policy",
+    keys="(data, target, triggers, cooldown, timeout, holdout_fraction, min_rows, on_success, "
+    "check_every)",
+    root="policy",
+    sections="must be a mapping of settings",
+)
