@@ -11,6 +11,7 @@ import pytest
 from tests.store.test_metadata import register
 from turnout.errors import Conflict
 from turnout.lifecycle.retrain import ledger
+from turnout.lifecycle.rollouts import Rollouts
 from turnout.lifecycle.transitions import (
     JOB_MOVES,
     ROLLOUT_MOVES,
@@ -20,6 +21,7 @@ from turnout.lifecycle.transitions import (
 )
 from turnout.store import jobs as js
 from turnout.store import metadata as md
+from turnout.store import rollouts as rs
 from turnout.store.db import Database
 from turnout.store.records import (
     ACTIVE_JOB_STATES,
@@ -89,3 +91,15 @@ def test_the_ledger_refuses_to_end_a_finished_job_and_writes_nothing(db: Databas
         ledger.end(conn, done, JobState.FAILED, "too late")
     with db.read() as conn:
         assert js.get_job(conn, job.id).message == "registered m:2"
+
+
+def test_a_finished_rollout_is_not_moved_again_and_nothing_is_written(db: Database) -> None:
+    with db.write() as conn:
+        rollout = rs.insert_rollout(conn, deployment="d", version=2, plan={}, step="bake",
+                                    base_revision=1, actor="t")  # fmt: skip
+        done = Rollouts._write(conn, rollout, state=RolloutState.SUCCEEDED, reason="baked")
+    assert (done.state, done.active) == (RolloutState.SUCCEEDED, False)
+    with db.write() as conn, pytest.raises(IllegalTransition, match="from succeeded to aborted"):
+        Rollouts._write(conn, done, state=RolloutState.ABORTED, reason="too late")
+    with db.read() as conn:
+        assert rs.get_rollout(conn, rollout.id).reason == "baked"
