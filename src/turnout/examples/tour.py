@@ -77,7 +77,7 @@ def _lifecycle(tour: Tour, registered: list[int], n_requests: int) -> None:
     client = tour.client
     champion, challenger = registered
     try:
-        client.create_deployment(DEPLOYMENT, model=MODEL, version=champion, timeout_ms=200)
+        client.create_deployment(DEPLOYMENT, model=MODEL, version=champion, timeout_ms=1000)
         console.print(f"deployed {MODEL}:{champion} as [bold]{DEPLOYMENT}[/bold]")
     except ApiError as exc:
         if exc.status != 409:
