@@ -1,4 +1,4 @@
-"""Retrain jobs in the metadata DB, in SQLAlchemy Core.
+"""Jobs (retrain, batch scoring) in the metadata DB, in SQLAlchemy Core.
 
 At most one job per deployment is queued or running: `insert_job` checks it under a lock of
 the deployment's row, so two triggers (the controller's and a person's) never both start
@@ -62,7 +62,8 @@ def insert_job(
     running = active_job(conn, deployment)
     if running is not None:
         raise Conflict(
-            f"deployment {deployment!r} already has retrain job {running.id} {running.state}; "
+            f"deployment {deployment!r} already has {running.kind} job {running.id} "
+            f"{running.state}; "
             "one runs at a time"
         )
     result = conn.execute(
@@ -96,9 +97,13 @@ def active_job(conn: Connection, deployment: str) -> JobRecord | None:
     return _job(row) if row is not None else None
 
 
-def latest_job(conn: Connection, deployment: str) -> JobRecord | None:
+def latest_job(conn: Connection, deployment: str, kind: str = "retrain") -> JobRecord | None:
+    """The deployment's newest job of `kind` (a retrain's cooldown counts retrains only)."""
     row = conn.execute(
-        _query().where(t.deployments.c.name == deployment).order_by(t.jobs.c.id.desc())
+        _query()
+        .where(t.deployments.c.name == deployment)
+        .where(t.jobs.c.kind == kind)
+        .order_by(t.jobs.c.id.desc())
     ).first()
     return _job(row) if row is not None else None
 

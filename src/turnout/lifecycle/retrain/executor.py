@@ -1,8 +1,10 @@
-"""Where retrain jobs run, and the supervision pass that starts, watches and stops them.
+"""Where jobs (retrain and batch scoring) run, and the supervision pass that starts, watches
+and stops them.
 
-A job runs in its own process (`python -m turnout.lifecycle.retrain.job ID`), never in a
-serving or controller process. `Executor` is the seam for running jobs elsewhere (a Ray or
-Kubernetes executor implements the same methods); `LocalExecutor` runs them on this machine.
+A job of any kind runs in its own process (`python -m turnout.lifecycle.retrain.job ID`,
+which picks the job's kind), never in a serving or controller process. `Executor` is the seam
+for running jobs elsewhere (a Ray or Kubernetes executor implements the same methods);
+`LocalExecutor` runs them on this machine.
 `supervise` is one pass of the controller over the active jobs.
 """
 

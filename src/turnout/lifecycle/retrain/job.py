@@ -1,25 +1,20 @@
-"""The retrain job process: `python -m turnout.lifecycle.retrain.job JOB_ID`.
+"""The job process: `python -m turnout.lifecycle.retrain.job JOB_ID` runs a retrain job
+(here) or a batch scoring job (`lifecycle.batch`), as the job's `kind` says.
 
-It fits the parent version's pipeline, with the parent's params, on fresh rows, scores the
-new model and its parent on the newest rows held out, and registers the new version as its
-very last step, so a job that fails or is stopped changes nothing in production. Its stdout
-is the job's log; its progress and outcome go to the job's row.
+A retrain job fits the parent version's pipeline, with the parent's params, on fresh rows,
+scores the new model and its parent on the newest rows held out, and registers the new
+version as its very last step, so a job that fails or is stopped changes nothing in
+production. Its stdout is the job's log; its progress and outcome go to the job's row.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import tempfile
-import threading
 import time
-import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import joblib
@@ -30,10 +25,20 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from turnout.errors import Conflict, TurnoutError
-from turnout.lifecycle.retrain import ledger
+from turnout.errors import TurnoutError
+from turnout.lifecycle.batch import BATCH_KIND, BatchJob
 from turnout.lifecycle.retrain.data import TrainingData, load_training_data
 from turnout.lifecycle.retrain.policy import DataSource
+from turnout.lifecycle.retrain.process import (
+    STOPPED_EXIT_CODE,
+    JobFailed,
+    JobProcess,
+    JobStopped,
+    blame,
+    claim,
+    one_line,
+    say,
+)
 from turnout.lifecycle.retrain.spec import JobSpec
 from turnout.lifecycle.sources import DataAccess
 from turnout.monitoring.metrics import classification_metrics, regression_metrics
@@ -45,23 +50,8 @@ from turnout.registry.signature import Signature
 from turnout.settings import Settings
 from turnout.store.artifacts import open_artifact_store
 from turnout.store.db import Database
-from turnout.store.jobs import get_job
-from turnout.store.records import JobRecord, JobState, VersionRecord
+from turnout.store.records import JobRecord, VersionRecord
 from turnout.types import JSON
-
-HEARTBEAT_S = 5.0
-STOPPED_EXIT_CODE = 128 + signal.SIGTERM
-MAX_MESSAGE_CHARS = 500
-
-
-class JobFailed(TurnoutError):
-    """Why the job failed, in the one line its message shows."""
-
-
-class JobStopped(BaseException):
-    """SIGTERM, or the job is no longer running in the DB: leave at once and write nothing
-    (whoever stopped it records why). Not an Exception, so a pipeline cannot swallow it."""
-
 
 # -- saving the fitted model in the parent's flavor ----------------------------------------
 
@@ -152,27 +142,6 @@ def scores(
     return {k: float(v["value"]) for k, v in report.items() if isinstance(v, dict)}
 
 
-@contextmanager
-def _blame(what: str) -> Iterator[None]:
-    """Turn anything but a turnout error into JobFailed("{what} TypeName: text")."""
-    try:
-        yield
-    except TurnoutError:
-        raise
-    except Exception as exc:
-        raise JobFailed(f"{what} {type(exc).__name__}: {exc}") from exc
-
-
-def one_line(exc: BaseException) -> str:
-    text = exc.message if isinstance(exc, TurnoutError) else f"{type(exc).__name__}: {exc}"
-    return " ".join(text.split())[:MAX_MESSAGE_CHARS]
-
-
-def say(text: str) -> None:
-    """One line of the job's log."""
-    print(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} {text}", flush=True)
-
-
 def _summary(metrics: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()) or "no scores"
 
@@ -180,8 +149,8 @@ def _summary(metrics: dict[str, float]) -> str:
 # -- the job -------------------------------------------------------------------------------
 
 
-class RetrainJob:
-    """One claimed (running) job in this process: its stages, heartbeat and outcome."""
+class RetrainJob(JobProcess):
+    """A claimed retrain job: fit, evaluate, register as the very last step."""
 
     def __init__(
         self,
@@ -192,49 +161,19 @@ class RetrainJob:
         log_root: Path,
         access: DataAccess,
     ) -> None:
-        self.job = job
+        super().__init__(job, db=registry.db)
         self.access = access
         """Where the job may read training data from (the server's configured roots)."""
         self.spec = JobSpec.from_dict(job.spec)
         self.registry = registry
-        self.db = registry.db
         self.work_dir = work_dir
         self.log_root = log_root
         """The prediction log, for a data source of logged traffic."""
-        self.registering = False
-        """While set, SIGTERM waits: the registration and the final write run to the end."""
-        self._beating = threading.Event()
-        self._turn = threading.Lock()
-        """Held while the heartbeat acts on a cancel, and while registration begins."""
 
-    def execute(self) -> int:
-        """Run the job and record its outcome; the process's exit code."""
-        signal.signal(signal.SIGTERM, self._on_sigterm)
-        heartbeat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
-        heartbeat.start()
-        try:
-            record = self.run()
-        except JobStopped as stop:
-            say(f"stopped: {stop}")
-            return STOPPED_EXIT_CODE
-        except Exception as exc:
-            failure: Exception | None = exc
-        else:
-            failure = None
-        finally:  # before the last write, so that no beat sees the job end and signals us
-            self._beating.set()
-            heartbeat.join(timeout=HEARTBEAT_S)
-        if failure is None:
-            say(f"succeeded: registered {record.ref}")
-            return 0
-        if failure.__cause__ is not None or not isinstance(failure, TurnoutError):
-            traceback.print_exception(failure, file=sys.stdout)
-        message = one_line(failure)
-        say(f"failed: {message}")
-        self._fail(message)
-        return 1
+    def run(self) -> str:
+        return f"registered {self.register().ref}"
 
-    def run(self) -> VersionRecord:
+    def register(self) -> VersionRecord:
         spec = self.spec
         if spec.flavor not in SAVERS:
             raise JobFailed(_not_retrainable(spec.flavor))
@@ -244,7 +183,7 @@ class RetrainJob:
             f"(trigger {self.job.trigger}) on {self.job.host}, pid {os.getpid()}"
         )
         self.stage(0.05, "loading data")
-        with _blame("loading the training data failed:"):
+        with blame("loading the training data failed:"):
             data = load_training_data(
                 DataSource.model_validate(spec.data),
                 columns=list(spec.columns),
@@ -261,15 +200,15 @@ class RetrainJob:
             )
         train, holdout = split(data.frame, spec.holdout_fraction)
         self.stage(0.2, f"training on {len(train)} rows ({len(holdout)} held out)")
-        with _blame("loading the pipeline failed:"):
+        with blame("loading the pipeline failed:"):
             fit = load_pipeline(spec.pipeline, self.registry.artifacts, self.work_dir)
         started = time.monotonic()
         frame = train.copy()
         frame.attrs["target"] = spec.target  # the pipeline's way to find the label column
-        with _blame("the pipeline raised"):
+        with blame("the pipeline raised"):
             fitted = fit(frame, dict(spec.params))
         say(f"the pipeline returned {type(fitted).__name__} in {time.monotonic() - started:.1f} s")
-        with _blame("saving the fitted model failed:"):
+        with blame("saving the fitted model failed:"):
             path = save_model(
                 fitted,
                 spec.flavor,
@@ -285,10 +224,8 @@ class RetrainJob:
         train.to_parquet(table, index=False)
         rows = {"train": len(train), "holdout": len(holdout)}
         new = self.new_version(path, table, parent, data, rows, parent_metrics, metrics)
-        with self._turn:  # from here on a cancel is too late: the job runs to its end
-            self.stage(0.9, "registering")
-            self.registering = True
-        with _blame("registering the new version failed:"):
+        self.last_step(0.9, "registering")
+        with blame("registering the new version failed:"):
             record = self.registry.register(new)
         result: dict[str, JSON] = {
             "version": record.version,
@@ -297,7 +234,7 @@ class RetrainJob:
             "metrics": metrics,
             "parent_metrics": parent_metrics,
         }
-        self._succeed(record, result)
+        self.succeed(f"registered {record.ref}", result)
         return record
 
     def evaluate(
@@ -307,7 +244,7 @@ class RetrainJob:
         answer; the parent's scores are left out (with a log line) if it cannot."""
         features, actual = holdout[list(self.spec.columns)], holdout[self.spec.target]
         classes = Signature.from_dict(parent.signature).classes
-        with _blame("the new model failed on the held-out rows:"):
+        with blame("the new model failed on the held-out rows:"):
             model = get_flavor(self.spec.flavor).load(path)
             answer = model.predict(features if model.wants_frame else features.to_numpy())
             own = model.facts().classes or classes
@@ -359,71 +296,6 @@ class RetrainJob:
             actor=f"job:{job.id}",
         )
 
-    # -- the job's row -----------------------------------------------------------------------
-
-    def stage(self, progress: float, message: str) -> None:
-        """Record the stage, or end here if the job was ended or a cancel was asked for."""
-        say(message)
-        try:
-            with self.db.write() as conn:
-                self.job = ledger.stage(conn, self.job, progress=progress, message=message)
-        except Conflict:
-            raise JobStopped(f"job {self.job.id} is no longer running") from None
-        if not self.job.active:
-            raise JobStopped(self.job.message)
-
-    def _succeed(self, record: VersionRecord, result: dict[str, JSON]) -> None:
-        try:
-            with self.db.write() as conn:
-                ledger.succeed(conn, self.job, message=f"registered {record.ref}", result=result)
-        except Conflict:
-            say(f"registered {record.ref}, but the job was ended meanwhile")
-
-    def _fail(self, message: str) -> None:
-        try:
-            with self.db.write() as conn:
-                ledger.end(conn, self.job, JobState.FAILED, message)
-        except Conflict:
-            pass  # the supervisor ended it first (cancelled, timed out): its reason stands
-        except TurnoutError as exc:
-            say(f"could not record the failure: {exc.message}")
-
-    def _heartbeat(self) -> None:
-        """Stamp `heartbeat_at`; stop this process when the job was ended elsewhere, and
-        honour a cancel request itself (a supervisor on another host cannot signal us)."""
-        while not self._beating.wait(HEARTBEAT_S):
-            try:
-                with self._turn, self.db.write() as conn:
-                    job = get_job(conn, self.job.id)
-                    over = job.state != JobState.RUNNING
-                    if not over and job.cancel_requested and not self.registering:
-                        ledger.end(conn, job, JobState.CANCELLED, ledger.CANCELLED_BY_REQUEST)
-                        over = True
-                    elif not over:
-                        ledger.beat(conn, job)
-            except TurnoutError as exc:  # a DB hiccup: the next beat tries again
-                say(f"heartbeat: {exc.message}")
-                continue
-            if over:
-                os.kill(os.getpid(), signal.SIGTERM)
-                return
-
-    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
-        if not self.registering:
-            raise JobStopped("SIGTERM")
-
-
-def claim(db: Database, job_id: int) -> JobRecord | None:
-    """Mark the job running by this process, if it is still queued."""
-    try:
-        with db.write() as conn:
-            job = get_job(conn, job_id)
-            if job.state != JobState.QUEUED:
-                return None
-            return ledger.claim(conn, job)
-    except Conflict:
-        return None
-
 
 def run_job(job_id: int, settings: Settings) -> int:
     db = Database.from_url(settings.db_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
@@ -441,16 +313,19 @@ def run_job(job_id: int, settings: Settings) -> int:
                 work_dir=Path(work) / "load",
                 allow_pickle=settings.allow_pickle,
             )
-            run = RetrainJob(
-                job,
-                registry=registry,
-                work_dir=Path(work),
-                log_root=settings.log_root,
-                access=DataAccess.from_settings(settings),
-            )
-            return run.execute()
+            return _process(job, registry, Path(work), settings).execute()
     finally:
         db.dispose()
+
+
+def _process(job: JobRecord, registry: Registry, work: Path, settings: Settings) -> JobProcess:
+    """The job's kind of process."""
+    access = DataAccess.from_settings(settings)
+    if job.kind == BATCH_KIND:
+        return BatchJob(job, registry=registry, log_root=settings.log_root, access=access)
+    return RetrainJob(
+        job, registry=registry, work_dir=work, log_root=settings.log_root, access=access
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

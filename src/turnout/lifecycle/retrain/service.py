@@ -16,10 +16,12 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from turnout import redact
 from turnout.errors import BadRequest, Conflict, NotFound, TurnoutError
+from turnout.lifecycle import batch
 from turnout.lifecycle.retrain import ledger, triggers
 from turnout.lifecycle.retrain.data import check_source
 from turnout.lifecycle.retrain.executor import Executor, supervise
@@ -208,6 +210,75 @@ class Retraining:
                      detail={"job": job_id})  # fmt: skip
         return job
 
+    # -- batch scoring ----------------------------------------------------------------------
+
+    def batch(
+        self,
+        deployment: str,
+        *,
+        actor: str,
+        input: str | None,
+        version: int | None = None,
+        chunk_rows: int | None = None,
+        resume: int | None = None,
+    ) -> JobRecord:
+        """Queue a batch scoring job of `input` (a server path) with the champion, or
+        `version`; with `resume`, continue that earlier batch job where it stopped."""
+        with self.db.read() as conn:
+            record = md.get_deployment(conn, deployment)
+            revision = md.get_revision(conn, record, record.active_revision)
+            earlier = js.get_job(conn, resume) if resume is not None else None
+        if earlier is not None:
+            asked = {"input": input, "version": version, "chunk_rows": chunk_rows}
+            spec = batch.resumed_spec(earlier, deployment, asked)
+        else:
+            if not input:
+                raise BadRequest("name the input to score (a CSV/Parquet file, folder or glob)")
+            chosen = self.registry.get_version(
+                record.model, version if version is not None else revision.config.champion
+            )
+            spec = batch.BatchSpec(
+                deployment=deployment,
+                model=chosen.model,
+                version=chosen.version,
+                revision=revision.revision,
+                input=input,
+                chunk_rows=batch.check_chunk_rows(chunk_rows or batch.CHUNK_ROWS),
+                log_payloads=revision.config.log_payloads,
+            )
+        signature = Signature.from_dict(
+            self.registry.get_version(spec.model, spec.version).signature
+        )
+        batch.check_input(spec.input, signature, self.access)
+        with self.db.write() as conn:
+            job = ledger.create(
+                conn,
+                kind=batch.BATCH_KIND,
+                deployment=deployment,
+                model=spec.model,
+                parent_version=spec.version,
+                trigger="manual" if resume is None else "resume",
+                trigger_detail={} if resume is None else {"resumes": resume},
+                spec=spec.to_dict(),
+                actor=actor,
+            )
+            md.audit(conn, actor=actor, action="batch.start", target=deployment,
+                     detail={"job": job.id, "version": spec.version,
+                             "resumes": resume})  # fmt: skip
+        self._notify(job, "queued")
+        return job
+
+    def batch_output(self, job_id: int) -> list[Path]:
+        """The part files of a batch job's output, in row order."""
+        job = self.job(job_id)
+        if job.kind != batch.BATCH_KIND:
+            raise BadRequest(f"job {job_id} is a {job.kind} job; only batch jobs have output")
+        if "output" not in job.result:
+            raise Conflict(
+                f"batch job {job_id} is {job.state}; its output is ready once it succeeded"
+            )
+        return batch.output_parts(str(job.result["output"]), self.access)
+
     # -- the controller's look --------------------------------------------------------------
 
     def tick(self, now: datetime | None = None) -> None:
@@ -311,7 +382,11 @@ class Retraining:
         with self.db.read() as conn:
             done = js.list_jobs(conn, states=(JobState.SUCCEEDED,), limit=50)
         for job in done:
-            if "handoff" in job.result or job.result.get("version") is None:
+            if (
+                job.kind != "retrain"
+                or "handoff" in job.result
+                or job.result.get("version") is None
+            ):
                 continue
             try:
                 handoff = self._start_rollout(job)
@@ -359,7 +434,7 @@ class Retraining:
 
     def _notify(self, job: JobRecord, kind: str, detail: dict[str, JSON] | None = None) -> None:
         self.notify(redacted({
-            "deployment": job.deployment, "job": job.id, "kind": f"retrain.{kind}",
+            "deployment": job.deployment, "job": job.id, "kind": f"{job.kind}.{kind}",
             "trigger": job.trigger, "parent_version": job.parent_version,
             "detail": detail if detail is not None else {"message": job.message,
                                                          "result": job.result},
