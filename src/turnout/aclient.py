@@ -20,7 +20,7 @@ from turnout import calls, management, registration
 from turnout.calls import Call, InferResult, Inputs, OipRequest, ServerUnreachable, Steps
 from turnout.client import connection
 from turnout.errors import TurnoutError
-from turnout.management import DeploymentOptions, Routing
+from turnout.management import BatchOptions, DeploymentOptions, Routing
 from turnout.registration import Registration
 from turnout.types import JSON
 
@@ -220,3 +220,33 @@ class AsyncClient:
         contents = await asyncio.to_thread(lambda: [(f.name, f.read_bytes()) for f in files])
         handles = [(name, io.BytesIO(data)) for name, data in contents]
         return await self._send(management.upload_data(handles))
+
+    # -- batch scoring ----------------------------------------------------------------------
+
+    async def batch(
+        self, deployment: str, *, input: str | None = None, **options: Unpack[BatchOptions]
+    ) -> JSON:
+        """As `Client.batch`."""
+        return await self._send(management.batch(deployment, input=input, options=options))
+
+    async def download_batch_output(self, job_id: int, path: str | Path) -> Path:
+        """As `Client.download_batch_output`; the file is written in a thread."""
+        call = management.batch_output(job_id)
+        target = Path(path).expanduser()
+        partial = management.partial_path(target)
+        try:
+            async with self._http.stream(call.method, call.path) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    calls.raise_for_error(response)
+                out = await asyncio.to_thread(partial.open, "wb")
+                try:
+                    async for data in response.aiter_bytes():
+                        await asyncio.to_thread(out.write, data)
+                finally:
+                    await asyncio.to_thread(out.close)
+        except httpx.TransportError as exc:
+            partial.unlink(missing_ok=True)
+            raise calls.unreachable(self.url, exc) from exc
+        await asyncio.to_thread(partial.replace, target)
+        return target

@@ -26,7 +26,13 @@ from turnout.calls import (
     Steps,
 )
 from turnout.errors import TurnoutError
-from turnout.management import AuditQuery, DeploymentOptions, Routing, TokenOptions
+from turnout.management import (
+    AuditQuery,
+    BatchOptions,
+    DeploymentOptions,
+    Routing,
+    TokenOptions,
+)
 from turnout.registration import Registration
 from turnout.settings import Settings
 from turnout.types import JSON
@@ -361,6 +367,35 @@ class Client:
 
     def cancel_job(self, job_id: int) -> JSON:
         return self._send(management.cancel_job(job_id))
+
+    # -- batch scoring ----------------------------------------------------------------------
+
+    def batch(
+        self, deployment: str, *, input: str | None = None, **options: Unpack[BatchOptions]
+    ) -> JSON:
+        """Queue a batch scoring job of `input`, a CSV/Parquet file, folder or glob on the
+        server (send your own files with `upload_data` first); returns the job."""
+        return self._send(management.batch(deployment, input=input, options=options))
+
+    def download_batch_output(self, job_id: int, path: str | Path) -> Path:
+        """Save a succeeded batch job's output as one Parquet file at `path` (streamed; the
+        file appears only once whole)."""
+        call = management.batch_output(job_id)
+        target = Path(path).expanduser()
+        partial = management.partial_path(target)
+        try:
+            with self._http.stream(call.method, call.path) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    calls.raise_for_error(response)
+                with partial.open("wb") as out:
+                    for data in response.iter_bytes():
+                        out.write(data)
+        except httpx.TransportError as exc:
+            partial.unlink(missing_ok=True)
+            raise calls.unreachable(self.url, exc) from exc
+        partial.replace(target)
+        return target
 
     # -- tokens and audit -------------------------------------------------------------------
 

@@ -216,6 +216,33 @@ def cancel_job(job_id: int) -> Call:
     return Call("POST", f"/api/v1/jobs/{job_id}/cancel")
 
 
+# -- batch scoring -------------------------------------------------------------------------
+
+
+class BatchOptions(TypedDict, total=False):
+    """`version` to score with (the champion when absent), `chunk_rows` per chunk, and
+    `resume`: an earlier batch job to continue (its input, version and chunks are kept)."""
+
+    version: int | None
+    chunk_rows: int | None
+    resume: int | None
+
+
+def batch(deployment: str, *, input: str | None, options: BatchOptions) -> Call:
+    body = _given({"input": input, **options})
+    return Call("POST", f"/api/v1/deployments/{deployment}/batch", json=body)
+
+
+def batch_output(job_id: int) -> Call:
+    """A batch job's output as one Parquet file; sent streaming, saved by the client."""
+    return Call("GET", f"/api/v1/jobs/{job_id}/output")
+
+
+def partial_path(path: Path) -> Path:
+    """Where a download is written until it is whole, beside its destination."""
+    return path.with_name(f".{path.name}.part")
+
+
 # -- tokens and audit ----------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ from turnout import __version__
 from turnout.api import (
     apply,
     audit,
+    batch,
     data,
     deployments,
     models,
@@ -58,6 +59,7 @@ def create_api(svc: Services, *, fleet: FleetCollector | None = None) -> FastAPI
         monitoring.router,
         rollouts.router,
         retrain.router,
+        batch.router,
         tokens.router,
         audit.router,
         retire.router,

@@ -9,6 +9,7 @@ import typer
 from turnout.cli import (
     apply,
     audit,
+    batch,
     deployments,
     models,
     monitoring,
@@ -45,6 +46,7 @@ app.add_typer(rollouts.app, name="rollout")
 app.command()(retrain.retrain)
 app.add_typer(retrain.policy_app, name="retrain-policy")
 app.add_typer(retrain.jobs_app, name="jobs")
+app.command()(batch.batch)
 
 
 def main() -> None:

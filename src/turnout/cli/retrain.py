@@ -11,6 +11,7 @@ import orjson
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from turnout.cli.batch import summary as batch_summary
 from turnout.cli.output import JsonOption, console, errors, pairs, print_json, table
 from turnout.client import Client
 from turnout.management import data_files
@@ -19,7 +20,9 @@ policy_app = typer.Typer(
     help="Set, show or clear when and how a deployment's champion is retrained.",
     no_args_is_help=True,
 )
-jobs_app = typer.Typer(help="Follow retrain jobs: list, show, logs, cancel.", no_args_is_help=True)
+jobs_app = typer.Typer(
+    help="Follow retrain and batch jobs: list, show, logs, output, cancel.", no_args_is_help=True
+)
 
 FINISHED = ("succeeded", "failed", "cancelled")
 HANDOFF_WAIT_S = 15.0
@@ -209,42 +212,33 @@ def list_jobs(
     limit: int = typer.Option(50, help="At most this many, newest first."),
     json: bool = JsonOption,
 ) -> None:
-    """Retrain jobs, newest first."""
+    """Retrain and batch jobs, newest first."""
     with Client() as client:
         jobs = client.jobs(deployment=deployment, state=state, limit=limit)
     if json:
         print_json(jobs)
         return
     rows = [
-        (j["id"], j["deployment"], f"{j['model']}:{j['parent_version']}", j["trigger"],
-         j["state"], f"{100 * j['progress']:.0f}%", (j.get("result") or {}).get("version"),
-         j["message"], j["created_at"][:19])
+        (j["id"], j.get("kind", "retrain"), j["deployment"], f"{j['model']}:{j['parent_version']}",
+         j["trigger"], j["state"], f"{100 * j['progress']:.0f}%",
+         (j.get("result") or {}).get("version"), j["message"], j["created_at"][:19])
         for j in jobs
     ]  # fmt: skip
-    table(
-        "jobs",
-        [
-            "id",
-            "deployment",
-            "retrains",
-            "trigger",
-            "state",
-            "progress",
-            "new version",
-            "message",
-            "created",
-        ],
-        rows,
-    )
+    columns = ["id", "kind", "deployment", "version", "trigger", "state", "progress"]
+    table("jobs", [*columns, "new version", "message", "created"], rows)
 
 
 @jobs_app.command("show")
 def show_job(job_id: int = typer.Argument(..., help="Job id."), json: bool = JsonOption) -> None:
-    """One job: state, progress, trigger, the new version, data fingerprint, metrics."""
+    """One job: state, progress, trigger, the new version, data fingerprint, metrics (a
+    batch job: rows scored and where its output is)."""
     with Client() as client:
         job = client.job(job_id)
     if json:
         print_json(job)
+        return
+    if job.get("kind") == "batch":
+        batch_summary(job, None)
         return
     _summary(job)
 
@@ -270,6 +264,17 @@ def job_logs(
             text = client.job_logs(job_id)
             if text.startswith(shown):
                 typer.echo(text[len(shown) :], nl=False)
+
+
+@jobs_app.command("output")
+def job_output(
+    job_id: int = typer.Argument(..., help="Batch job id."),
+    path: Path = typer.Argument(..., help="Where to save the scored rows (a Parquet file)."),
+) -> None:
+    """Download a succeeded batch job's output as one Parquet file."""
+    with Client() as client:
+        saved = client.download_batch_output(job_id, path)
+    console.print(f"batch job {job_id}: output saved to {saved}", highlight=False)
 
 
 @jobs_app.command("cancel")
