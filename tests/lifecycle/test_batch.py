@@ -121,6 +121,10 @@ def test_scoring_a_relative_csv_gives_the_models_answers_and_actuals_grade_them(
     assert graded.returncode == 0, graded.stderr
     report = orjson.loads(graded.stdout)
     assert (report["accepted"], report["unknown"], report["rejected"]) == (250, [], [])
+    with server.client() as client:
+        groups = client.metrics("batch-prod")["groups"]
+    batch = next(g for g in groups if g["role"] == "batch")
+    assert (batch["requests"], batch["actuals"], batch["accuracy"]) == (250, 250, 1.0)
 
     listed = turnout(server, "jobs", "list", "--deployment", "batch-prod", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
@@ -151,10 +155,13 @@ def test_a_killed_batch_job_resumes_and_every_row_is_scored_and_logged_once(
     assert len(logged(server, "resume-prod")) < 3000
 
     done = turnout(server, "batch", "resume-prod", "--resume", str(job["id"]),
-                   "--output", "scored.parquet", "--wait", "--json", cwd=tmp_path)  # fmt: skip
+                   "--output", "scored.parquet", "--wait", cwd=tmp_path)  # fmt: skip
 
     assert done.returncode == 0, done.stderr
-    resumed = orjson.loads(done.stdout)
+    assert "succeeded" in done.stdout
+    with server.client() as client:
+        resumed = client.jobs(deployment="resume-prod")[0]
+    assert (resumed["trigger"], resumed["trigger_detail"]) == ("resume", {"resumes": job["id"]})
     assert resumed["result"]["resumed_chunks"] > 0
     assert resumed["result"]["output"] == str(server.home / "data" / "batch" / str(job["id"]))
     scored = pd.read_parquet(tmp_path / "scored.parquet")

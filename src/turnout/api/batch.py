@@ -18,6 +18,9 @@ from turnout.types import JSON
 
 router = APIRouter(tags=["batch"])
 
+MAX_ID = 2**31 - 1
+"""Versions and job ids are 32-bit in the metadata DB."""
+
 
 class StartBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -28,11 +31,14 @@ class StartBatch(BaseModel):
         "(upload your own files with POST /api/v1/data first). Optional with `resume`.",
     )
     version: int | None = Field(
-        default=None, description="Score with this version, not the champion."
+        default=None, ge=1, le=MAX_ID, description="Score with this version, not the champion."
     )
     chunk_rows: int | None = Field(default=None, ge=1, le=MAX_CHUNK_ROWS)
     resume: int | None = Field(
-        default=None, description="An earlier batch job to continue: its finished chunks are kept."
+        default=None,
+        ge=1,
+        le=MAX_ID,
+        description="An earlier batch job to continue: its finished chunks are kept.",
     )
 
 

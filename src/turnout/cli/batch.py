@@ -78,14 +78,14 @@ def follow(client: Client, job_id: int, *, quiet: bool) -> Any:
     with Progress(
         TextColumn("batch job {task.fields[job]}"),
         BarColumn(),
-        TextColumn("{task.completed:,.0f}/{task.total:,.0f} rows"),
+        TextColumn("{task.fields[rows]}"),
         TextColumn("{task.fields[speed]}"),
         TimeElapsedColumn(),
         console=errors,
         disable=quiet,
         transient=True,
     ) as progress:
-        task = progress.add_task("", total=None, job=job_id, speed="")
+        task = progress.add_task("", total=None, job=job_id, rows="queued", speed="")
         first: tuple[float, int] | None = None
         while True:
             job = client.job(job_id)
@@ -96,7 +96,8 @@ def follow(client: Client, job_id: int, *, quiet: bool) -> Any:
                 first = first or (now, done)
                 elapsed = now - first[0]
                 speed = f"{(done - first[1]) / elapsed:,.0f} rows/s" if elapsed > 0 else ""
-                progress.update(task, completed=done, total=total, speed=speed)
+                rows = f"{done:,}/{total:,} rows"
+                progress.update(task, completed=done, total=total, rows=rows, speed=speed)
             if job["state"] in ("succeeded", "failed", "cancelled"):
                 return job
             time.sleep(POLL_S)

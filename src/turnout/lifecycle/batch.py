@@ -44,6 +44,7 @@ CHUNK_ROWS = 10_000
 MAX_CHUNK_ROWS = 1_000_000
 TIMEOUT_S = 24 * 3600.0
 """A batch job running longer than this is stopped (the supervisor's timeout)."""
+MAX_PATH_CHARS = 4096
 OUTPUT_COLUMNS = ("prediction", "probabilities", "prediction_id")
 MANIFEST = "_batch.json"
 """What the first run of a batch read (files, sizes, chunk size): a resumed run must read
@@ -87,7 +88,7 @@ class BatchSpec:
 def check_input(location: str, signature: Signature, access: DataAccess | None) -> None:
     """Refuse an input the server may not read, that does not exist, or whose files lack
     one of the model's input columns; before any job is created."""
-    if location.startswith("s3://") or "://" in location:
+    if "://" in location or "\x00" in location or len(location) > MAX_PATH_CHARS:
         raise BadRequest("batch input must be a CSV/Parquet file, folder or glob on the server")
     if access is not None:
         access.check_path(location, what="the batch input")
@@ -275,10 +276,12 @@ class BatchJob(JobProcess):
         self.log_root = log_root
         self.access = access
         self.lineage = self.spec.lineage(job.id)
-        self.folder = output_folder(access, self.lineage)
+        self.folder = Path()
+        """The output folder, once `run` found the data root."""
 
     def run(self) -> str:
         spec = self.spec
+        self.folder = output_folder(self.access, self.lineage)
         record = self.registry.get_version(spec.model, spec.version)
         say(
             f"job {self.job.id}: batch scoring {spec.input} with {record.ref} for deployment "
