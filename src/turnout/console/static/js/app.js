@@ -68,8 +68,14 @@ function show() {
   }
   replace(main, h("p", { className: "muted" }, "Loading…"));
   current = view.mount(main, { session, confirmAction, setStatus }, params);
+  const what = params.name || (params.id ? `job ${params.id}` : document.getElementById(navId).textContent);
+  document.title = `${what} · turnout`;
+  if (navigated) main.focus({ preventScroll: true }); // screen readers start at the new page
+  navigated = true;
   poll(generation);
 }
+
+let navigated = false;
 
 let session = null;
 
