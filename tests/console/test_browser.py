@@ -240,7 +240,7 @@ def test_models_and_jobs_pages(site: Site) -> None:
     assert "accuracy" in versions.text
     site.shot("model")
     site.open("/jobs")
-    eventually(lambda: "No retrain jobs" in text_of(site.driver, "table#jobs"), "no jobs table")
+    eventually(lambda: "No jobs" in text_of(site.driver, "table#jobs"), "no jobs table")
 
 
 def test_the_view_code(site: Site) -> None:

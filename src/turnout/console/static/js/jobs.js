@@ -1,4 +1,5 @@
-// Retrain jobs: the list, and one job with its log, followed while it runs.
+// Jobs (retrains and batch scoring): the list, and one job with its log, followed while it
+// runs.
 
 import { api, enc, request } from "./api.js";
 import { badge, fmtTime, h, replace } from "./dom.js";
@@ -7,16 +8,17 @@ const KIND = { succeeded: "ok", failed: "bad", cancelled: "warn", running: "ok",
 
 function listView(main) {
   const body = h("tbody");
-  replace(main, h("h1", {}, "Retrain jobs"), h("table", { id: "jobs" }, h("thead", {}, h("tr", {},
-    ["Job", "Deployment", "State", "Trigger", "Started", "Message"].map((t) => h("th", { scope: "col" }, t)))), body));
+  replace(main, h("h1", {}, "Jobs"), h("table", { id: "jobs" }, h("thead", {}, h("tr", {},
+    ["Job", "Kind", "Deployment", "State", "Trigger", "Started", "Message"].map((t) => h("th", { scope: "col" }, t)))), body));
   return {
     interval_ms: 5000,
     async refresh() {
       const jobs = await api("/jobs?limit=100");
       replace(body, jobs.length ? jobs.map((j) => h("tr", {},
-        h("th", { scope: "row" }, h("a", { href: `#/jobs/${j.id}` }, `#${j.id}`)), h("td", {}, j.deployment || j.model),
+        h("th", { scope: "row" }, h("a", { href: `#/jobs/${j.id}` }, `#${j.id}`)), h("td", {}, j.kind || "retrain"),
+        h("td", {}, j.deployment || j.model),
         h("td", {}, badge(j.state, KIND[j.state] || "")), h("td", {}, j.trigger), h("td", {}, fmtTime(j.started_at || j.created_at)),
-        h("td", {}, j.message || ""))) : h("tr", {}, h("td", { colspan: 6, className: "muted" }, "No retrain jobs.")));
+        h("td", {}, j.message || ""))) : h("tr", {}, h("td", { colspan: 7, className: "muted" }, "No jobs.")));
     },
   };
 }
@@ -40,7 +42,7 @@ function jobView(main, ctx, id) {
     async refresh() {
       const job = await api(`/jobs/${enc(id)}`);
       const active = job.state === "queued" || job.state === "running";
-      replace(head, h("h1", {}, `Job #${job.id} `, badge(job.state, KIND[job.state] || "")),
+      replace(head, h("h1", {}, `${job.kind === "batch" ? "Batch scoring" : "Retrain"} job #${job.id} `, badge(job.state, KIND[job.state] || "")),
         h("dl", { className: "kv" }, h("dt", {}, "Model"), h("dd", {}, `${job.model} from v${job.parent_version}`),
           h("dt", {}, "Trigger"), h("dd", {}, job.trigger), h("dt", {}, "Progress"), h("dd", {}, `${Math.round((job.progress || 0) * 100)}%`),
           h("dt", {}, "Message"), h("dd", {}, job.message || "—")),
