@@ -24,8 +24,8 @@ from tests.fixtures.models import breast_cancer, save_joblib, sklearn_pipeline
 from tests.fixtures.server import LiveServer
 from turnout.calls import ApiError
 from turnout.client import Client
-
-pytestmark = pytest.mark.server
+from turnout.errors import Conflict
+from turnout.lifecycle.batch import chunks, stream_output
 
 FINISHED = ("succeeded", "failed", "cancelled")
 
@@ -46,7 +46,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     folder.mkdir()
     with live.client() as client:
         client.register("scorer", save_joblib(model, folder), flavor="sklearn")
-        for name in ("batch-prod", "resume-prod", "bad-prod"):
+        for name in ("batch-prod", "resume-prod", "cancel-prod", "bad-prod"):
             client.create_deployment(name, model="scorer", version=1)
     yield live
     live.stop()
@@ -85,6 +85,7 @@ def wait_for(client: Client, job_id: int, timeout_s: float = 120) -> dict[str, A
     raise AssertionError(f"job {job_id} did not finish")
 
 
+@pytest.mark.server
 def test_scoring_a_relative_csv_gives_the_models_answers_and_actuals_grade_them(
     server: LiveServer, tmp_path: Path
 ) -> None:
@@ -134,6 +135,7 @@ def test_scoring_a_relative_csv_gives_the_models_answers_and_actuals_grade_them(
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "again.parquet"), scored)
 
 
+@pytest.mark.server
 def test_a_killed_batch_job_resumes_and_every_row_is_scored_and_logged_once(
     server: LiveServer, tmp_path: Path
 ) -> None:
@@ -174,6 +176,32 @@ def test_a_killed_batch_job_resumes_and_every_row_is_scored_and_logged_once(
     assert sorted(log["prediction_id"]) == sorted(expected)
 
 
+@pytest.mark.server
+def test_a_cancelled_batch_job_stops_at_its_next_chunk(server: LiveServer, tmp_path: Path) -> None:
+    folder = server.home / "data" / "cancel"
+    folder.mkdir(parents=True, exist_ok=True)
+    customers(3000).to_csv(folder / "customers.csv", index=False)
+    with server.client() as client:
+        job = client.batch("cancel-prod", input=str(folder / "customers.csv"), chunk_rows=20)
+        deadline = time.monotonic() + 120
+        while client.job(job["id"])["progress"] <= 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        cancelled = turnout(server, "jobs", "cancel", str(job["id"]), cwd=tmp_path)
+        assert cancelled.returncode == 0, cancelled.stderr
+        ended = wait_for(client, job["id"])
+        assert (ended["state"], ended["message"]) == ("cancelled", "cancelled by request")
+        with pytest.raises(ApiError, match="its output is ready once it succeeded"):
+            client.download_batch_output(job["id"], tmp_path / "none.parquet")
+    parts = list((server.home / "data" / "batch" / str(job["id"])).glob("part-*.parquet"))
+    assert 0 < len(parts) < 150
+    # a stop between a chunk's log file and its part file leaves that chunk logged (a resume
+    # replaces the file), never a part without its log
+    assert 20 * len(parts) <= len(logged(server, "cancel-prod")) <= 20 * (len(parts) + 1)
+    assert not (tmp_path / "none.parquet").exists()
+
+
+@pytest.mark.server
 def test_bad_input_is_refused_and_changes_nothing(server: LiveServer, tmp_path: Path) -> None:
     data = server.home / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -204,9 +232,39 @@ def test_bad_input_is_refused_and_changes_nothing(server: LiveServer, tmp_path: 
     assert "no CSV or Parquet file" in cli.stderr
 
 
+@pytest.mark.server
 def test_a_viewer_cannot_start_a_batch_job(server: LiveServer) -> None:
     with server.client() as client:
         viewer = str(client.create_token("batch-viewer", "viewer")["token"])
     with Client(server.url, viewer) as client, pytest.raises(ApiError) as refused:
         client.batch("bad-prod", input=str(server.home / "data" / "fine.csv"))
     assert refused.value.status == 403
+
+
+# -- chunks and the output, without a server ------------------------------------------------
+
+
+def test_chunks_hold_the_same_rows_whatever_the_files_boundaries(tmp_path: Path) -> None:
+    rows = customers(13)
+    rows.iloc[:7].to_csv(tmp_path / "a.csv", index=False)
+    rows.iloc[7:].to_parquet(tmp_path / "b.parquet", index=False)
+
+    cut = list(chunks([tmp_path / "a.csv", tmp_path / "b.parquet"], 4))
+
+    assert [len(c) for c in cut] == [4, 4, 4, 1]
+    assert pd.concat(cut, ignore_index=True)["customer"].tolist() == rows["customer"].tolist()
+
+
+def test_the_output_is_one_file_of_all_parts_with_their_types_widened(tmp_path: Path) -> None:
+    pd.DataFrame({"x": [1, 2], "prediction": [0, 1]}).to_parquet(tmp_path / "p0.parquet")
+    pd.DataFrame({"x": [2.5], "prediction": [1]}).to_parquet(tmp_path / "p1.parquet")
+    parts = [tmp_path / "p0.parquet", tmp_path / "p1.parquet"]
+
+    (tmp_path / "out.parquet").write_bytes(b"".join(stream_output(parts)))
+
+    whole = pd.read_parquet(tmp_path / "out.parquet")
+    assert whole["x"].tolist() == [1.0, 2.0, 2.5]
+    assert whole["prediction"].tolist() == [0, 1, 1]
+    pd.DataFrame({"x": ["text"], "prediction": [1]}).to_parquet(tmp_path / "p2.parquet")
+    with pytest.raises(Conflict, match="disagree on a column's type"):
+        stream_output([*parts, tmp_path / "p2.parquet"])

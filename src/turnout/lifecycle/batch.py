@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from turnout.errors import BadRequest
+from turnout.errors import BadRequest, Conflict
 from turnout.lifecycle.retrain.data import local_files
 from turnout.lifecycle.retrain.process import JobFailed, JobProcess, blame, say
 from turnout.lifecycle.sources import DataAccess
@@ -207,7 +207,13 @@ def output_parts(location: str, access: DataAccess | None) -> list[Path]:
 def output_schema(parts: list[Path]) -> pa.Schema:
     """One schema for all parts (a CSV column read as integers in one chunk and as
     decimals in another becomes decimals)."""
-    return pa.unify_schemas([pq.read_schema(p) for p in parts], promote_options="permissive")
+    try:
+        return pa.unify_schemas([pq.read_schema(p) for p in parts], promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise Conflict(
+            f"the output's part files disagree on a column's type ({exc}); read the part "
+            "files one by one"
+        ) from exc
 
 
 def progress_message(done: int, total: int) -> str:
@@ -246,18 +252,22 @@ class _Sink:
 
 
 def stream_output(parts: list[Path]) -> Iterator[bytes]:
-    """The parts as one Parquet file, produced a part at a time."""
+    """The parts as one Parquet file, produced a part at a time. Their common schema is
+    worked out at once, so a conflict is refused before any byte is sent."""
     schema = (
         output_schema(parts) if parts else pa.schema([(c, pa.string()) for c in OUTPUT_COLUMNS])
     )
-    sink = _Sink()
-    writer = pq.ParquetWriter(sink, schema, compression="zstd")
-    for path in parts:
-        table = pq.read_table(path)
-        writer.write_table(table.select(schema.names).cast(schema))
+
+    def produce() -> Iterator[bytes]:
+        sink = _Sink()
+        writer = pq.ParquetWriter(sink, schema, compression="zstd")
+        for path in parts:
+            writer.write_table(pq.read_table(path).select(schema.names).cast(schema))
+            yield sink.drain()
+        writer.close()
         yield sink.drain()
-    writer.close()
-    yield sink.drain()
+
+    return produce()
 
 
 # -- the job process -------------------------------------------------------------------------
@@ -381,8 +391,9 @@ class BatchJob(JobProcess):
         file an earlier, killed run wrote for it (so no row is logged twice)."""
         spec = self.spec
         name = f"batch_{self.lineage}-%s-{chunk:06d}.parquet"
-        for stale in kind_dir(self.log_root, PREDICTIONS).glob(f"day=*/{name % '*'}"):
-            stale.unlink(missing_ok=True)
+        if spec.origin is not None:  # only a resumed batch can find files of its chunks
+            for stale in kind_dir(self.log_root, PREDICTIONS).glob(f"day=*/{name % '*'}"):
+                stale.unlink(missing_ok=True)
         share = spec.log_payloads
         keep = np.random.default_rng([self.lineage, chunk]).random(len(ids)) < share
         now = datetime.now(UTC)
