@@ -5,6 +5,7 @@ without scoring or logging any row twice."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ import pytest
 
 from tests.fixtures.models import breast_cancer, save_joblib, sklearn_pipeline
 from tests.fixtures.server import LiveServer
+from turnout.aclient import AsyncClient
 from turnout.calls import ApiError
 from turnout.client import Client
 from turnout.errors import Conflict
@@ -133,6 +135,12 @@ def test_scoring_a_relative_csv_gives_the_models_answers_and_actuals_grade_them(
     again = turnout(server, "jobs", "output", str(job["id"]), "again.parquet", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "again.parquet"), scored)
+
+    async def fetch() -> Path:
+        async with AsyncClient(server.url, server.token) as client:
+            return await client.download_batch_output(job["id"], tmp_path / "async.parquet")
+
+    pd.testing.assert_frame_equal(pd.read_parquet(asyncio.run(fetch())), scored)
 
 
 @pytest.mark.server
