@@ -34,7 +34,8 @@ from turnout.gateway.table import RoutingTable
 from turnout.lifecycle.controller import Controller
 from turnout.lifecycle.deployments import Deployments
 from turnout.lifecycle.notify import Notifier
-from turnout.lifecycle.retrain.executor import LocalExecutor, child_env
+from turnout.lifecycle.retrain.executor import Executor, LocalExecutor, child_env
+from turnout.lifecycle.retrain.ray_executor import RayExecutor, dashboard_address
 from turnout.lifecycle.retrain.service import Retraining
 from turnout.lifecycle.rollouts import Rollouts
 from turnout.lifecycle.routing import Routing
@@ -289,7 +290,7 @@ def create_app(settings: Settings) -> TurnoutApp:
         registry,
         monitor,
         rollouts,
-        LocalExecutor(settings.home / "jobs", child_env(settings)),
+        job_executor(settings),
         notify=notifier.send,
         access=data_access,
     )
@@ -349,6 +350,14 @@ def create_app(settings: Settings) -> TurnoutApp:
         else None,
         here=here,
     )
+
+
+def job_executor(settings: Settings) -> Executor:
+    """Where retrain and batch jobs run: this machine, or a Ray cluster."""
+    jobs_dir, env = settings.home / "jobs", child_env(settings)
+    if settings.executor == "local":
+        return LocalExecutor(jobs_dir, env)
+    return RayExecutor(dashboard_address(settings.executor), jobs_dir, env)
 
 
 def _log_writer_process(settings: Settings) -> bool:

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     status, metrics, drift, gates and retraining data: each writes and compacts only its own
     files and reads everyone's."""
 
+    executor: str = Field(default="local", pattern=r"^(local|ray|ray://\S+)$")
+    """Where retrain and batch jobs run: `local` (processes on the leading controller's
+    machine), `ray` (the Ray cluster `RAY_ADDRESS` names) or `ray://HOST:PORT` (a Ray
+    cluster's job submission address, its dashboard port, usually 8265)."""
+
     max_upload_mb: int = Field(default=4096, ge=1)
     """Largest upload the API takes: a model's files, or a caller's data files together."""
 
