@@ -19,6 +19,7 @@ cooldown: 6h
 timeout: 1h
 holdout_fraction: 0.2
 on_success: rollout              # or `register`
+resources: {cpus: 2, memory_mb: 4096}   # reserved on a Ray cluster (TURNOUT_EXECUTOR=ray...)
 ```
 """
 
@@ -123,6 +124,13 @@ class Triggers(_Section):
         )  # fmt: skip
 
 
+class Resources(_Section):
+    """A job's reservation on a cluster engine."""
+
+    cpus: float = Field(default=1.0, gt=0, le=1024)
+    memory_mb: Count | None = None
+
+
 class RetrainPolicy(_Section):
     """When and how a deployment's champion is retrained, and what becomes of the result."""
 
@@ -145,6 +153,8 @@ class RetrainPolicy(_Section):
     `register`: only register it."""
     check_every: Duration = 60.0
     """How often the controller evaluates the triggers."""
+    resources: Resources = Field(default_factory=lambda: Resources())
+    """What a job reserves where it runs (a Ray cluster); the local executor does not."""
 
     @field_validator("holdout_fraction")
     @classmethod
@@ -175,7 +185,7 @@ POLICY_SPEC = SpecKind(
     noun="retrain policy",
     short="retrain policy",
     keys="(data, target, triggers, cooldown, timeout, holdout_fraction, min_rows, on_success, "
-    "check_every)",
+    "check_every, resources)",
     root="policy",
     sections="must be a mapping of settings",
 )

@@ -155,6 +155,8 @@ class Retraining:
             timeout_s=policy.timeout,
             on_success=policy.on_success,
             tags=dict(champion.tags),
+            cpus=policy.resources.cpus,
+            memory_mb=policy.resources.memory_mb,
         )
         with self.db.write() as conn:
             job = ledger.create(

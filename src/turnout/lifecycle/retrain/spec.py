@@ -33,6 +33,9 @@ class JobSpec:
     min_rows: int = 50
     timeout_s: float = 3600.0
     on_success: str = "rollout"
+    cpus: float = 1.0
+    """Reserved for the job on a cluster engine (the Ray executor)."""
+    memory_mb: int | None = None
     tags: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, JSON]:
