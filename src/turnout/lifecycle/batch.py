@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
@@ -26,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from turnout.errors import BadRequest, Conflict
-from turnout.lifecycle.retrain.data import local_files
+from turnout.lifecycle.retrain.data import local_files, s3_download
 from turnout.lifecycle.retrain.process import JobFailed, JobProcess, blame, say
 from turnout.lifecycle.sources import DataAccess
 from turnout.monitoring.encoding import LogEntry, prediction_table
@@ -88,8 +89,15 @@ class BatchSpec:
 def check_input(location: str, signature: Signature, access: DataAccess | None) -> None:
     """Refuse an input the server may not read, that does not exist, or whose files lack
     one of the model's input columns; before any job is created."""
+    if location.startswith("s3://") and "\x00" not in location:
+        if access is not None:  # its columns are checked by the job, once it has the files
+            access.check_url(location, what="the batch input")
+        return
     if "://" in location or "\x00" in location or len(location) > MAX_PATH_CHARS:
-        raise BadRequest("batch input must be a CSV/Parquet file, folder or glob on the server")
+        raise BadRequest(
+            "batch input must be a CSV/Parquet file, folder or glob on the server, or an "
+            "s3:// object, prefix or glob"
+        )
     if access is not None:
         access.check_path(location, what="the batch input")
     files = input_files(location)
@@ -299,19 +307,20 @@ class BatchJob(JobProcess):
             f"pid {os.getpid()}"
         )
         self.stage(0.0, "reading the input")
-        files, total = self.prepare()
-        with blame(f"loading {record.ref} failed:"):
-            servable = self.registry.load(record)
-        done, skipped, chunk = 0, 0, -1
-        self.stage(0.0, progress_message(0, total))
-        for chunk, frame in enumerate(chunks(files, spec.chunk_rows)):
-            start = chunk * spec.chunk_rows
-            if part_path(self.folder, chunk).exists():
-                skipped += 1
-            else:
-                self.score(chunk, start, frame, record, servable)
-            done = start + len(frame)
-            self.stage(done / max(total, 1), progress_message(done, total), quiet=True)
+        with tempfile.TemporaryDirectory(prefix=f"batch-{self.job.id}-") as fetched:
+            files, total = self.prepare(Path(fetched))
+            with blame(f"loading {record.ref} failed:"):
+                servable = self.registry.load(record)
+            done, skipped, chunk = 0, 0, -1
+            self.stage(0.0, progress_message(0, total))
+            for chunk, frame in enumerate(chunks(files, spec.chunk_rows)):
+                start = chunk * spec.chunk_rows
+                if part_path(self.folder, chunk).exists():
+                    skipped += 1
+                else:
+                    self.score(chunk, start, frame, record, servable)
+                done = start + len(frame)
+                self.stage(done / max(total, 1), progress_message(done, total), quiet=True)
         say(f"scored {done} rows in {chunk + 1} chunks ({skipped} done by an earlier run)")
         result: dict[str, JSON] = {
             "output": str(self.folder),
@@ -324,13 +333,26 @@ class BatchJob(JobProcess):
         self.succeed(progress_message(done, total), result)
         return f"scored {done} rows into {self.folder}"
 
-    def prepare(self) -> tuple[list[Path], int]:
-        """The input's files and row count, checked against what an earlier run read."""
+    def prepare(self, fetched: Path) -> tuple[list[Path], int]:
+        """The input's files (an s3:// input downloaded into `fetched`) and row count,
+        checked against what an earlier run read."""
         spec = self.spec
         with blame("reading the batch input failed:"):
             check_input(spec.input, self.signature(), self.access)
-            files = input_files(spec.input)
-            sizes = [[str(p), p.stat().st_size] for p in files]
+            if spec.input.startswith("s3://"):
+                downloaded = s3_download(spec.input, fetched)
+                files = [copy for _, copy in downloaded]
+                sizes = [[name, copy.stat().st_size] for name, copy in downloaded]
+                for path in files:
+                    missing = [n for n in self.signature().names if n not in header(path)]
+                    if missing:
+                        raise BadRequest(
+                            f"batch input {path.name} lacks the model's input columns "
+                            f"{', '.join(missing)}"
+                        )
+            else:
+                files = input_files(spec.input)
+                sizes = [[str(p), p.stat().st_size] for p in files]
             total = sum(count_rows(p) for p in files)
         manifest = {"input": spec.input, "files": sizes, "chunk_rows": spec.chunk_rows,
                     "model": spec.model, "version": spec.version, "rows": total}  # fmt: skip
