@@ -17,7 +17,7 @@ from turnout.registry.servable import Servable
 from turnout.registry.signature import Signature
 from turnout.types import Array
 
-SIGNATURE = cast(Signature, object())
+SIGNATURE = Signature(columns=(), named=False)
 SERVABLE = cast(Servable, SimpleNamespace(signature=SIGNATURE))
 DEADLINE_S = 10.0
 

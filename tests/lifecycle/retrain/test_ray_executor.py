@@ -114,7 +114,11 @@ def test_a_retrain_job_runs_on_the_ray_cluster_and_registers_its_version(
         job = client.retrain("quick-prod", data={"path": data["path"]})
     done = finished(server, int(job["id"]))
     assert done["state"] == "succeeded", done
-    assert ray_status(ray_address, int(job["id"])) == "SUCCEEDED"
+    deadline = time.monotonic() + 60  # the job process writes its end, then exits
+    while (status := ray_status(ray_address, int(job["id"]))) in ("PENDING", "RUNNING"):
+        assert time.monotonic() < deadline, status
+        time.sleep(0.5)
+    assert status == "SUCCEEDED"
     with server.client() as client:
         assert [v["version"] for v in client.show_model("quick")["version_list"]] == [1, 2]
         assert "succeeded: registered quick:2" in client.job_logs(int(job["id"]))
