@@ -19,6 +19,7 @@ from tests.fixtures.fault_models import constant_model
 from tests.fixtures.hosting import FEATURES, ROWS, descendants, host_status, small_model
 from tests.fixtures.server import LiveServer
 from turnout.client import ApiError
+from turnout.host.priority import LOW_PRIORITY
 
 pytestmark = pytest.mark.server
 
@@ -473,7 +474,7 @@ def test_a_runner_holding_only_shadows_runs_at_low_cpu_priority_until_promoted( 
         return None
 
     deadline = time.monotonic() + 60
-    while nice_of_runner("m:2") != 19:
+    while nice_of_runner("m:2") != LOW_PRIORITY:
         assert time.monotonic() < deadline, f"the shadow's runner has nice {nice_of_runner('m:2')}"
         assert predict(server, "d").status_code == 200
         time.sleep(0.2)

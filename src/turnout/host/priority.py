@@ -11,7 +11,12 @@ import os
 import resource
 from pathlib import Path
 
-LOW_PRIORITY = 19
+LOW_PRIORITY = 10
+"""The nice value of runners holding only shadows: well behind live work (a tenth of a
+normal process's share of a busy CPU), without being starved outright."""
+LOW_PRIORITY_PATIENCE = 6.0
+"""How many times the hang limit a low-priority runner's call may take before it counts as
+hung: on a saturated machine it waits for the CPU, which is not a hang."""
 
 
 def can_raise() -> bool:

@@ -34,7 +34,7 @@ from turnout.host.placement import (
     isolation_for,
     least_loaded,
 )
-from turnout.host.priority import CAN_RAISE, LOW_PRIORITY, set_priority
+from turnout.host.priority import CAN_RAISE, LOW_PRIORITY, LOW_PRIORITY_PATIENCE, set_priority
 from turnout.host.slot import Slot
 from turnout.host.staging import Staging
 from turnout.host.template_process import Template
@@ -507,7 +507,7 @@ class Supervisor:
             )
 
     def _prioritize(self, runner: RunnerState) -> None:
-        """A runner holding only shadow versions runs at the lowest CPU priority, so on a
+        """A runner holding only shadow versions runs at a low CPU priority, so on a
         busy node its work waits for live answers rather than competing with them. Only
         where the priority can be raised again (a shadow promoted must not stay slow)."""
         low = bool(runner.models) and runner.models.keys() <= self.shadow_only and CAN_RAISE
@@ -688,6 +688,8 @@ class Supervisor:
                     continue
                 loading = busy.key.startswith("load:")
                 limit = self.config.load_timeout_s if loading else self.config.hang_s
+                if runner.low_priority:  # it waits for the CPU behind live work: not hung
+                    limit *= LOW_PRIORITY_PATIENCE
                 if now - busy.since > limit:
                     self._kill(runner)
                     self._lost(runner, f"hung for over {limit:g} s")

@@ -161,7 +161,7 @@ class WarmupPlan(_Section):
     """Ceiling on the shadow's p99 latency; None uses the deployment's timeout, if any."""
     max_latency_ratio: Annotated[float, AfterValidator(_positive)] | None = None
     """Ceiling on shadow p99 / champion p99; None (the default) skips the check. A shadow
-    runs at the lowest CPU priority and on merged copies, so on a busy machine its latency
+    runs at a low CPU priority and on merged copies, so on a busy machine its latency
     reads several times higher than it will be as a challenger, where the challenge step's
     `max_latency_p99_ms` checks it on live traffic."""
     min_agreement: Rate = 0.0
