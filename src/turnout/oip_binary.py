@@ -71,7 +71,7 @@ def raw_bytes(array: Array, datatype: str) -> bytes:
     """A tensor's bytes as the extension carries them: little-endian, row-major; BYTES
     elements each behind a 4-byte little-endian length."""
     if datatype == "BYTES":
-        return b"".join(_prefixed(item) for item in array.ravel(order="C"))
+        return b"".join(length_prefixed(item) for item in array.ravel(order="C"))
     return np.ascontiguousarray(array, dtype=DTYPES[datatype]).tobytes()
 
 
@@ -191,7 +191,9 @@ def _length(value: str, available: int) -> int:
     return int(value)
 
 
-def _prefixed(item: object) -> bytes:
+def length_prefixed(item: object) -> bytes:
+    """One BYTES element as the extension carries it: a 4-byte little-endian length, then
+    the bytes (text as UTF-8)."""
     data = item if isinstance(item, bytes) else str(item).encode()
     return _LENGTH.pack(len(data)) + data
 

@@ -16,26 +16,14 @@ import numpy as np
 import orjson
 
 from turnout.errors import BadRequest
+from turnout.oip_binary import DTYPES, length_prefixed
 from turnout.types import JSON, Array
 
 HEADER_LENGTH = b"inference-header-content-length"
 """The request and response header that says where the JSON ends (lower case, as ASGI has it)."""
 
-NUMPY_TYPES: dict[str, np.dtype[Any]] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype("<u1"),
-    "UINT16": np.dtype("<u2"),
-    "UINT32": np.dtype("<u4"),
-    "UINT64": np.dtype("<u8"),
-    "INT8": np.dtype("<i1"),
-    "INT16": np.dtype("<i2"),
-    "INT32": np.dtype("<i4"),
-    "INT64": np.dtype("<i8"),
-    "FP16": np.dtype("<f2"),
-    "FP32": np.dtype("<f4"),
-    "FP64": np.dtype("<f8"),
-}
-"""Fixed-size OIP datatypes as little-endian numpy types; BYTES is length-prefixed instead."""
+NUMPY_TYPES = DTYPES
+"""Fixed-size OIP datatypes as little-endian numpy types (the SDK's table: one wire format)."""
 
 _LENGTH = struct.Struct("<I")
 
@@ -208,14 +196,9 @@ def _flag(parameters: dict[str, Any], key: str, where: str) -> bool | None:
 def output_bytes(values: Array, datatype: str) -> bytes:
     """An output tensor's raw bytes for `datatype`, row-major, little-endian."""
     if datatype == "BYTES":
-        return b"".join(_prefixed(v) for v in values.ravel().tolist())
+        return b"".join(length_prefixed(v) for v in values.ravel().tolist())
     array = np.ascontiguousarray(values, dtype=NUMPY_TYPES[datatype])
     return array.tobytes()
-
-
-def _prefixed(value: Any) -> bytes:
-    data = value if isinstance(value, bytes) else str(value).encode("utf-8")
-    return _LENGTH.pack(len(data)) + data
 
 
 def encode(header: dict[str, JSON], buffers: list[bytes]) -> tuple[bytes, int]:
