@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,18 @@ def predict(url: str) -> httpx.Response:
     )
 
 
+def answered(cluster: Cluster) -> int:
+    """Requests the live workers of every node report having answered (heartbeats)."""
+    with cluster.nodes[0].client() as client:
+        return sum(int(t["requests"]) for t in client.show_deployment("d")["traffic"])
+
+
+def under_load(cluster: Cluster) -> None:
+    """Return once wrk's requests are reaching the nodes (their counters moved)."""
+    before = answered(cluster)
+    cluster.wait_until(lambda: answered(cluster) > before + 100, "the load to arrive")
+
+
 def test_nodes_behind_a_balancer_serve_switch_and_drain_without_failing_a_request(
     pg_url: str, s3_server: S3Server, tmp_path: Path
 ) -> None:
@@ -61,7 +72,7 @@ def test_nodes_behind_a_balancer_serve_switch_and_drain_without_failing_a_reques
         script = post_script(tmp_path, {"instances": ROWS.tolist()})
         load = start_wrk(f"{cluster.url}/v1/deployments/d/predict", script,
                          connections=8, duration_s=8)  # fmt: skip
-        time.sleep(2)  # the load is under way
+        under_load(cluster)
         with cluster.nodes[1].client() as client:  # promoted through another node
             applied = client.promote("d", version=2)
         switched = finish(load)
@@ -73,7 +84,7 @@ def test_nodes_behind_a_balancer_serve_switch_and_drain_without_failing_a_reques
 
         load = start_wrk(f"{cluster.url}/v1/deployments/d/predict", script,
                          connections=8, duration_s=8)  # fmt: skip
-        time.sleep(2)
+        under_load(cluster)
         leaving = cluster.nodes[2]
         assert leaving.process is not None
         os.killpg(leaving.process.pid, signal.SIGTERM)
