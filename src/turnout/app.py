@@ -43,6 +43,7 @@ from turnout.lifecycle.sources import DataAccess
 from turnout.monitoring.layout import writer_name
 from turnout.monitoring.predlog import PredictionLogger
 from turnout.monitoring.prometheus import FleetCollector, WorkerSnapshot
+from turnout.monitoring.remote import remote_log
 from turnout.monitoring.service import Monitor
 from turnout.monitoring.stats import TrafficStats
 from turnout.registry.service import Registry
@@ -219,6 +220,7 @@ def create_app(settings: Settings) -> TurnoutApp:
     rows = WorkerRows(db)
     worker_id = new_worker_id()
     writer = writer_name(worker_id)
+    shared_log = remote_log(settings)  # an unreachable store stops the start, naming it
     logger = (
         PredictionLogger(
             settings.log_root,
@@ -228,6 +230,7 @@ def create_app(settings: Settings) -> TurnoutApp:
             retention_days=settings.log_retention_days,
             compact_interval_s=settings.log_compact_s,
             process=_log_writer_process(settings),
+            remote=shared_log,
         )
         if settings.log_predictions
         else None
@@ -282,6 +285,8 @@ def create_app(settings: Settings) -> TurnoutApp:
         writer=writer,
         settle_s=settings.log_flush_ms / 1000 + SETTLE_MARGIN_S,
         logging=lambda: [w.logging for w in routing.live_workers()],
+        remote=shared_log,
+        retention_days=settings.log_retention_days,
     )
 
     data_access = DataAccess.from_settings(settings)

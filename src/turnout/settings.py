@@ -31,11 +31,11 @@ class Settings(BaseSettings):
     """The admin token of a cluster (from a secret): every node accepts it and none makes one
     of its own. Unset: each home gets a random one in `admin.token` on first start."""
 
-    log_dir: Path | None = None
-    """Folder of the prediction log and actuals (default: `log` beside a local artifact store,
-    `<home>/log` beside an object store). Nodes that share one (a network file system) share
-    status, metrics, drift, gates and retraining data: each writes and compacts only its own
-    files and reads everyone's."""
+    log_dir: str | None = None
+    """Where the prediction log and actuals live: a folder, or `s3://BUCKET/PREFIX` (default:
+    `log` beside the artifact store, in a folder or in the bucket). Nodes that share one (an
+    object store, or a network file system) share status, metrics, drift, gates and
+    retraining data: each writes and compacts only its own files and reads everyone's."""
 
     executor: str = Field(default="local", pattern=r"^(local|ray|ray://\S+)$")
     """Where retrain and batch jobs run: `local` (processes on the leading controller's
@@ -179,15 +179,25 @@ class Settings(BaseSettings):
 
     @property
     def log_root(self) -> Path:
-        """The prediction log: `TURNOUT_LOG_DIR`, else Parquet segments beside local
-        artifacts, or in the home beside an object store."""
+        """The folder this node reads and writes the prediction log in: `TURNOUT_LOG_DIR`,
+        else `log` beside local artifacts; with the log on an object store, the node's copy
+        of it in the home (see `monitoring.remote`)."""
+        from turnout.store.artifacts import is_local, local_path
+
+        if self.log_dir is not None and is_local(self.log_dir):
+            return local_path(self.log_dir)
+        if self.log_dir is None and is_local(self.artifacts):
+            return local_path(self.artifacts) / "log"
+        return self.home / "log"
+
+    @property
+    def log_remote(self) -> str | None:
+        """The object store holding the prediction log (`s3://...`), or None for a folder."""
         from turnout.store.artifacts import is_local
 
         if self.log_dir is not None:
-            return self.log_dir
-        if is_local(self.artifacts):
-            return Path(self.artifacts) / "log"
-        return self.home / "log"
+            return None if is_local(self.log_dir) else self.log_dir
+        return None if is_local(self.artifacts) else f"{self.artifacts.rstrip('/')}/log"
 
     @property
     def server_url(self) -> str:

@@ -13,7 +13,7 @@ def test_every_state_folder_is_hidden_once_and_nested_ones_with_their_parent(
 ) -> None:
     home = tmp_path / "home"
     shared_log = tmp_path / "nfs" / "log"
-    hidden = _state_folders(Settings(home=home, log_dir=shared_log, artifact_root=None))
+    hidden = _state_folders(Settings(home=home, log_dir=str(shared_log), artifact_root=None))
     assert hidden == (home.resolve(), shared_log.resolve())  # <home>/artifacts goes with home
 
 

@@ -16,6 +16,7 @@ from turnout.errors import BadRequest
 from turnout.lifecycle.retrain.data import load_training_data
 from turnout.lifecycle.retrain.policy import DataSource
 from turnout.lifecycle.sources import DataAccess
+from turnout.monitoring.query import LogReader
 from turnout.settings import Settings
 
 SECRET_HEADER = "root_password,api_key"
@@ -40,7 +41,12 @@ def access_for(data: Path, *urls: str) -> DataAccess:
 
 def load(source: DataSource, access: DataAccess, log_root: Path) -> object:
     return load_training_data(
-        source, columns=["x", "c"], target="y", deployment="d", log_root=log_root, access=access
+        source,
+        columns=["x", "c"],
+        target="y",
+        deployment="d",
+        log=LogReader(log_root),
+        access=access,
     )
 
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -73,10 +74,17 @@ def test_a_node_whose_object_store_is_unreachable_stops_naming_the_endpoint(
     assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in result.stderr
 
 
-def test_nodes_sharing_a_log_folder_see_each_others_traffic(
-    s3_server: S3Server, tmp_path: Path
+@pytest.mark.parametrize("shared", ["bucket", "folder"])
+def test_nodes_sharing_a_log_see_each_others_traffic_and_actuals(
+    s3_server: S3Server, tmp_path: Path, shared: str
 ) -> None:
-    env = {**s3_server.env(s3_server.bucket()), "TURNOUT_LOG_DIR": str(tmp_path / "shared-log")}
+    """With the log in the bucket (the default beside S3 artifacts) or in a shared folder
+    (`TURNOUT_LOG_DIR`), status on any node counts every node's answers exactly, and an
+    actual posted to one node grades an answer another node gave."""
+    bucket = s3_server.bucket()
+    env = s3_server.env(bucket)
+    if shared == "folder":
+        env["TURNOUT_LOG_DIR"] = str(tmp_path / "shared-log")
     database = f"sqlite:///{tmp_path / 'shared.db'}"
     nodes = [LiveServer(tmp_path / f"node-{name}", database_url=database, env=env) for name in "ab"]
     try:
@@ -86,6 +94,7 @@ def test_nodes_sharing_a_log_folder_see_each_others_traffic(
         with nodes[0].client() as client:
             client.register("m", path, flavor="sklearn")
             client.create_deployment("d", model="m", version=1)
+        answered: list[tuple[str, object]] = []
         for node, n in zip(nodes, (3, 5), strict=True):
             for _ in range(n):
                 reply = httpx.post(
@@ -94,15 +103,35 @@ def test_nodes_sharing_a_log_folder_see_each_others_traffic(
                     timeout=60,
                 )
                 assert reply.status_code == 200, reply.text
+                body = reply.json()
+                answered += zip(body["prediction_ids"], body["predictions"], strict=True)
         expected = 8 * len(ROWS)  # every row is one logged prediction
         for node in nodes:
-            deadline = time.monotonic() + 90
-            while (seen := champion_requests(node)) != expected:
-                assert time.monotonic() < deadline, f"{node.url} counts {seen} of {expected}"
-                time.sleep(0.5)
+            wait_for(lambda node=node: champion_requests(node) == expected, node, "requests")
+        logged = s3_server.client().list_objects_v2(Bucket=bucket, Prefix="artifacts/log/")
+        assert (logged["KeyCount"] > 0) == (shared == "bucket")
+
+        graded = [{"prediction_id": pid, "actual": label} for pid, label in answered[-len(ROWS) :]]
+        with nodes[0].client() as client:  # answers node b gave, graded through node a
+            report = client.post_actuals("d", graded)
+        assert report["accepted"] == len(ROWS), report
+        wait_for(lambda: champion_actuals(nodes[1]) == len(ROWS), nodes[1], "actuals")
     finally:
         for node in nodes:
             node.stop()
+
+
+def wait_for(check: Callable[[], bool], node: LiveServer, what: str) -> None:
+    deadline = time.monotonic() + 90
+    while not check():
+        assert time.monotonic() < deadline, f"{node.url} never counted the expected {what}"
+        time.sleep(0.5)
+
+
+def champion_actuals(node: LiveServer) -> int:
+    with node.client() as client:
+        metrics = client.status("d", window="1h")
+    return sum(int(g.get("actuals") or 0) for g in metrics["groups"] if g["role"] == "champion")
 
 
 def champion_requests(node: LiveServer) -> int:

@@ -32,6 +32,7 @@ from turnout.lifecycle.retrain.process import JobFailed, JobProcess, blame, say
 from turnout.lifecycle.sources import DataAccess
 from turnout.monitoring.encoding import LogEntry, prediction_table
 from turnout.monitoring.layout import PREDICTIONS, day_dir, kind_dir
+from turnout.monitoring.remote import RemoteLog
 from turnout.monitoring.segments import SEGMENT_ROW_GROUP_ROWS, clustered, write_atomically
 from turnout.registry.flavors import Prediction
 from turnout.registry.service import Registry
@@ -286,12 +287,21 @@ class BatchJob(JobProcess):
     prediction log, skipping chunks an earlier run of the same batch finished."""
 
     def __init__(
-        self, job: JobRecord, *, registry: Registry, log_root: Path, access: DataAccess
+        self,
+        job: JobRecord,
+        *,
+        registry: Registry,
+        log_root: Path,
+        access: DataAccess,
+        remote: RemoteLog | None = None,
     ) -> None:
         super().__init__(job, db=registry.db)
         self.spec = BatchSpec.from_dict(job.spec)
         self.registry = registry
         self.log_root = log_root
+        self.remote = remote
+        """The object store the log is shared on: each chunk's rows are pushed there before
+        the chunk counts as done."""
         self.access = access
         self.lineage = self.spec.lineage(job.id)
         self.folder = Path()
@@ -414,7 +424,13 @@ class BatchJob(JobProcess):
         spec = self.spec
         name = f"batch_{self.lineage}-%s-{chunk:06d}.parquet"
         if spec.origin is not None:  # only a resumed batch can find files of its chunks
+            if self.remote is not None:
+                with blame(f"chunk {chunk}: reading the shared prediction log failed:"):
+                    self.remote.pull()
             for stale in kind_dir(self.log_root, PREDICTIONS).glob(f"day=*/{name % '*'}"):
+                if self.remote is not None:
+                    with blame(f"chunk {chunk}: withdrawing an earlier run's rows failed:"):
+                        self.remote.delete(stale)
                 stale.unlink(missing_ok=True)
         share = spec.log_payloads
         keep = np.random.default_rng([self.lineage, chunk]).random(len(ids)) < share
@@ -435,6 +451,9 @@ class BatchJob(JobProcess):
             folder = day_dir(self.log_root, PREDICTIONS, now.date())
             folder.mkdir(parents=True, exist_ok=True)
             write_atomically(folder / (name % f"{now:%H}"), table, SEGMENT_ROW_GROUP_ROWS)
+        if self.remote is not None:
+            with blame(f"chunk {chunk}: pushing its rows to the shared prediction log failed:"):
+                self.remote.push()
 
 
 def write_bytes_atomically(path: Path, data: bytes) -> None:

@@ -7,7 +7,11 @@ Framing on stdin/stdout: a 4-byte big-endian length, then a JSON header; a `writ
 (`{"op": "write", "parts": n}`) is followed by n such frames of Arrow IPC stream bytes, which
 become one segment. Every request gets one JSON reply.
 
-    python -m turnout.monitoring.logwriter ROOT WRITER RETENTION_DAYS COMPACT_INTERVAL_S
+    python -m turnout.monitoring.logwriter ROOT WRITER RETENTION_DAYS COMPACT_INTERVAL_S \
+        [REMOTE_URI ENDPOINT_URL]
+
+With a REMOTE_URI (the log shared on an object store) it also pushes the files to the store
+from a thread of its own, and expires the store's old days (see `remote`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from turnout import framing
 from turnout.monitoring import compaction, segments
 from turnout.monitoring.encoding import finalize
 from turnout.monitoring.layout import KINDS, PREDICTIONS
+from turnout.monitoring.remote import Pusher, RemoteLog, open_remote_log
 
 log = logging.getLogger("turnout.monitoring")
 
@@ -56,11 +61,33 @@ def _receive(source: IO[bytes]) -> bytes:
 # -- the child ----------------------------------------------------------------------------
 
 
-def serve(root: Path, writer: str, retention_days: int, compact_interval_s: float) -> None:
+def serve(
+    root: Path,
+    writer: str,
+    retention_days: int,
+    compact_interval_s: float,
+    remote: RemoteLog | None = None,
+) -> None:
     """Write what the worker sends until it says `close` (or goes away)."""
 
     with contextlib.suppress(OSError):  # serving comes first; the log can wait a moment
         os.nice(NICENESS)
+    pusher = Pusher(remote) if remote is not None else None
+    try:
+        _serve(root, writer, retention_days, compact_interval_s, remote, pusher)
+    finally:
+        if pusher is not None:
+            pusher.close()
+
+
+def _serve(
+    root: Path,
+    writer: str,
+    retention_days: int,
+    compact_interval_s: float,
+    remote: RemoteLog | None,
+    pusher: Pusher | None,
+) -> None:
     source, out = sys.stdin.buffer, sys.stdout.buffer
     next_maintenance = time.monotonic()
     since: datetime | None = None
@@ -68,17 +95,21 @@ def serve(root: Path, writer: str, retention_days: int, compact_interval_s: floa
         wait = max(0.0, next_maintenance - time.monotonic())
         ready, _, _ = select.select([source], [], [], wait)
         if not ready:
-            _maintain(root, writer, retention_days, close=False, since=since)
+            _maintain(root, writer, retention_days, close=False, since=since, remote=remote)
+            if pusher is not None:
+                pusher.poke()
             since = datetime.now(UTC) - timedelta(days=_RECENT_DAYS)
             next_maintenance = time.monotonic() + compact_interval_s
             continue
         try:
             header = orjson.loads(_receive(source))
         except EOFError:  # the worker died: its batches in flight are its to count
-            _maintain(root, writer, retention_days, close=True)
+            _maintain(root, writer, retention_days, close=True, remote=remote)
             return
         if header.get("op") == "close":
-            _maintain(root, writer, retention_days, close=True)
+            _maintain(root, writer, retention_days, close=True, remote=remote)
+            if pusher is not None:
+                pusher.close()  # the last push, before the worker hears the log is closed
             _send(out, orjson.dumps({"ok": True}))
             return
         payloads = [_receive(source) for _ in range(int(header.get("parts", 1)))]
@@ -88,18 +119,28 @@ def serve(root: Path, writer: str, retention_days: int, compact_interval_s: floa
             table = pa.concat_tables(parts)
             segments.write_segment(root, PREDICTIONS, writer, table)
             reply: dict[str, Any] = {"ok": True, "rows": table.num_rows}
+            if pusher is not None:
+                pusher.poke()
         except Exception as exc:  # reported to the worker, which keeps the rows and retries
             reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         _send(out, orjson.dumps(reply))
 
 
 def _maintain(
-    root: Path, writer: str, retention_days: int, *, close: bool, since: datetime | None = None
+    root: Path,
+    writer: str,
+    retention_days: int,
+    *,
+    close: bool,
+    since: datetime | None = None,
+    remote: RemoteLog | None = None,
 ) -> None:
     now = datetime.now(UTC)
     try:
         compaction.compact_writer(root, writer, now=now, close=close, since=since, kinds=KINDS)
         compaction.expire(root, retention_days, now=now)
+        if remote is not None:
+            remote.expire(retention_days, now=now)
     except Exception:
         log.warning("prediction log compaction failed", exc_info=True)
 
@@ -112,9 +153,17 @@ class WriterProcess:
     crash. Calls come from the logger's one writer thread (and close), never concurrently."""
 
     def __init__(
-        self, root: Path, writer: str, *, retention_days: int, compact_interval_s: float
+        self,
+        root: Path,
+        writer: str,
+        *,
+        retention_days: int,
+        compact_interval_s: float,
+        remote: RemoteLog | None = None,
     ) -> None:
         self.args = [str(root), writer, str(retention_days), str(compact_interval_s)]
+        if remote is not None:
+            self.args += [remote.uri, remote.endpoint_url or ""]
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
 
@@ -197,8 +246,12 @@ def _release(process: subprocess.Popen[bytes]) -> None:
 
 def main() -> None:
     root, writer, retention_days, compact_interval_s = sys.argv[1:5]
+    remote = None
+    if len(sys.argv) > 5:  # checked by the worker at start; here an outage only delays pushes
+        uri, endpoint_url = sys.argv[5:7]
+        remote = open_remote_log(uri, Path(root), endpoint_url=endpoint_url or None, check=False)
     with contextlib.suppress(KeyboardInterrupt):
-        serve(Path(root), writer, int(retention_days), float(compact_interval_s))
+        serve(Path(root), writer, int(retention_days), float(compact_interval_s), remote)
 
 
 if __name__ == "__main__":

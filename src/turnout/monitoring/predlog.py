@@ -23,6 +23,7 @@ from turnout.monitoring import compaction, segments
 from turnout.monitoring.encoding import LogEntry, fast_table, finalize, prediction_table
 from turnout.monitoring.layout import KINDS, PREDICTIONS
 from turnout.monitoring.logwriter import WriterProcess
+from turnout.monitoring.remote import Pusher, RemoteLog
 
 log = logging.getLogger("turnout.monitoring")
 
@@ -89,10 +90,12 @@ class PredictionLogger:
         retention_days: int = 30,
         compact_interval_s: float = 300.0,
         process: bool = False,
+        remote: RemoteLog | None = None,
     ) -> None:
         """`process`: encode, compress and write in a separate writer process (which also
         compacts), so the serving process spends almost nothing on logging; otherwise all
-        of it happens in this process's writer thread."""
+        of it happens in this process's writer thread. `remote`: the object store the log
+        is shared on; whoever writes the files pushes them there."""
         self.root = root
         self.writer = writer
         self.max_buffered_rows = max_buffered_rows
@@ -119,11 +122,17 @@ class PredictionLogger:
         """Tables whose write failed, written with the next flush (their rows stay counted)."""
         self._writer_process = (
             WriterProcess(
-                root, writer, retention_days=retention_days, compact_interval_s=compact_interval_s
+                root,
+                writer,
+                retention_days=retention_days,
+                compact_interval_s=compact_interval_s,
+                remote=remote,
             )
             if process
             else None
         )
+        self.remote = remote if self._writer_process is None else None
+        self._pusher: Pusher | None = None
 
     def record(self, entry: LogEntry) -> None:
         """Queue `entry` for writing; O(1), no I/O, never raises. Drops (and counts) it when
@@ -146,6 +155,8 @@ class PredictionLogger:
                 return
             if self._writer_process is not None:
                 self._writer_process.start()
+            elif self.remote is not None:
+                self._pusher = Pusher(self.remote)
             self._thread = threading.Thread(
                 target=self._run, name=f"turnout-predlog-{self.writer}", daemon=True
             )
@@ -183,6 +194,8 @@ class PredictionLogger:
             self._writer_process.close()  # it compacts this writer's files, then exits
         else:
             self._maintain(close=True)
+        if self._pusher is not None:
+            self._pusher.close()
 
     def stats(self) -> dict[str, int | str | None]:
         """Rows queued, written and dropped so far, segments written, and the last failure."""
@@ -230,8 +243,12 @@ class PredictionLogger:
                 kinds=[kind for kind in KINDS if kind not in finished],
             )
             compaction.expire(self.root, self.retention_days, now=now)
+            if self.remote is not None:
+                self.remote.expire(self.retention_days, now=now)
         except Exception as exc:
             self._failed("prediction log compaction failed", exc)
+        if self._pusher is not None:
+            self._pusher.poke()
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Build the tables on `loop` (the worker's event loop), 200 entries at a
@@ -292,6 +309,8 @@ class PredictionLogger:
                 self._writer_process.write(parts)
             else:
                 segments.write_segment(self.root, PREDICTIONS, self.writer, _joined(parts))
+                if self._pusher is not None:
+                    self._pusher.poke()
         except Exception as exc:
             self._failed("prediction log write failed", exc)
             with self._lock:

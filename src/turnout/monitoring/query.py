@@ -28,6 +28,7 @@ from turnout.monitoring.layout import (
     PREDICTIONS,
     SCHEMAS,
 )
+from turnout.monitoring.remote import RemoteLog
 
 ATTEMPTS = 4
 """One read, then up to three more when a listed file vanished (compacted away) meanwhile."""
@@ -124,10 +125,16 @@ WHERE prediction_id BETWEEN $low AND $high
 
 
 class LogReader:
-    """Queries over one log root (the `<log root>` of `layout`)."""
+    """Queries over one log root (the `<log root>` of `layout`). With the log shared on an
+    object store (`remote`), each query first brings the root up to date with it (at most
+    once a second; see `remote.RemoteLog.refresh`), so it counts every node's rows."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self, root: Path, *, remote: RemoteLog | None = None, retention_days: int | None = None
+    ) -> None:
         self.root = root
+        self.remote = remote
+        self.retention_days = retention_days
         self._database = duckdb.connect()
         """Holds no tables: each query opens a cursor (a connection of its own, cheap to open,
         unlike a new database) and registers what it needs there."""
@@ -258,6 +265,8 @@ class LogReader:
         since, until = _utc(since), _utc(until)
         window, values = _window(column, since, until)
         values.update(params or {})
+        if self.remote is not None:
+            self.remote.refresh(retention_days=self.retention_days)
         attempt = 1
         while True:
             files = segments.live_files(self.root, kind, deployment, since=since, until=until)

@@ -22,6 +22,7 @@ from turnout.monitoring.drift import data_drift, prediction_drift
 from turnout.monitoring.groups import GroupStats
 from turnout.monitoring.metrics import classification_metrics, regression_metrics
 from turnout.monitoring.query import LogReader
+from turnout.monitoring.remote import Pusher, RemoteLog
 from turnout.registry.service import Registry
 from turnout.registry.signature import Signature
 from turnout.store import metadata as md
@@ -77,13 +78,20 @@ class Monitor:
         writer: str,
         settle_s: float = 0.0,
         logging: Callable[[], list[dict[str, Any]]] = list,
+        remote: RemoteLog | None = None,
+        retention_days: int | None = None,
     ) -> None:
         """`settle_s`: how long to wait for predictions still buffered in a worker before an
-        actual's id is reported unknown. `logging`: the live workers' logger counters."""
+        actual's id is reported unknown. `logging`: the live workers' logger counters.
+        `remote`: the object store the log is shared on (actuals taken here are pushed
+        there)."""
         self.db = db
         self.registry = registry
         self.root = root
-        self.reader = LogReader(root)
+        self.reader = LogReader(root, remote=remote, retention_days=retention_days)
+        self._remote = remote
+        self._pusher: Pusher | None = None
+        """Started with the first actuals taken."""
         self.writer = writer
         self.settle_s = settle_s
         self._logging = logging
@@ -104,7 +112,7 @@ class Monitor:
                 f"{len(rows)} actuals in one request; send at most {MAX_ACTUALS_PER_REQUEST} "
                 "per request"
             )
-        return ingest(
+        report = ingest(
             self.reader,
             self.root,
             self.writer,
@@ -113,6 +121,11 @@ class Monitor:
             signature_of=self._signature,
             settle_s=self.settle_s,
         )
+        if self._remote is not None:
+            if self._pusher is None:
+                self._pusher = Pusher(self._remote)
+            self._pusher.poke()
+        return report
 
     # -- metrics ----------------------------------------------------------------------------
 

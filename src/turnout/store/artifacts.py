@@ -141,9 +141,14 @@ class LocalArtifactStore:
             )
 
 
-def _local(uri: str) -> ArtifactStore:
+def local_path(uri: str) -> Path:
+    """The folder a local location names (a path, or a `file://` URL)."""
     parsed = urlparse(uri)
-    return LocalArtifactStore(Path(parsed.path if parsed.scheme == "file" else uri))
+    return Path(parsed.path if parsed.scheme == "file" else uri)
+
+
+def _local(uri: str) -> ArtifactStore:
+    return LocalArtifactStore(local_path(uri))
 
 
 def _s3(uri: str) -> ArtifactStore:

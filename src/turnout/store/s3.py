@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -135,26 +136,51 @@ class S3ArtifactStore:
             path.unlink(missing_ok=True)
             used -= file_size
 
-    @contextlib.contextmanager
     def _errors(self, doing: str) -> Any:
-        """botocore's errors as turnout's: a missing object is NotFound, anything the service
-        or the network did is StoreUnavailable (HTTP 503), naming the store, not the keys."""
-        from botocore.exceptions import BotoCoreError, ClientError
+        return s3_errors(self.where, doing)
 
-        try:
-            yield
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            code = str(error.get("Code", ""))
-            if code in MISSING:
-                raise NotFound(f"{doing}: not in {self.where}") from None
-            raise StoreUnavailable(
-                f"{doing} failed in {self.where}: {code} {error.get('Message', '')}".rstrip()
-            ) from None
-        except BotoCoreError as exc:
-            raise StoreUnavailable(
-                f"{doing} failed: {self.where} cannot be reached ({exc})"
-            ) from None
+
+@contextlib.contextmanager
+def s3_errors(where: str, doing: str) -> Iterator[None]:
+    """botocore's errors as turnout's: a missing object is NotFound, anything the service or
+    the network did is StoreUnavailable (HTTP 503), naming the store (`where`), not the keys."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        if code in MISSING:
+            raise NotFound(f"{doing}: not in {where}") from None
+        raise StoreUnavailable(
+            f"{doing} failed in {where}: {code} {error.get('Message', '')}".rstrip()
+        ) from None
+    except BotoCoreError as exc:
+        raise StoreUnavailable(f"{doing} failed: {where} cannot be reached ({exc})") from None
+
+
+def s3_client(endpoint_url: str | None, *, what: str) -> Any:
+    """boto3's S3 client for AWS S3 (or `endpoint_url`), with credentials from boto3's usual
+    chain, short connect timeouts and a few retries. `what` names the store needing it."""
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError:
+        raise BadRequest(f"{what} on s3:// needs boto3: pip install 'turnout[s3]'") from None
+    config = Config(
+        connect_timeout=5, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"}
+    )
+    return boto3.client("s3", endpoint_url=endpoint_url or None, config=config)
+
+
+def check_bucket(client: Any, bucket: str, where: str, doing: str) -> None:
+    """Raise, naming `where`, unless `bucket` exists and answers."""
+    try:
+        with s3_errors(where, doing):
+            client.head_bucket(Bucket=bucket)
+    except NotFound:
+        raise StoreUnavailable(f"bucket {bucket!r} does not exist at {where}") from None
 
 
 def open_s3(
@@ -164,22 +190,10 @@ def open_s3(
     parsed = urlparse(uri)
     if not parsed.netloc:
         raise BadRequest(f"artifact store {uri!r} names no bucket; use s3://BUCKET/PREFIX")
-    try:
-        import boto3
-        from botocore.config import Config
-    except ImportError:
-        raise BadRequest("an s3:// artifact store needs boto3: pip install 'turnout[s3]'") from None
+    client = s3_client(endpoint_url, what="an artifact store")
     where = f"{uri} (endpoint {endpoint_url or 'AWS S3'})"
-    config = Config(
-        connect_timeout=5, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"}
-    )
-    client = boto3.client("s3", endpoint_url=endpoint_url or None, config=config)
     store = S3ArtifactStore(
         client, parsed.netloc, parsed.path, cache=cache, cache_bytes=cache_bytes, where=where
     )
-    try:
-        with store._errors("opening the artifact store"):
-            client.head_bucket(Bucket=parsed.netloc)
-    except NotFound:
-        raise StoreUnavailable(f"bucket {parsed.netloc!r} does not exist at {where}") from None
+    check_bucket(client, parsed.netloc, where, "opening the artifact store")
     return store

@@ -25,6 +25,7 @@ from turnout.lifecycle.retrain.data import TrainingData, load_training_data
 from turnout.lifecycle.retrain.policy import DataSource
 from turnout.lifecycle.sources import DataAccess
 from turnout.monitoring.layout import SCHEMAS
+from turnout.monitoring.query import LogReader
 from turnout.monitoring.segments import write_segment
 from turnout.registry.baseline import fingerprint
 
@@ -51,7 +52,7 @@ def load(tmp_path: Path, **source: Any) -> TrainingData:
         columns=COLUMNS,
         target=TARGET,
         deployment="d",
-        log_root=tmp_path,
+        log=LogReader(tmp_path),
         access=DataAccess.unlimited(),
     )
 
@@ -230,7 +231,7 @@ def test_the_target_cannot_also_be_an_input(tmp_path: Path) -> None:
             columns=COLUMNS,
             target="x",
             deployment="d",
-            log_root=tmp_path,
+            log=LogReader(tmp_path),
             access=DataAccess.unlimited(),
         )
 

@@ -68,7 +68,7 @@ def load_training_data(
     columns: list[str],
     target: str,
     deployment: str,
-    log_root: Path,
+    log: LogReader,
     access: DataAccess,
 ) -> TrainingData:
     """Read the reference (if any) and then the source, keep `columns` + `target` in that
@@ -90,10 +90,7 @@ def load_training_data(
     elif source.sql is not None and source.url is not None:
         parts.append(read_query(source.sql, source.url, wanted))
     elif source.log is not None:
-        reader = LogReader(log_root)
-        parts.append(
-            read_log(reader, deployment, window_s=source.log, columns=columns, target=target)
-        )
+        parts.append(read_log(log, deployment, window_s=source.log, columns=columns, target=target))
     else:  # DataSource's own validation makes this unreachable
         raise BadRequest("the data source names no path, sql (with url) or log")
     labelled = [_labelled(part, target) for part in parts]

@@ -42,6 +42,8 @@ from turnout.lifecycle.retrain.process import (
 from turnout.lifecycle.retrain.spec import JobSpec
 from turnout.lifecycle.sources import DataAccess
 from turnout.monitoring.metrics import classification_metrics, regression_metrics
+from turnout.monitoring.query import LogReader
+from turnout.monitoring.remote import RemoteLog, remote_log
 from turnout.registry.flavors import Prediction, get_flavor
 from turnout.registry.optional import optional_import
 from turnout.registry.pipelines import load_pipeline
@@ -160,6 +162,8 @@ class RetrainJob(JobProcess):
         work_dir: Path,
         log_root: Path,
         access: DataAccess,
+        remote: RemoteLog | None = None,
+        retention_days: int | None = None,
     ) -> None:
         super().__init__(job, db=registry.db)
         self.access = access
@@ -169,6 +173,7 @@ class RetrainJob(JobProcess):
         self.work_dir = work_dir
         self.log_root = log_root
         """The prediction log, for a data source of logged traffic."""
+        self.log = LogReader(log_root, remote=remote, retention_days=retention_days)
 
     def run(self) -> str:
         return f"registered {self.register().ref}"
@@ -189,7 +194,7 @@ class RetrainJob(JobProcess):
                 columns=list(spec.columns),
                 target=spec.target,
                 deployment=spec.deployment,
-                log_root=self.log_root,
+                log=self.log,
                 access=self.access,
             )
         say(f"{data.rows} rows, fingerprint {data.fingerprint}")
@@ -321,10 +326,19 @@ def run_job(job_id: int, settings: Settings) -> int:
 def _process(job: JobRecord, registry: Registry, work: Path, settings: Settings) -> JobProcess:
     """The job's kind of process."""
     access = DataAccess.from_settings(settings)
+    remote = remote_log(settings, check=False)  # an outage fails the step that needs it
     if job.kind == BATCH_KIND:
-        return BatchJob(job, registry=registry, log_root=settings.log_root, access=access)
+        return BatchJob(
+            job, registry=registry, log_root=settings.log_root, access=access, remote=remote
+        )
     return RetrainJob(
-        job, registry=registry, work_dir=work, log_root=settings.log_root, access=access
+        job,
+        registry=registry,
+        work_dir=work,
+        log_root=settings.log_root,
+        access=access,
+        remote=remote,
+        retention_days=settings.log_retention_days,
     )
 
 
