@@ -11,11 +11,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from tests.fixtures.hosting import ROWS, small_model
+from tests.fixtures.proxy import cuttable
 from tests.fixtures.s3 import CREDENTIALS, S3Server
 from tests.fixtures.server import LiveServer, free_port
+from turnout.calls import ApiError
 
 pytestmark = pytest.mark.server
 
@@ -138,3 +142,55 @@ def champion_requests(node: LiveServer) -> int:
     with node.client() as client:
         metrics = client.status("d", window="1h")
     return sum(int(g["requests"]) for g in metrics["groups"] if g["role"] == "champion")
+
+
+def test_an_object_store_outage_keeps_models_serving_and_loses_no_logged_answer(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """The store goes away while a node serves: loaded models keep answering, a registration
+    fails with 503 and leaves nothing behind, and the answers logged meanwhile wait on the
+    node and reach the bucket once the store is back."""
+    bucket = s3_server.bucket()
+    with cuttable(s3_server.endpoint) as link:
+        env = {**s3_server.env(bucket), "TURNOUT_S3_ENDPOINT_URL": link.url}
+        node = LiveServer(tmp_path / "node", env=env).start()
+        try:
+            path, expected = small_model(tmp_path / "models", 3)
+            with node.client() as client:
+                client.register("m", path, flavor="sklearn")
+                client.create_deployment("d", model="m", version=1)
+            served = 0
+            for attempt in range(5):  # the first loads the model; the store goes after it
+                if attempt == 1:
+                    link.cut()
+                reply = httpx.post(
+                    f"{node.url}/v1/deployments/d/predict",
+                    json={"instances": ROWS.tolist()},
+                    timeout=60,
+                )
+                assert reply.status_code == 200, reply.text
+                assert reply.json()["predictions"] == expected.tolist()
+                served += len(ROWS)
+            with node.client() as client, pytest.raises(ApiError) as refused:
+                client.register("m", path, flavor="sklearn")
+            assert refused.value.status == 503
+            assert link.url in str(refused.value)
+            with node.client() as client:
+                assert [v["version"] for v in client.show_model("m")["version_list"]] == [1]
+                wait_for(lambda: champion_requests(node) == served, node, "local requests")
+
+            link.restore()
+            wait_for(lambda: logged_rows(s3_server, bucket) == served, node, "pushed rows")
+        finally:
+            node.stop()
+
+
+def logged_rows(server: S3Server, bucket: str) -> int:
+    """Prediction rows in the bucket's log (no compaction runs this fast: segments only)."""
+    client = server.client()
+    listed = client.list_objects_v2(Bucket=bucket, Prefix="artifacts/log/predictions/")
+    total = 0
+    for item in listed.get("Contents", []):
+        body = client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+        total += pq.read_metadata(pa.BufferReader(body)).num_rows
+    return total

@@ -66,6 +66,9 @@ KEY = re.compile(
 a key with `..` or slashes in the name) is left alone, never downloaded."""
 REFRESH_S = 1.0
 """How stale a reader's view of other nodes' files may be: it pulls at most this often."""
+RETRY_S = 2.0
+"""A push that failed is tried again after this long, then twice as long each time, up to
+the pusher's interval."""
 WARN_EVERY_S = 60.0
 """A failing store is logged at most this often per process (its failures are counted)."""
 
@@ -338,13 +341,16 @@ class Pusher:
         self._thread.join(timeout_s)
 
     def _run(self) -> None:
+        wait, retry = self.interval_s, RETRY_S
         while True:
-            self._wake.wait(self.interval_s)
+            self._wake.wait(wait)
             self._wake.clear()
             try:
                 self.remote.push()
+                wait, retry = self.interval_s, RETRY_S
             except Exception as exc:  # the thread must outlive any failure
                 self.remote.failed(exc)
+                wait, retry = retry, min(self.interval_s, retry * 2)
             if self._stopping:
                 return
 
