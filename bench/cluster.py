@@ -1,5 +1,6 @@
 """Several nodes as one system, measured: 1 and then 3 `turnout serve` nodes on one
-PostgreSQL, one S3 API (moto's server) and one shared log folder, behind HAProxy, under wrk.
+PostgreSQL and one S3 API (moto's server, holding artifacts and the prediction log), behind
+HAProxy, under wrk.
 
 Reported: requests/s through the balancer with 1 node and with 3 nodes (on a 2-core machine
 three nodes share the same cores, so this measures what the extra hops and processes cost,
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             pg.stop()
     text = "\n".join([
-        "# Several nodes behind HAProxy (one PostgreSQL, one S3 API, one shared log folder)",
+        "# Several nodes behind HAProxy (one PostgreSQL, one S3 API holding artifacts and the log)",
         "",
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; wrk, 16 connections, {args.duration} s a run, "
         "1-row OIP requests to the reference deployment, 1 worker a node, on this machine's "

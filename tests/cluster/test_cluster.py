@@ -1,5 +1,5 @@
-"""Several nodes as one system: three `turnout serve` nodes on one PostgreSQL, one S3
-bucket and one shared log folder, behind HAProxy, under load."""
+"""Several nodes as one system: three `turnout serve` nodes on one PostgreSQL and one S3
+bucket (artifacts and the prediction log), behind HAProxy, under load."""
 
 from __future__ import annotations
 
