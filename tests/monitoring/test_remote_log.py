@@ -204,3 +204,20 @@ def test_a_resumed_writer_withdraws_a_file_another_node_pushed(
     b.pull()
     assert not pulled.exists()
     assert requests(b.root) == 0
+
+
+def test_a_corrupted_object_is_refused_and_the_rest_of_the_log_still_reads(
+    s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    a, b = node(s3_server, bucket, tmp_path / "a"), node(s3_server, bucket, tmp_path / "b")
+    segment = write(a.root, rows("a", 7), writer="wa", now=LAST_HOUR)
+    a.push()
+    relative = segment.relative_to(a.root).as_posix()
+    bad = relative.replace("wa-", "wz-")
+    s3_server.client().put_object(Bucket=bucket, Key=f"shared/log/{bad}", Body=b"PAR1garbage")
+    assert requests(b.root, b) == 7
+    assert not (b.root / bad).exists()
+    assert b.failures == 1
+    assert "is not Parquet" in (b.last_error or "")
+    b.pull()
+    assert b.failures == 1  # not fetched again until it changes

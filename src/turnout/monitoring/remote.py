@@ -45,6 +45,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from turnout.errors import BadRequest, NotFound, StoreUnavailable
 from turnout.monitoring.layout import DAY_PREFIX, KINDS, kind_dir
@@ -76,6 +78,10 @@ Signature = list[int]
 """An own file as pushed: [size, mtime in ns]."""
 
 
+class CorruptedLogFile(Exception):
+    """An object under the log's keys that is not a readable Parquet file."""
+
+
 class RemoteLog:
     """A node's log folder `root` and the shared log under `s3://bucket/prefix`."""
 
@@ -98,6 +104,8 @@ class RemoteLog:
         self._refreshed = float("-inf")
         self._refreshing = threading.Lock()
         self._warned = float("-inf")
+        self._refused: dict[str, str] = {}
+        """Objects that were not Parquet, with their ETag: not fetched again until they change."""
 
     # -- names -------------------------------------------------------------------------------
 
@@ -175,7 +183,10 @@ class RemoteLog:
             changed = 0
             try:
                 for relative, etag in remote.items():
-                    if relative in pushed or pulled.get(relative) == etag:
+                    if relative in pushed or etag in (
+                        pulled.get(relative),
+                        self._refused.get(relative),
+                    ):
                         continue
                     path = self.root / relative
                     if relative not in pulled and path.exists():
@@ -217,6 +228,12 @@ class RemoteLog:
         try:
             with os.fdopen(fd, "wb") as out, s3_errors(self.where, "pulling the prediction log"):
                 self.client.download_fileobj(self.bucket, self._key(relative), out)
+            try:
+                pq.read_metadata(partial)
+            except (pa.ArrowException, OSError) as exc:
+                self._refused[relative] = etag
+                self.failed(CorruptedLogFile(f"{relative} in {self.where} is not Parquet: {exc}"))
+                return False
             os.chmod(partial, 0o600)
             pulled[relative] = etag  # recorded before it is visible (see the module doc)
             self._write("pulled", {"at": 0.0, "files": pulled})
