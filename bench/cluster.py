@@ -21,15 +21,17 @@ import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 from tests.fixtures.cluster import Cluster, start_cluster
 from tests.fixtures.s3 import S3Server, running_moto
 from tests.pg import PostgresServer
 
 from bench import peers, wrk
-from bench.workload import oip_body, turnout_models
+from bench.workload import oip_body, reference_row, turnout_models
 from turnout.client import Client
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +62,40 @@ def during(url: str, seconds: int, event: threading.Thread, script: Path) -> wrk
     return result[0]
 
 
+def shared_status(cluster: Cluster, requests: int = 2000) -> str:
+    """`requests` 1-row predictions to a fresh deployment through the balancer, then how long
+    until `status` on every node counts exactly that many (each node logs its own answers
+    and reads the others' from the bucket)."""
+    with cluster.nodes[0].client() as client:
+        client.create_deployment("counted", model=peers.MODEL, version=1)
+    body = {"instances": [reference_row()[1]]}
+    with httpx.Client(base_url=cluster.url, timeout=30) as http:
+
+        def send(_: int) -> int:
+            return http.post("/v1/deployments/counted/predict", json=body).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(send, range(requests)))
+    sent = time.monotonic()
+    ok = statuses.count(200)
+    counts: list[int] = []
+    while time.monotonic() - sent < 120:
+        counts = []
+        for node in cluster.nodes:
+            with node.client() as client:
+                groups = client.status("counted", window="1h")["groups"]
+            counts.append(sum(int(g["requests"]) for g in groups))
+        if counts == [ok] * len(cluster.nodes):
+            break
+        time.sleep(0.25)
+    waited = time.monotonic() - sent
+    verdict = "exact on every node" if counts == [ok] * len(cluster.nodes) else "NOT EXACT"
+    return (
+        f"Status after {ok:,} answered requests through the balancer: {counts} on the "
+        f"{len(counts)} nodes, {verdict}, {waited:.1f} s after the last answer."
+    )
+
+
 def row(nodes: int, what: str, load: wrk.Load) -> str:
     return f"| {nodes} | {what} | {load.rps:,.0f} | {load.p99_ms:.2f} | {load.errors} |"
 
@@ -70,7 +106,12 @@ def switch(client: Client) -> None:
 
 
 def measure(
-    nodes: int, folder: Path, pg: PostgresServer, s3: S3Server, args: argparse.Namespace
+    nodes: int,
+    folder: Path,
+    pg: PostgresServer,
+    s3: S3Server,
+    args: argparse.Namespace,
+    notes: list[str],
 ) -> list[str]:
     home = folder / f"{nodes}-nodes"
     database = pg.create_database(f"b_{uuid.uuid4().hex}")
@@ -82,6 +123,7 @@ def measure(
         steady = wrk.run(url, oip_body(), connections=16, duration_s=args.duration, script=script)
         lines = [row(nodes, "steady", steady)]
         if nodes > 1:
+            notes.append(shared_status(cluster))
             with Client(cluster.nodes[1].url, cluster.nodes[1].token) as client:
                 event = threading.Thread(target=switch, args=(client,))
                 switched = during(url, args.duration, event, script)
@@ -104,13 +146,14 @@ def main(argv: list[str] | None = None) -> int:
     results = ROOT / "bench" / "results" / f"{stamp}-cluster"
     results.mkdir(parents=True, exist_ok=True)
     rows: list[str] = []
+    notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="turnout-cluster-") as tmp:
         folder = Path(tmp)
         pg = PostgresServer().start()
         try:
             with running_moto(folder) as s3:
                 for nodes in (1, 3):
-                    rows += measure(nodes, folder, pg, s3, args)
+                    rows += measure(nodes, folder, pg, s3, args, notes)
         finally:
             pg.stop()
     text = "\n".join([
@@ -123,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         "| nodes | during | req/s | p99 ms | failed |",
         "| ---: | --- | ---: | ---: | ---: |",
         *rows,
+        "",
+        *notes,
         "",
     ])  # fmt: skip
     (results / "cluster.md").write_text(text)
