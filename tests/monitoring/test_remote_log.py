@@ -221,3 +221,20 @@ def test_a_corrupted_object_is_refused_and_the_rest_of_the_log_still_reads(
     assert "is not Parquet" in (b.last_error or "")
     b.pull()
     assert b.failures == 1  # not fetched again until it changes
+
+
+def test_a_query_over_recent_days_pulls_those_days_and_keeps_older_ones(
+    s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    a, b = node(s3_server, bucket, tmp_path / "a"), node(s3_server, bucket, tmp_path / "b")
+    old = NOW - timedelta(days=5)
+    write(a.root, rows("old", 3, old), writer="wa", now=old)
+    a.push()
+    assert requests(b.root, b) == 3  # no window: every day
+    write(a.root, rows("new", 4), writer="wa", now=LAST_HOUR)
+    a.push()
+    recent = LogReader(b.root, remote=b)
+    b.refresh(max_age_s=0, since=(NOW - timedelta(days=1)).date())
+    groups = recent.summary(DEPLOYMENT, since=NOW - timedelta(hours=6))
+    assert sum(g.requests for g in groups) == 4
+    assert requests(b.root) == 7  # the older day stayed, though this pull did not list it

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -265,8 +265,9 @@ class LogReader:
         since, until = _utc(since), _utc(until)
         window, values = _window(column, since, until)
         values.update(params or {})
-        if self.remote is not None:
-            self.remote.refresh(retention_days=self.retention_days)
+        if self.remote is not None:  # the days `live_files` reads below
+            first = (since - timedelta(days=1)).date() if since else date.min
+            self.remote.refresh(retention_days=self.retention_days, since=first)
         attempt = 1
         while True:
             files = segments.live_files(self.root, kind, deployment, since=since, until=until)

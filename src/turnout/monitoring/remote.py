@@ -101,7 +101,8 @@ class RemoteLog:
         self.failures = 0
         """Pushes and pulls that failed in this process (the store was unreachable)."""
         self.last_error: str | None = None
-        self._refreshed = float("-inf")
+        self._refreshed = (float("-inf"), date.max)
+        """When this process last pulled, and from which day."""
         self._refreshing = threading.Lock()
         self._warned = float("-inf")
         self._refused: dict[str, str] = {}
@@ -167,17 +168,17 @@ class RemoteLog:
 
     # -- pull ------------------------------------------------------------------------------
 
-    def pull(self, *, retention_days: int | None = None) -> int:
-        """Download other nodes' new or rewritten files (of the last `retention_days`) and
-        delete those gone from the store. Returns how many files changed here. Raises
-        StoreUnavailable when the store fails."""
+    def pull(self, *, retention_days: int | None = None, since: date = date.min) -> int:
+        """Download other nodes' new or rewritten files of the days from `since` (and of the
+        last `retention_days`), and delete those gone from the store. Returns how many files
+        changed here. Raises StoreUnavailable when the store fails."""
         started = time.time()
+        first = since if retention_days is None else max(since, _cutoff(retention_days))
         with self._locked("pull", wait=True):
             state = self._read("pulled")
-            if float(state.get("at", 0.0)) >= started:  # another process pulled meanwhile
-                return 0
+            if float(state.get("at", 0.0)) >= started and state.get("first", "") <= f"{first}":
+                return 0  # another process pulled these days meanwhile
             pulled: dict[str, str] = state.get("files", {})
-            first = date.min if retention_days is None else _cutoff(retention_days)
             remote = self._list(first)
             pushed = self._read("pushed").get("files", {})  # after listing (module doc)
             changed = 0
@@ -201,7 +202,7 @@ class RemoteLog:
                     del pulled[relative]
                     changed += 1
             finally:
-                self._write("pulled", {"at": started, "files": pulled})
+                self._write("pulled", {"at": started, "first": f"{first}", "files": pulled})
             return changed
 
     def _list(self, first: date) -> dict[str, str]:
@@ -244,18 +245,26 @@ class RemoteLog:
         finally:
             partial.unlink(missing_ok=True)
 
-    def refresh(self, *, retention_days: int | None = None, max_age_s: float = REFRESH_S) -> None:
-        """Pull unless this process pulled less than `max_age_s` ago. Never raises: when the
-        store fails, readers answer from the files already here (the failure is counted and
-        logged)."""
+    def refresh(
+        self,
+        *,
+        retention_days: int | None = None,
+        since: date = date.min,
+        max_age_s: float = REFRESH_S,
+    ) -> None:
+        """Pull the days from `since`, unless this process pulled them less than `max_age_s`
+        ago (a query over the last hour lists one or two days of the store, not all of
+        them). Never raises: when the store fails, readers answer from the files already
+        here (the failure is counted and logged)."""
         with self._refreshing:
-            if time.monotonic() - self._refreshed < max_age_s:
+            at, first = self._refreshed
+            if time.monotonic() - at < max_age_s and first <= since:
                 return
             try:
-                self.pull(retention_days=retention_days)
+                self.pull(retention_days=retention_days, since=since)
             except StoreUnavailable as exc:
                 self.failed(exc)
-            self._refreshed = time.monotonic()
+            self._refreshed = (time.monotonic(), since)
 
     def delete(self, path: Path) -> None:
         """Delete the log file `path` (in the root) here and in the store, whoever wrote it:
