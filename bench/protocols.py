@@ -145,12 +145,12 @@ def extensions(http_url: str) -> list[str]:
 # -- servers ----------------------------------------------------------------------------------
 
 
-def start_turnout(results: Path, model: Path) -> Target:
+def start_turnout(results: Path, model: Path, *, workers: int = 1) -> Target:
     home = results / "turnout-home"
     port, grpc_port = free_port(), free_port()
     command = [
         str(peers.MAIN_BIN / "turnout"), "serve", "--port", str(port),
-        "--grpc-port", str(grpc_port), "--workers", "1",
+        "--grpc-port", str(grpc_port), "--workers", str(workers),
     ]  # fmt: skip
     env = {"TURNOUT_HOME": str(home), "TURNOUT_HOST": "127.0.0.1"}
     server = Server(
