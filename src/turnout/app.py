@@ -81,8 +81,10 @@ class TurnoutApp:
         management: ASGIApp | None = None,
         grpc: GrpcServer | None = None,
         here: Where | None = None,
+        monitor: Monitor | None = None,
     ) -> None:
         self.gateway = gateway
+        self.monitor = monitor
         self.api = api
         self.management = management or api
         """The API behind its door (token before body, bounded bodies)."""
@@ -176,6 +178,8 @@ class TurnoutApp:
         await self.gateway.shadow.stop()
         if self.gateway.logger is not None:  # everything buffered reaches disk
             await asyncio.to_thread(self.gateway.logger.close)
+        if self.monitor is not None:  # and the actuals taken reach a shared log
+            await asyncio.to_thread(self.monitor.close)
         await self.heartbeat.stop()
         await self.gateway.runner.close()
         await asyncio.to_thread(tracing.shutdown)  # spans still buffered go out
@@ -343,6 +347,7 @@ def create_app(settings: Settings) -> TurnoutApp:
         db=db,
         loop=loop,
         controller=controller,
+        monitor=monitor,
         shutdown_grace_s=settings.shutdown_grace_ms / 1000,
         grpc=GrpcServer(
             InferenceServicer(gateway),

@@ -127,6 +127,11 @@ class Monitor:
             self._pusher.poke()
         return report
 
+    def close(self) -> None:
+        """Push the actuals taken here to the shared log one last time (when it is one)."""
+        if self._pusher is not None:
+            self._pusher.close()
+
     # -- metrics ----------------------------------------------------------------------------
 
     def groups(
