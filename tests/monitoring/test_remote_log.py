@@ -238,3 +238,20 @@ def test_a_query_over_recent_days_pulls_those_days_and_keeps_older_ones(
     groups = recent.summary(DEPLOYMENT, since=NOW - timedelta(hours=6))
     assert sum(g.requests for g in groups) == 4
     assert requests(b.root) == 7  # the older day stayed, though this pull did not list it
+
+
+def test_a_file_compacted_away_while_a_push_lists_it_is_skipped_not_a_failure(
+    s3_server: S3Server, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = node(s3_server, bucket, tmp_path / "a")
+    gone = write(a.root, rows("gone", 2), writer="wa", now=LAST_HOUR)
+    kept = write(a.root, rows("kept", 3), writer="wa", now=LAST_HOUR)
+    listed = a._local_files()
+
+    def listing_then_compaction() -> dict[str, tuple[Path, list[int]]]:
+        gone.unlink()  # deleted after the push listed it, before its upload
+        return listed
+
+    monkeypatch.setattr(a, "_local_files", listing_then_compaction)
+    assert a.push() == 1
+    assert keys(s3_server, bucket) == {kept.relative_to(a.root).as_posix()}

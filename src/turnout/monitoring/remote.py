@@ -135,8 +135,11 @@ class RemoteLog:
                 for relative, (path, signature) in own.items():
                     if pushed.get(relative) == signature:
                         continue
-                    with s3_errors(self.where, "pushing the prediction log"):
-                        self.client.upload_file(str(path), self.bucket, self._key(relative))
+                    try:
+                        with s3_errors(self.where, "pushing the prediction log"):
+                            self.client.upload_file(str(path), self.bucket, self._key(relative))
+                    except FileNotFoundError:  # compacted meanwhile: the next push deletes it
+                        continue
                     pushed[relative] = signature
                     changed += 1
                 for relative in [r for r in pushed if r not in own]:
