@@ -30,6 +30,7 @@ from turnout.lifecycle.retrain.policy import DataSource
 from turnout.lifecycle.sources import DataAccess
 from turnout.monitoring.query import LogReader
 from turnout.registry.baseline import fingerprint, read_table
+from turnout.store.s3 import s3_client as store_s3_client
 from turnout.types import JSON
 
 SUFFIXES = (".csv", ".parquet", ".pq")
@@ -212,15 +213,9 @@ def _sha256(path: Path) -> str:
 
 
 def s3_client() -> Any:
-    """The one way out to S3 (tests swap it for a stubbed client). Credentials are found as
-    boto3 finds them (environment, profile, instance role)."""
-    try:
-        boto3 = importlib.import_module("boto3")
-    except ImportError:
-        raise BadRequest(
-            "reading s3:// training data needs boto3: pip install 'turnout[s3]'"
-        ) from None
-    return boto3.client("s3", endpoint_url=os.environ.get(S3_ENDPOINT_ENV) or None)
+    """The one way out to S3 for data (tests swap it for a stubbed client): the client the
+    stores use, with credentials as boto3 finds them (environment, profile, instance role)."""
+    return store_s3_client(os.environ.get(S3_ENDPOINT_ENV) or None, what="training data")
 
 
 def s3_download(location: str, into: Path) -> list[tuple[str, Path]]:
