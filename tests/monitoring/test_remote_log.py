@@ -50,10 +50,19 @@ def bucket(s3_server: S3Server) -> str:
     return s3_server.bucket()
 
 
+Nodes = tuple[RemoteLog, RemoteLog]
+
+
+@pytest.fixture
+def two_nodes(s3_server: S3Server, bucket: str, tmp_path: Path) -> Nodes:
+    """Two nodes' log folders sharing `bucket`."""
+    return node(s3_server, bucket, tmp_path / "a"), node(s3_server, bucket, tmp_path / "b")
+
+
 def test_each_node_reads_every_nodes_rows_exactly_once(
-    s3_server: S3Server, bucket: str, tmp_path: Path
+    two_nodes: Nodes, s3_server: S3Server, bucket: str
 ) -> None:
-    a, b = node(s3_server, bucket, tmp_path / "a"), node(s3_server, bucket, tmp_path / "b")
+    a, b = two_nodes
     write(a.root, rows("a", 30), writer="wa", now=LAST_HOUR)
     write(a.root, rows("c", 5), writer="wa", now=LAST_HOUR)
     write(b.root, rows("b", 12), writer="wb", now=LAST_HOUR)
@@ -68,9 +77,9 @@ def test_each_node_reads_every_nodes_rows_exactly_once(
 
 
 def test_a_compaction_replaces_the_segments_on_every_node_without_counting_twice(
-    s3_server: S3Server, bucket: str, tmp_path: Path
+    two_nodes: Nodes, s3_server: S3Server, bucket: str
 ) -> None:
-    a, b = node(s3_server, bucket, tmp_path / "a"), node(s3_server, bucket, tmp_path / "b")
+    a, b = two_nodes
     for part in range(3):
         write(a.root, rows(f"p{part}", 10), writer="wa", now=LAST_HOUR)
     a.push()
@@ -88,11 +97,11 @@ def test_a_compaction_replaces_the_segments_on_every_node_without_counting_twice
 
 
 def test_a_reader_counts_the_compacted_file_alone_while_the_old_segments_linger(
-    s3_server: S3Server, bucket: str, tmp_path: Path
+    two_nodes: Nodes, s3_server: S3Server, bucket: str
 ) -> None:
     """Between a writer's upload of a compacted file and the deletion of its segments, a
     reader that pulled both counts each row once."""
-    a, b = node(s3_server, bucket, tmp_path / "a"), node(s3_server, bucket, tmp_path / "b")
+    a, b = two_nodes
     for part in range(2):
         write(a.root, rows(f"p{part}", 10), writer="wa", now=LAST_HOUR)
     a.push()
@@ -105,9 +114,9 @@ def test_a_reader_counts_the_compacted_file_alone_while_the_old_segments_linger(
 
 
 def test_a_node_withdraws_the_files_it_deleted_and_others_drop_them(
-    s3_server: S3Server, bucket: str, tmp_path: Path
+    two_nodes: Nodes, s3_server: S3Server, bucket: str
 ) -> None:
-    a, b = node(s3_server, bucket, tmp_path / "a"), node(s3_server, bucket, tmp_path / "b")
+    a, b = two_nodes
     segment = write(a.root, rows("a", 4), writer="wa", now=LAST_HOUR)
     a.push()
     assert requests(b.root, b) == 4
@@ -119,9 +128,9 @@ def test_a_node_withdraws_the_files_it_deleted_and_others_drop_them(
 
 
 def test_retention_deletes_old_days_in_the_store_and_a_pull_skips_them(
-    s3_server: S3Server, bucket: str, tmp_path: Path
+    two_nodes: Nodes, s3_server: S3Server, bucket: str
 ) -> None:
-    a, b = node(s3_server, bucket, tmp_path / "a"), node(s3_server, bucket, tmp_path / "b")
+    a, b = two_nodes
     old = NOW - timedelta(days=40)
     write(a.root, rows("old", 3, old), writer="wa", now=old)
     write(a.root, rows("new", 5), writer="wa", now=LAST_HOUR)
@@ -134,9 +143,9 @@ def test_retention_deletes_old_days_in_the_store_and_a_pull_skips_them(
 
 
 def test_while_the_store_is_down_files_wait_and_readers_answer_from_what_they_have(
-    s3_server: S3Server, bucket: str, tmp_path: Path
+    two_nodes: Nodes,
 ) -> None:
-    a, b = node(s3_server, bucket, tmp_path / "a"), node(s3_server, bucket, tmp_path / "b")
+    a, b = two_nodes
     write(b.root, rows("b", 6), writer="wb", now=LAST_HOUR)
     b.push()
     assert requests(a.root, a) == 6
@@ -189,10 +198,10 @@ def test_an_unreachable_store_or_missing_bucket_is_named_at_open(
 
 
 def test_a_resumed_writer_withdraws_a_file_another_node_pushed(
-    s3_server: S3Server, bucket: str, tmp_path: Path
+    two_nodes: Nodes, s3_server: S3Server, bucket: str
 ) -> None:
     """What a resumed batch job does with the rows an earlier run logged elsewhere."""
-    a, b = node(s3_server, bucket, tmp_path / "a"), node(s3_server, bucket, tmp_path / "b")
+    a, b = two_nodes
     table = pa.Table.from_pylist(rows("x", 3), schema=PREDICTION_SCHEMA)
     segment = write_segment(a.root, PREDICTIONS, "batch_7", table, now=LAST_HOUR)
     a.push()
@@ -207,9 +216,9 @@ def test_a_resumed_writer_withdraws_a_file_another_node_pushed(
 
 
 def test_a_corrupted_object_is_refused_and_the_rest_of_the_log_still_reads(
-    s3_server: S3Server, bucket: str, tmp_path: Path
+    two_nodes: Nodes, s3_server: S3Server, bucket: str
 ) -> None:
-    a, b = node(s3_server, bucket, tmp_path / "a"), node(s3_server, bucket, tmp_path / "b")
+    a, b = two_nodes
     segment = write(a.root, rows("a", 7), writer="wa", now=LAST_HOUR)
     a.push()
     relative = segment.relative_to(a.root).as_posix()
@@ -223,10 +232,8 @@ def test_a_corrupted_object_is_refused_and_the_rest_of_the_log_still_reads(
     assert b.failures == 1  # not fetched again until it changes
 
 
-def test_a_query_over_recent_days_pulls_those_days_and_keeps_older_ones(
-    s3_server: S3Server, bucket: str, tmp_path: Path
-) -> None:
-    a, b = node(s3_server, bucket, tmp_path / "a"), node(s3_server, bucket, tmp_path / "b")
+def test_a_query_over_recent_days_pulls_those_days_and_keeps_older_ones(two_nodes: Nodes) -> None:
+    a, b = two_nodes
     old = NOW - timedelta(days=5)
     write(a.root, rows("old", 3, old), writer="wa", now=old)
     a.push()
